@@ -1,0 +1,164 @@
+"""Build libcoap_py._libcoap: a cffi out-of-line, API-mode extension over the system libcoap.
+
+The library is found with pkg-config. ``LIBCOAP_PY_PKG`` names one package
+explicitly (e.g. ``libcoap-3-gnutls``); otherwise the first that exists of
+``PREFERRED`` wins. The API generation (4.2 = libcoap2, 4.3 = libcoap3) is
+read from the package's version and selects the per-generation declarations
+in ``libcoap_py/_cdef/v2`` or ``libcoap_py/_cdef/v3``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+CDEF_DIR = HERE / "libcoap_py" / "_cdef"
+GLUE = HERE / "libcoap_py" / "_glue.c"
+
+PREFERRED = (
+    "libcoap-3-openssl",
+    "libcoap-3-mbedtls",
+    "libcoap-3-gnutls",
+    "libcoap-3-notls",
+    "libcoap-3",
+    "libcoap-2-openssl",
+    "libcoap-2-mbedtls",
+    "libcoap-2-gnutls",
+    "libcoap-2",
+)
+
+# Declaration files, in dependency order. For each name the shared file
+# (_cdef/NAME.h) comes first, then the generation's own (_cdef/vN/NAME.h).
+ORDER = (
+    "types",
+    "str",
+    "address",
+    "pdu",
+    "option",
+    "dtls",
+    "session",
+    "net",
+    "event",
+    "debug",
+    "glue",
+)
+
+INSTALL_HINT = (
+    "libcoap-py needs the libcoap development files and pkg-config.\n"
+    "  Debian bookworm / Ubuntu 22.04+ / Raspberry Pi OS bookworm:\n"
+    "      sudo apt install libcoap3-dev pkg-config\n"
+    "  Debian / Raspberry Pi OS bullseye, Ubuntu 20.04:\n"
+    "      sudo apt install libcoap2-dev pkg-config\n"
+    "  or set LIBCOAP_PY_PKG to the pkg-config name of your libcoap build."
+)
+
+
+class BuildError(SystemExit):
+    """Stops the build with one readable message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"\nlibcoap-py build: {message}\n")
+
+
+def _pkg_config(*args: str) -> str:
+    exe = os.environ.get("PKG_CONFIG", "pkg-config")
+    if shutil.which(exe) is None:
+        raise BuildError(f"pkg-config ({exe}) not found.\n{INSTALL_HINT}")
+    out = subprocess.run([exe, *args], check=False, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise LookupError(out.stderr.strip())
+    return out.stdout.strip()
+
+
+def _exists(package: str) -> bool:
+    try:
+        _pkg_config("--exists", package)
+    except LookupError:
+        return False
+    return True
+
+
+def find_package() -> str:
+    """The pkg-config name of the libcoap to build against."""
+    explicit = os.environ.get("LIBCOAP_PY_PKG")
+    if explicit:
+        if not _exists(explicit):
+            raise BuildError(
+                f"LIBCOAP_PY_PKG={explicit}, but pkg-config does not know that package."
+                f"\n{INSTALL_HINT}"
+            )
+        return explicit
+    for name in PREFERRED:
+        if _exists(name):
+            return name
+    raise BuildError(f"no libcoap found by pkg-config.\n{INSTALL_HINT}")
+
+
+def generation(version: str) -> int:
+    """The libcoap API generation (2 or 3) of a library version string."""
+    parts = version.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        raise BuildError(f"cannot read libcoap version {version!r}") from None
+    if (major, minor) == (4, 2):
+        return 2
+    if (major, minor) >= (4, 3):
+        return 3
+    raise BuildError(f"libcoap {version} is too old; 4.2 or newer is needed")
+
+
+def declarations(gen: int) -> str:
+    """Assemble the cdef text: shared then per-generation file for each header."""
+    chunks = []
+    for name in ORDER:
+        for path in (CDEF_DIR / f"{name}.h", CDEF_DIR / f"v{gen}" / f"{name}.h"):
+            if path.exists():
+                chunks.append(f"/* {path.relative_to(HERE)} */\n{path.read_text()}")
+    return "\n".join(chunks)
+
+
+def _flags(package: str, what: str) -> list[str]:
+    return shlex.split(_pkg_config(what, package))
+
+
+def make_builder() -> FFI:
+    package = find_package()
+    version = _pkg_config("--modversion", package)
+    gen = generation(version)
+    header = "coap3/coap.h" if gen == 3 else "coap2/coap.h"
+    cflags = _flags(package, "--cflags")
+    libs = _flags(package, "--libs")
+
+    builder = FFI()
+    builder.cdef(declarations(gen))
+    source = (
+        f"#define LCP_GENERATION {gen}\n"
+        f'#define LCP_PKG_NAME "{package}"\n'
+        f"#include <{header}>\n" + GLUE.read_text()
+    )
+    builder.set_source(
+        "libcoap_py._libcoap",
+        source,
+        include_dirs=[a[2:] for a in cflags if a.startswith("-I")],
+        extra_compile_args=[a for a in cflags if not a.startswith("-I")]
+        + ["-Wno-deprecated-declarations"],
+        library_dirs=[a[2:] for a in libs if a.startswith("-L")],
+        libraries=[a[2:] for a in libs if a.startswith("-l")],
+        extra_link_args=[a for a in libs if not a.startswith(("-L", "-l"))],
+    )
+    print(f"libcoap-py: building against {package} {version} (generation {gen})", file=sys.stderr)
+    return builder
+
+
+ffibuilder = make_builder()
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

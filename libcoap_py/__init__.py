@@ -1,0 +1,74 @@
+"""libcoap-py: Python binding of libcoap (CoAP, RFC 7252) with certificate and PSK DTLS.
+
+>>> import libcoap_py as coap
+>>> with coap.Context() as ctx:
+...     s = ctx.client_session("coap://127.0.0.1")
+...     r = s.request("GET", ".well-known/core")
+"""
+
+from __future__ import annotations
+
+try:
+    from ._libcoap import ffi, lib
+except ImportError as _exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "libcoap_py._libcoap is not built: install the package with pip "
+        "(it compiles against the system libcoap; see the README)"
+    ) from _exc
+
+from . import _callbacks  # noqa: F401  (registers the extern "Python" functions)
+from .codes import Code, ContentFormat, Event, LogLevel, MessageType, NackReason, OptionNumber, Proto
+from .context import Context
+from .dtls import PKI, PSK
+from .errors import (
+    CoapError,
+    DTLSError,
+    NackError,
+    NotSupportedError,
+    PayloadTooLargeError,
+    RequestTimeout,
+    ResetError,
+    WrongThreadError,
+)
+from .library import dtls_is_supported, libcoap_version, package_name, tls_is_supported, tls_library
+from .log import get_log_level, set_log_level
+from .pdu import PDU, Response
+from .session import Session
+
+__version__ = "0.1.0"
+
+lib.coap_startup()
+
+__all__ = [
+    "PDU",
+    "PKI",
+    "PSK",
+    "CoapError",
+    "Code",
+    "ContentFormat",
+    "Context",
+    "DTLSError",
+    "Event",
+    "LogLevel",
+    "MessageType",
+    "NackError",
+    "NackReason",
+    "NotSupportedError",
+    "OptionNumber",
+    "PayloadTooLargeError",
+    "Proto",
+    "RequestTimeout",
+    "ResetError",
+    "Response",
+    "Session",
+    "WrongThreadError",
+    "dtls_is_supported",
+    "ffi",
+    "get_log_level",
+    "lib",
+    "libcoap_version",
+    "package_name",
+    "set_log_level",
+    "tls_is_supported",
+    "tls_library",
+]

@@ -1,0 +1,78 @@
+"""The extern "Python" functions libcoap calls (through _glue.c), and how they dispatch.
+
+Rule: no exception crosses into C. Each trampoline catches everything,
+stores the first exception on its Context (re-raised by the next
+``run_once()``/``request()``), and returns a safe value to libcoap.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ._libcoap import ffi, lib
+from .context import Context
+from .session import Session
+
+_log = logging.getLogger("libcoap_py")
+_NULL = ffi.NULL
+
+
+def _find(session_ptr: Any) -> tuple[Context | None, Session | None]:
+    data = lib.coap_session_get_app_data(session_ptr)
+    if data != _NULL:
+        session: Session = ffi.from_handle(data)
+        return session._context, session
+    data = lib.lcp_session_context_app_data(session_ptr)
+    if data != _NULL:
+        return ffi.from_handle(data), None
+    return None, None
+
+
+def _lost(error: BaseException) -> None:
+    # No Context to carry it (libcoap is tearing down): at least make it visible.
+    _log.error("exception in a libcoap callback with no Context to re-raise it", exc_info=error)
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def lcp_py_response(session_ptr: Any, sent: Any, received: Any, mid: int) -> int:
+    context = None
+    try:
+        context, session = _find(session_ptr)
+        if context is None:
+            return 0
+        return context._on_response(session, sent, received, mid)
+    except BaseException as error:  # noqa: BLE001
+        if context is not None:
+            context._store_error(error)
+        else:
+            _lost(error)
+        return 1
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def lcp_py_nack(session_ptr: Any, sent: Any, reason: int, mid: int) -> None:
+    context = None
+    try:
+        context, session = _find(session_ptr)
+        if context is not None:
+            context._on_nack(session, sent, reason, mid)
+    except BaseException as error:  # noqa: BLE001
+        if context is not None:
+            context._store_error(error)
+        else:
+            _lost(error)
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def lcp_py_event(session_ptr: Any, event: int) -> None:
+    context = None
+    try:
+        context, session = _find(session_ptr)
+        if context is not None:
+            context._on_event(session, event)
+    except BaseException as error:  # noqa: BLE001
+        if context is not None:
+            context._store_error(error)
+        else:
+            _lost(error)

@@ -1,0 +1,101 @@
+/* The project's own C helpers (libcoap_py/_glue.c): one interface for every
+ * libcoap generation. The Pythonic layer talks to libcoap through these and
+ * through the few shared declarations; it never branches on the version. */
+
+static const int LCP_GENERATION;
+static const char *const LCP_PKG_NAME;
+
+/* Feature flags (1 = available in this build). */
+static const int LCP_HAS_PEM_BUF;
+static const int LCP_HAS_CLIENT_SNI;
+
+/* Callbacks into Python, one signature for every generation. */
+extern "Python" int lcp_py_response(coap_session_t *session, const coap_pdu_t *sent,
+                                    const coap_pdu_t *received, int mid);
+extern "Python" void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
+                                 int reason, int mid);
+extern "Python" void lcp_py_event(coap_session_t *session, int event);
+extern "Python" void lcp_py_log(int level, const char *message);
+
+/* Context. */
+coap_context_t *lcp_new_context(void *app_data);
+void lcp_install_log_handler(void);
+int lcp_io_process(coap_context_t *ctx, int timeout_ms);
+
+/* Addresses: ip is a numeric IPv4/IPv6 literal (an IPv6 may carry %scope). */
+int lcp_address_set(coap_address_t *addr, const char *ip, uint16_t port);
+int lcp_address_format(const coap_address_t *addr, char *ip, size_t iplen,
+                       uint16_t *port);
+
+/* Sessions. */
+typedef struct {
+  int verify_peer_cert;
+  int require_peer_cert;
+  int allow_self_signed;
+  int allow_expired_certs;
+  int cert_chain_validation;
+  int cert_chain_verify_depth;
+  int check_cert_revocation;
+  int use_buffers;          /* 0: the three paths, 1: the three PEM buffers */
+  const char *cert_file;
+  const char *key_file;
+  const char *ca_file;
+  const uint8_t *cert_buf;
+  size_t cert_len;
+  const uint8_t *key_buf;
+  size_t key_len;
+  const uint8_t *ca_buf;
+  size_t ca_len;
+  const char *client_sni;   /* may be NULL */
+} lcp_pki_t;
+
+coap_session_t *lcp_client_session(coap_context_t *ctx, const coap_address_t *local,
+                                   const coap_address_t *server, int proto);
+coap_session_t *lcp_client_session_psk(coap_context_t *ctx,
+                                       const coap_address_t *local,
+                                       const coap_address_t *server, int proto,
+                                       const uint8_t *identity, size_t identity_len,
+                                       const uint8_t *key, size_t key_len,
+                                       const char *client_sni);
+coap_session_t *lcp_client_session_pki(coap_context_t *ctx,
+                                       const coap_address_t *local,
+                                       const coap_address_t *server, int proto,
+                                       const lcp_pki_t *pki);
+void *lcp_session_context_app_data(const coap_session_t *session);
+int lcp_session_address(const coap_session_t *session, int remote, char *ip,
+                        size_t iplen, uint16_t *port);
+int lcp_session_state(const coap_session_t *session);
+int lcp_session_proto(const coap_session_t *session);
+void lcp_session_set_ack_timeout_ms(coap_session_t *session, unsigned int ms);
+unsigned int lcp_session_get_ack_timeout_ms(const coap_session_t *session);
+unsigned int lcp_session_get_ack_random_factor_milli(const coap_session_t *session);
+void lcp_session_set_max_retransmit(coap_session_t *session, unsigned int value);
+unsigned int lcp_session_get_max_retransmit(const coap_session_t *session);
+
+/* PDUs. */
+typedef struct {
+  int type;
+  int code;
+  int mid;
+  const uint8_t *token;
+  size_t token_len;
+  const uint8_t *payload;
+  size_t payload_len;
+} lcp_pdu_info_t;
+
+/* A new PDU for the session with a fresh message ID and token (token
+ * copied to token_out, at most 8 bytes). NULL when out of memory. */
+coap_pdu_t *lcp_new_request(coap_session_t *session, int type, int code,
+                            uint8_t *token_out, size_t *token_len);
+int lcp_add_option(coap_pdu_t *pdu, uint16_t number, const uint8_t *value,
+                   size_t len);
+int lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
+size_t lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
+                       const uint8_t **values, size_t *lengths, size_t max);
+void lcp_pdu_set_type(coap_pdu_t *pdu, int type);
+void lcp_pdu_set_code(coap_pdu_t *pdu, int code);
+int lcp_send(coap_session_t *session, coap_pdu_t *pdu);
+
+/* Library information. */
+const char *lcp_tls_library_name(void);
+uint64_t lcp_tls_library_version(void);

@@ -1,0 +1,369 @@
+"""Context: libcoap's coap_context_t, its sessions, its I/O loop and the handlers."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any, Callable, TypeVar, Union
+
+from ._libcoap import ffi, lib
+from .codes import Event, NackReason
+from .dtls import PKI, PSK
+from .errors import CoapError, NotSupportedError, WrongThreadError
+from .pdu import PDU, Response, _OptionReader
+from .session import Session, nack_error
+from .uri import parse_local, parse_uri, resolve
+
+__all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler"]
+
+ResponseHandler = Callable[[Union[Session, None], Union[PDU, None], PDU, int], Any]
+NackHandler = Callable[[Union[Session, None], Union[PDU, None], NackReason, int], Any]
+EventHandler = Callable[[Union[Session, None], Union[Event, int]], Any]
+H = TypeVar("H", bound=Callable[..., Any])
+
+_DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
+
+
+class Context:
+    """A libcoap context: owns sessions, runs the I/O loop, dispatches to handlers.
+
+    Use it as a context manager or call ``close()`` (idempotent). A Context
+    and its sessions belong to the thread that made it.
+    """
+
+    def __init__(self) -> None:
+        self._owner = threading.get_ident()
+        self._handle = ffi.new_handle(self)
+        self._ptr: Any = None
+        self._sessions: set[Session] = set()
+        self._owned_pdus: weakref.WeakSet[PDU] = weakref.WeakSet()
+        self._error: BaseException | None = None
+        self._dispatching = 0
+        self._in_io = False
+        self._deferred_release: list[Any] = []
+        self._close_requested = False
+        self._response_handler: ResponseHandler | None = None
+        self._nack_handler: NackHandler | None = None
+        self._event_handler: EventHandler | None = None
+        self._keepalive = 0
+        self._info = ffi.new("lcp_pdu_info_t *")
+        self._reader = _OptionReader()
+        self.closed = False
+        ptr = lib.lcp_new_context(self._handle)
+        if ptr == ffi.NULL:
+            raise CoapError("libcoap could not create a context (coap_new_context failed)")
+        self._ptr = ptr
+
+    # -- guards -----------------------------------------------------------------------------
+
+    def _enter(self) -> Any:
+        if self._owner != threading.get_ident():
+            raise WrongThreadError(
+                "this Context belongs to another thread; libcoap contexts are not thread-safe "
+                "(make one Context per thread)"
+            )
+        if self._ptr is None:
+            raise CoapError("the Context is closed")
+        return self._ptr
+
+    def _enter_for_close(self) -> None:
+        if self._owner != threading.get_ident():
+            raise WrongThreadError("close() must be called from the thread that made the Context")
+
+    @property
+    def ptr(self) -> Any:
+        """The ``coap_context_t *`` for raw ``coap.lib`` calls."""
+        return self._enter()
+
+    # -- settings ---------------------------------------------------------------------------
+
+    @property
+    def keepalive(self) -> int:
+        """Seconds of silence after which libcoap pings the peer (0: never)."""
+        return self._keepalive
+
+    @keepalive.setter
+    def keepalive(self, seconds: int) -> None:
+        if seconds < 0:
+            raise ValueError("keepalive must be >= 0 seconds")
+        lib.coap_context_set_keepalive(self._enter(), int(seconds))
+        self._keepalive = int(seconds)
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    def register_response_handler(self, handler: H) -> H:
+        """``handler(session, sent, received, mid)`` for responses to PDUs sent with ``send()``."""
+        self._response_handler = handler
+        return handler
+
+    def register_nack_handler(self, handler: H) -> H:
+        """``handler(session, sent, reason, mid)`` when libcoap gives up on a sent PDU."""
+        self._nack_handler = handler
+        return handler
+
+    def register_event_handler(self, handler: H) -> H:
+        """``handler(session, event)`` for session events (DTLS connected, closed, ...)."""
+        self._event_handler = handler
+        return handler
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def client_session(
+        self, uri: str, dtls: PKI | PSK | None = None, local: str | None = None
+    ) -> Session:
+        """A session to the server in ``uri`` (``coap://`` or ``coaps://`` with ``dtls``).
+
+        ``local`` binds the local side, e.g. ``"0.0.0.0"`` or ``"[::]:40000"``.
+        """
+        ctx = self._enter()
+        parsed = parse_uri(uri)
+        if parsed.secure:
+            if dtls is None:
+                raise ValueError(f"{parsed.scheme}:// needs dtls=coap.PKI(...) or coap.PSK(...)")
+            if not isinstance(dtls, (PKI, PSK)):
+                raise TypeError("dtls must be a coap.PKI or a coap.PSK")
+            if not lib.coap_dtls_is_supported():
+                raise NotSupportedError("this libcoap build has no DTLS support")
+        elif dtls is not None:
+            raise ValueError(f"dtls= given for a {parsed.scheme}:// URI; use coaps://")
+
+        family, ip = resolve(parsed.host, parsed.port)
+        server = ffi.new("coap_address_t *")
+        if not lib.lcp_address_set(server, ip.encode(), parsed.port):
+            raise ValueError(f"cannot use address {ip!r} of {parsed.host!r}")
+        local_addr = ffi.NULL
+        if local is not None:
+            host, port = parse_local(local)
+            _, local_ip = resolve(host, port, family)
+            local_addr = ffi.new("coap_address_t *")
+            if not lib.lcp_address_set(local_addr, local_ip.encode(), port):
+                raise ValueError(f"cannot use local address {local!r}")
+
+        keep: list[Any] = []
+        proto = int(parsed.proto)
+        if isinstance(dtls, PSK):
+            keep.extend((dtls.identity, dtls.key))
+            sni = ffi.new("char[]", dtls.client_sni.encode()) if dtls.client_sni else ffi.NULL
+            keep.append(sni)
+            ptr = lib.lcp_client_session_psk(
+                ctx, local_addr, server, proto, dtls.identity, len(dtls.identity),
+                dtls.key, len(dtls.key), sni,
+            )
+        elif isinstance(dtls, PKI):
+            if dtls.root_cas is not None:
+                self._set_root_cas(dtls.root_cas)
+            setup, buffers = dtls._setup()
+            keep.extend(buffers)
+            ptr = lib.lcp_client_session_pki(ctx, local_addr, server, proto, setup)
+        else:
+            ptr = lib.lcp_client_session(ctx, local_addr, server, proto)
+        if ptr == ffi.NULL:
+            where = f" from {local}" if local else ""
+            raise CoapError(
+                f"libcoap could not create a session to {parsed}{where} "
+                "(see the 'libcoap' logger for why)"
+            )
+        session = Session(self, ptr, parsed, keep)
+        self._sessions.add(session)
+        return session
+
+    def _set_root_cas(self, path: str) -> None:
+        is_dir = os.path.isdir(path)
+        ok = lib.coap_context_set_pki_root_cas(
+            self._enter(), ffi.NULL if is_dir else path.encode(), path.encode() if is_dir else ffi.NULL
+        )
+        if not ok:
+            raise CoapError(f"libcoap could not load the root CAs from {path}")
+
+    @property
+    def sessions(self) -> list[Session]:
+        """The open sessions."""
+        return list(self._sessions)
+
+    def _release_session(self, ptr: Any) -> None:
+        if self._in_io:
+            # libcoap may still use the session after the handler returns.
+            self._deferred_release.append(ptr)
+        elif self._ptr is not None:
+            lib.coap_session_release(ptr)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run_once(self, timeout_ms: int | None = 1000) -> int:
+        """Do one round of I/O: wait up to ``timeout_ms`` for traffic or timers, handle it.
+
+        ``0`` polls without waiting; ``None`` waits until something happens.
+        (In C, ``coap_run_once(ctx, 0)`` waits without bound; here 0 means poll.)
+        Re-raises the first exception a handler raised. Returns libcoap's result
+        (milliseconds spent).
+        """
+        self._enter()
+        if self._dispatching:
+            raise CoapError("run_once() cannot be called from inside a handler")
+        if timeout_ms is None:
+            wait = -1
+        else:
+            wait = int(timeout_ms)
+            if wait < 0:
+                raise ValueError("timeout_ms must be >= 0, or None to wait for activity")
+        return self._io(wait)
+
+    def _io(self, wait_ms: int) -> int:
+        ptr = self._ptr
+        self._in_io = True
+        try:
+            result = int(lib.lcp_io_process(ptr, wait_ms))
+        finally:
+            self._in_io = False
+            self._after_io()
+        if result < 0:
+            raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
+        return result
+
+    def _after_io(self) -> None:
+        if self._deferred_release:
+            pending, self._deferred_release = self._deferred_release, []
+            for ptr in pending:
+                lib.coap_session_release(ptr)
+        if self._close_requested:
+            self._close_requested = False
+            self.close()
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
+
+    def can_exit(self) -> bool:
+        """True when libcoap has nothing left to send or retransmit."""
+        return bool(lib.coap_can_exit(self._enter()))
+
+    # -- dispatch (called by the trampolines in _callbacks.py) ------------------------------
+
+    def _store_error(self, error: BaseException) -> None:
+        if self._error is None:
+            self._error = error
+
+    def _token_of(self, pdu: Any) -> bytes:
+        info = self._info
+        lib.lcp_pdu_info(pdu, info)
+        return ffi.buffer(info.token, info.token_len)[:] if info.token_len else b""
+
+    def _on_response(self, session: Session | None, sent: Any, received: Any, mid: int) -> int:
+        info = self._info
+        lib.lcp_pdu_info(received, info)
+        if session is not None and session._pending:
+            token = ffi.buffer(info.token, info.token_len)[:]
+            pending = session._pending.pop(token, None)
+            if pending is not None:
+                payload = ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
+                pending.response = Response(
+                    info.code, payload, self._reader.read(received), info.type, info.mid, token
+                )
+                return 1
+        handler = self._response_handler
+        if handler is None:
+            return 0  # nobody asked for this: libcoap answers a CON with RST
+        sent_pdu = PDU._borrowed(sent, self._reader) if sent != ffi.NULL else None
+        received_pdu = PDU._borrowed(received, self._reader)
+        self._dispatching += 1
+        try:
+            result = handler(session, sent_pdu, received_pdu, mid)
+        finally:
+            self._dispatching -= 1
+            received_pdu._invalidate("borrowed by a handler that has returned")
+            if sent_pdu is not None:
+                sent_pdu._invalidate("borrowed by a handler that has returned")
+        return 0 if result is False else 1
+
+    def _on_nack(self, session: Session | None, sent: Any, reason: int, mid: int) -> None:
+        if session is not None:
+            token = self._token_of(sent) if sent != ffi.NULL else None
+            pending = session._take_pending(token, mid)
+            if reason == NackReason.TLS_FAILED:
+                session._dtls_failed = True
+            if pending is not None:
+                pending.error = nack_error(reason, session)
+                return
+        handler = self._nack_handler
+        if handler is None:
+            return
+        sent_pdu = PDU._borrowed(sent, self._reader) if sent != ffi.NULL else None
+        try:
+            why: NackReason | int = NackReason(reason)
+        except ValueError:
+            why = reason
+        self._dispatching += 1
+        try:
+            handler(session, sent_pdu, why, mid)
+        finally:
+            self._dispatching -= 1
+            if sent_pdu is not None:
+                sent_pdu._invalidate("borrowed by a handler that has returned")
+
+    def _on_event(self, session: Session | None, event: int) -> None:
+        if session is not None and event in _DTLS_FAILURES and session.uri.secure:
+            session._dtls_failed = True
+        handler = self._event_handler
+        if handler is None:
+            return
+        try:
+            what: Event | int = Event(event)
+        except ValueError:
+            what = event
+        self._dispatching += 1
+        try:
+            handler(session, what)
+        finally:
+            self._dispatching -= 1
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the context, its sessions and unsent PDUs. Idempotent.
+
+        Every Session and PDU that pointed into it raises ``CoapError`` afterwards.
+        """
+        if self._ptr is None:
+            return
+        self._enter_for_close()
+        if self._in_io:
+            # Called from a handler: libcoap is still using the context.
+            self._close_requested = True
+            for session in list(self._sessions):
+                session._detach(CoapError("the Context was closed"))
+            return
+        self._free()
+
+    def _free(self) -> None:
+        self.closed = True
+        for session in list(self._sessions):
+            session._detach(CoapError("the Context was closed"))
+        ptr, self._ptr = self._ptr, None
+        for pending_ptr in self._deferred_release:
+            lib.coap_session_release(pending_ptr)
+        self._deferred_release = []
+        for pdu in list(self._owned_pdus):
+            pdu._invalidate("its Context was closed")
+        self._owned_pdus = weakref.WeakSet()
+        # Callbacks fired while libcoap tears down find no Context.
+        lib.coap_set_app_data(ptr, ffi.NULL)
+        lib.coap_free_context(ptr)
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_ptr", None) is not None and not getattr(self, "_in_io", False):
+            try:
+                self._free()
+            except Exception:  # noqa: BLE001 - nothing to report to at interpreter exit
+                pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._ptr is None else f"{len(self._sessions)} sessions"
+        return f"<Context {state}>"
+

@@ -1,0 +1,162 @@
+"""DTLS credentials: certificates (PKI) and pre-shared keys (PSK)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Union
+
+from ._libcoap import ffi
+
+__all__ = ["PKI", "PSK", "PemSource"]
+
+PemSource = Union[str, "os.PathLike[str]", bytes]
+"""A PEM file path, or the PEM text itself as bytes."""
+
+
+def _is_pem_bytes(value: PemSource) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview))
+
+
+def _check_file(what: str, value: PemSource) -> str:
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise TypeError(f"{what} must be a path or PEM bytes, not {type(value).__name__}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, f"{what} file not found: {path}", path)
+    if not os.path.isfile(path):
+        raise IsADirectoryError(21, f"{what} is not a file: {path}", path)
+    if not os.access(path, os.R_OK):
+        raise PermissionError(13, f"{what} file is not readable: {path}", path)
+    return path
+
+
+def _check_pem(what: str, data: bytes) -> bytes:
+    if b"-----BEGIN " not in data:
+        raise ValueError(f"{what} is bytes but not PEM text (no '-----BEGIN' line)")
+    return data
+
+
+class PKI:
+    """Certificate-based DTLS credentials, the ``coap_dtls_pki_t`` of the C sample.
+
+    ``cert``, ``key`` and ``ca`` are PEM file paths or PEM bytes in memory.
+    Every file is checked when the PKI is made, so a missing file raises
+    ``FileNotFoundError`` naming it before any packet is sent.
+
+    ``require_peer_cert`` asks that the peer's certificate be signed by
+    ``ca`` (libcoap 4.3 calls this ``check_common_ca``); with it off, only
+    ``root_cas`` (a file or directory of trusted roots) or
+    ``allow_self_signed`` can make an unknown peer pass verification.
+    """
+
+    def __init__(
+        self,
+        cert: PemSource,
+        key: PemSource,
+        ca: PemSource | None = None,
+        *,
+        verify_peer_cert: bool = True,
+        require_peer_cert: bool = True,
+        allow_self_signed: bool = False,
+        allow_expired_certs: bool = False,
+        cert_chain_validation: bool = True,
+        cert_chain_verify_depth: int = 2,
+        check_cert_revocation: bool = False,
+        client_sni: str | None = None,
+        root_cas: str | os.PathLike[str] | None = None,
+    ) -> None:
+        sources = {"certificate": cert, "private key": key}
+        if ca is not None:
+            sources["CA certificate"] = ca
+        if all(not _is_pem_bytes(v) for v in sources.values()):
+            self.use_buffers = False
+            self.files = {what: _check_file(what, v) for what, v in sources.items()}
+            self.buffers: dict[str, bytes] = {}
+        else:
+            # libcoap takes either three paths or three buffers: read the files.
+            self.use_buffers = True
+            self.files = {}
+            self.buffers = {}
+            for what, value in sources.items():
+                if _is_pem_bytes(value):
+                    data = bytes(value)  # type: ignore[arg-type]
+                else:
+                    data = Path(_check_file(what, value)).read_bytes()
+                self.buffers[what] = _check_pem(what, data)
+        if not 0 <= cert_chain_verify_depth <= 255:
+            raise ValueError("cert_chain_verify_depth must be 0..255")
+        self.verify_peer_cert = verify_peer_cert
+        self.require_peer_cert = require_peer_cert
+        self.allow_self_signed = allow_self_signed
+        self.allow_expired_certs = allow_expired_certs
+        self.cert_chain_validation = cert_chain_validation
+        self.cert_chain_verify_depth = cert_chain_verify_depth
+        self.check_cert_revocation = check_cert_revocation
+        self.client_sni = client_sni
+        self.root_cas = None if root_cas is None else os.fspath(root_cas)
+        if self.root_cas is not None and not os.path.exists(self.root_cas):
+            raise FileNotFoundError(2, f"root CAs not found: {self.root_cas}", self.root_cas)
+
+    def _setup(self) -> tuple[Any, list[Any]]:
+        """An ``lcp_pki_t`` for the glue, and the C buffers it points into (keep them alive)."""
+        keep: list[Any] = []
+        setup = ffi.new("lcp_pki_t *")
+        keep.append(setup)
+        setup.verify_peer_cert = int(self.verify_peer_cert)
+        setup.require_peer_cert = int(self.require_peer_cert)
+        setup.allow_self_signed = int(self.allow_self_signed)
+        setup.allow_expired_certs = int(self.allow_expired_certs)
+        setup.cert_chain_validation = int(self.cert_chain_validation)
+        setup.cert_chain_verify_depth = self.cert_chain_verify_depth
+        setup.check_cert_revocation = int(self.check_cert_revocation)
+        setup.use_buffers = int(self.use_buffers)
+
+        def c_string(text: str | bytes) -> Any:
+            data = text.encode() if isinstance(text, str) else text
+            buf = ffi.new("char[]", data)
+            keep.append(buf)
+            return buf
+
+        if self.use_buffers:
+            for what, field in (("certificate", "cert"), ("private key", "key"),
+                                ("CA certificate", "ca")):
+                data = self.buffers.get(what)
+                if data is None:
+                    continue
+                # NUL-terminated for the TLS libraries that parse C strings; the
+                # length counts the NUL, as libcoap's PEM_BUF readers expect.
+                buf = ffi.new("uint8_t[]", data + b"\0")
+                keep.append(buf)
+                setattr(setup, f"{field}_buf", buf)
+                setattr(setup, f"{field}_len", len(data) + 1)
+        else:
+            setup.cert_file = c_string(self.files["certificate"])
+            setup.key_file = c_string(self.files["private key"])
+            if "CA certificate" in self.files:
+                setup.ca_file = c_string(self.files["CA certificate"])
+        if self.client_sni:
+            setup.client_sni = c_string(self.client_sni)
+        return setup, keep
+
+    def __repr__(self) -> str:
+        where = "in memory" if self.use_buffers else self.files.get("certificate")
+        return f"<PKI cert={where} verify_peer_cert={self.verify_peer_cert}>"
+
+
+class PSK:
+    """Pre-shared key DTLS credentials: an identity and a key (both bytes or str)."""
+
+    def __init__(
+        self, identity: bytes | str, key: bytes | str, *, client_sni: str | None = None
+    ) -> None:
+        self.identity = identity.encode() if isinstance(identity, str) else bytes(identity)
+        self.key = key.encode() if isinstance(key, str) else bytes(key)
+        if not self.key:
+            raise ValueError("PSK key must not be empty")
+        if len(self.identity) > 128 or len(self.key) > 64:
+            raise ValueError("PSK identity is at most 128 bytes and key at most 64 bytes")
+        self.client_sni = client_sni
+
+    def __repr__(self) -> str:
+        return f"<PSK identity={self.identity!r}>"

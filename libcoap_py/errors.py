@@ -1,0 +1,61 @@
+"""Exceptions raised by libcoap-py."""
+
+from __future__ import annotations
+
+from .codes import NackReason
+
+__all__ = [
+    "CoapError",
+    "DTLSError",
+    "NackError",
+    "NotSupportedError",
+    "PayloadTooLargeError",
+    "RequestTimeout",
+    "ResetError",
+    "WrongThreadError",
+]
+
+
+class CoapError(Exception):
+    """Base of every libcoap-py error; also raised for use of a closed Context, Session or PDU."""
+
+
+class NackError(CoapError):
+    """A request failed at the message layer; ``reason`` says how."""
+
+    def __init__(self, reason: NackReason | int, message: str = "") -> None:
+        self.reason = NackReason(reason)
+        super().__init__(message or f"request failed: {self.reason.name}")
+
+
+class RequestTimeout(NackError, TimeoutError):
+    """No answer came before the timeout or the last retransmission."""
+
+    def __init__(self, message: str = "", reason: NackReason = NackReason.TOO_MANY_RETRIES) -> None:
+        super().__init__(reason, message or "no response from the peer")
+
+
+class DTLSError(NackError):
+    """The (D)TLS handshake failed or did not complete, or a record could not be processed."""
+
+    def __init__(self, message: str = "", reason: NackReason = NackReason.TLS_FAILED) -> None:
+        super().__init__(reason, message or "DTLS handshake failed")
+
+
+class ResetError(NackError):
+    """The peer answered with a Reset (RST) message."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(NackReason.RST, message or "the peer answered with RST")
+
+
+class NotSupportedError(CoapError):
+    """The feature is missing in this libcoap build or generation."""
+
+
+class PayloadTooLargeError(CoapError, ValueError):
+    """The payload does not fit in one PDU of the session."""
+
+
+class WrongThreadError(CoapError, RuntimeError):
+    """A Context (or its sessions) was used from a thread other than the one that made it."""

@@ -1,0 +1,48 @@
+"""Facts about the libcoap this binding was built against."""
+
+from __future__ import annotations
+
+from ._libcoap import ffi, lib
+
+__all__ = ["dtls_is_supported", "libcoap_version", "package_name", "tls_is_supported", "tls_library"]
+
+
+def libcoap_version() -> str:
+    """The libcoap version, e.g. ``"4.3.1"``."""
+    text: str = ffi.string(lib.coap_package_version()).decode()
+    return text.split()[-1]
+
+
+def package_name() -> str:
+    """The pkg-config package built against, e.g. ``"libcoap-3-openssl"``."""
+    return str(ffi.string(lib.LCP_PKG_NAME).decode())
+
+
+def _version_text(name: str, number: int) -> str:
+    if name == "OpenSSL":  # 0xMNN00PP0L
+        parts = (number >> 28, (number >> 20) & 0xFF, (number >> 4) & 0xFF)
+    elif name == "GnuTLS":  # 0xMMNNPP
+        parts = (number >> 16, (number >> 8) & 0xFF, number & 0xFF)
+    elif name == "Mbed TLS":  # 0xMMNNPP00
+        parts = (number >> 24, (number >> 16) & 0xFF, (number >> 8) & 0xFF)
+    else:
+        return f"{number:#x}"
+    return ".".join(str(p) for p in parts)
+
+
+def tls_library() -> str:
+    """The (D)TLS library libcoap uses and its runtime version, e.g. ``"OpenSSL 3.0.15"``."""
+    name = ffi.string(lib.lcp_tls_library_name()).decode()
+    if name == "none":
+        return "none"
+    return f"{name} {_version_text(name, int(lib.lcp_tls_library_version()))}"
+
+
+def dtls_is_supported() -> bool:
+    """True if this libcoap can do DTLS (coaps://)."""
+    return bool(lib.coap_dtls_is_supported())
+
+
+def tls_is_supported() -> bool:
+    """True if this libcoap can do TLS (coaps+tcp://)."""
+    return bool(lib.coap_tls_is_supported())

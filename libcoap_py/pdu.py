@@ -1,0 +1,322 @@
+"""PDUs: the messages libcoap sends and receives, and Response, a received answer copied out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, Tuple, Union
+
+from ._libcoap import ffi, lib
+from .codes import Code, MessageType, OptionNumber
+from .errors import CoapError, PayloadTooLargeError
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
+
+OptionValue = Union[bytes, bytearray, memoryview, str, int]
+Option = Tuple[int, bytes]
+
+MAX_OPTION_NUMBER = 0xFFFF
+
+
+def encode_option(number: int, value: OptionValue) -> Option:
+    """One option as (number, bytes): ints become minimal big-endian uints, str UTF-8."""
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 < number <= MAX_OPTION_NUMBER:
+        raise ValueError(f"unknown option number {number!r} (expected 1..65535)")
+    if isinstance(value, bool):
+        raise TypeError(f"option {number}: bool is not an option value")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"option {number}: uint value must not be negative")
+        data = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    elif isinstance(value, str):
+        data = value.encode("utf-8")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+    else:
+        raise TypeError(f"option {number}: value must be bytes, str or int, not {type(value).__name__}")
+    if len(data) > 1034:
+        raise ValueError(f"option {number}: value of {len(data)} bytes is too long")
+    return int(number), data
+
+
+def encoded_options_size(options: Sequence[Option]) -> int:
+    """Bytes the options take on the wire (RFC 7252, 3.1), given sorted by number."""
+    size, last = 0, 0
+    for number, value in options:
+        size += 1
+        for field in (number - last, len(value)):
+            if field >= 269:
+                size += 2
+            elif field >= 13:
+                size += 1
+        size += len(value)
+        last = number
+    return size
+
+
+class _OptionReader:
+    """Scratch arrays for reading a PDU's options in one C call (one per Context)."""
+
+    def __init__(self, room: int = 32) -> None:
+        self._grow(room)
+
+    def _grow(self, room: int) -> None:
+        self.room = room
+        self.numbers = ffi.new("uint16_t[]", room)
+        self.values = ffi.new("const uint8_t *[]", room)
+        self.lengths = ffi.new("size_t[]", room)
+
+    def read(self, ptr: Any) -> list[Option]:
+        count = lib.lcp_pdu_options(ptr, self.numbers, self.values, self.lengths, self.room)
+        if count > self.room:
+            self._grow(count)
+            count = lib.lcp_pdu_options(ptr, self.numbers, self.values, self.lengths, self.room)
+        numbers, values, lengths = self.numbers, self.values, self.lengths
+        buffer = ffi.buffer
+        return [(numbers[i], buffer(values[i], lengths[i])[:]) for i in range(count)]
+
+
+class Response:
+    """A response as received: code, payload, options, copied out of libcoap."""
+
+    __slots__ = ("code", "mid", "options", "payload", "token", "type")
+
+    def __init__(
+        self,
+        code: Code | int,
+        payload: bytes,
+        options: list[Option],
+        type: MessageType | int = MessageType.ACK,
+        mid: int = 0,
+        token: bytes = b"",
+    ) -> None:
+        try:
+            self.code: Code | int = Code(code)
+        except ValueError:
+            self.code = code
+        self.payload = payload
+        self.options = options
+        self.type = MessageType(type)
+        self.mid = mid
+        self.token = token
+
+    def option(self, number: int) -> bytes | None:
+        """The first value of an option, or None."""
+        for n, value in self.options:
+            if n == number:
+                return value
+        return None
+
+    def option_values(self, number: int) -> list[bytes]:
+        """Every value of a (repeatable) option, in order."""
+        return [value for n, value in self.options if n == number]
+
+    @property
+    def content_format(self) -> int | None:
+        value = self.option(OptionNumber.CONTENT_FORMAT)
+        return None if value is None else int.from_bytes(value, "big")
+
+    @property
+    def text(self) -> str:
+        """The payload decoded as UTF-8."""
+        return self.payload.decode("utf-8")
+
+    def __repr__(self) -> str:
+        code = self.code.dotted if isinstance(self.code, Code) else str(self.code)
+        return f"<Response {code} payload={self.payload[:40]!r}{'...' if len(self.payload) > 40 else ''}>"
+
+
+class PDU:
+    """A CoAP message.
+
+    Made by ``Session.new_pdu()`` (owned by you until ``Session.send()``
+    consumes it) or handed to a handler (borrowed: valid only while the
+    handler runs). Using a PDU after it was sent, after its handler returned,
+    or after its Context was closed raises ``CoapError``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_code",
+        "_info",
+        "_options",
+        "_owned",
+        "_payload",
+        "_ptr",
+        "_reader",
+        "_session",
+        "_state",
+        "_token",
+    )
+
+    def __init__(self) -> None:
+        raise TypeError("PDUs come from Session.new_pdu() or are handed to handlers")
+
+    # -- construction (internal) ------------------------------------------------------------
+
+    @classmethod
+    def _owned_new(cls, ptr: Any, session: Session, token: bytes) -> PDU:
+        self = object.__new__(cls)
+        self._ptr = ptr
+        self._owned = True
+        self._session = session
+        self._state = "new"
+        self._token = token
+        self._options: list[Option] = []
+        self._payload = b""
+        self._info: Any = None
+        self._reader: _OptionReader | None = None
+        self._code = 0
+        return self
+
+    @classmethod
+    def _borrowed(cls, ptr: Any, reader: _OptionReader) -> PDU:
+        self = object.__new__(cls)
+        self._ptr = ptr
+        self._owned = False
+        self._session = None
+        self._state = "borrowed"
+        self._token = b""
+        self._options = []
+        self._payload = b""
+        self._info = None
+        self._reader = reader
+        self._code = 0
+        return self
+
+    def _invalidate(self, why: str) -> None:
+        """Called when the C PDU goes away (sent, handler returned, context closed)."""
+        if self._owned and self._state == "new" and self._ptr is not None:
+            lib.coap_delete_pdu(self._ptr)
+        self._ptr = None
+        self._state = why
+
+    def _live(self) -> Any:
+        if self._ptr is None:
+            raise CoapError(f"this PDU can no longer be used: {self._state}")
+        return self._ptr
+
+    def _read_info(self) -> Any:
+        ptr = self._live()
+        if self._info is None:
+            self._info = ffi.new("lcp_pdu_info_t *")
+        lib.lcp_pdu_info(ptr, self._info)
+        return self._info
+
+    def __del__(self) -> None:
+        if getattr(self, "_owned", False) and getattr(self, "_state", None) == "new":
+            session = self._session
+            # The C PDU is freed by Context.close() if the context went first.
+            if session is not None and not session._context.closed:
+                self._invalidate("deleted")
+
+    # -- fields ---------------------------------------------------------------------------------
+
+    @property
+    def type(self) -> MessageType:
+        return MessageType(self._read_info().type)
+
+    @type.setter
+    def type(self, value: MessageType | int) -> None:
+        self._check_own()
+        lib.lcp_pdu_set_type(self._live(), int(MessageType(value)))
+
+    @property
+    def code(self) -> Code | int:
+        raw = self._read_info().code
+        try:
+            return Code(raw)
+        except ValueError:
+            return int(raw)
+
+    @code.setter
+    def code(self, value: Code | int) -> None:
+        self._check_own()
+        lib.lcp_pdu_set_code(self._live(), int(value))
+
+    @property
+    def mid(self) -> int:
+        return int(self._read_info().mid)
+
+    @property
+    def token(self) -> bytes:
+        info = self._read_info()
+        return bytes(ffi.buffer(info.token, info.token_len)) if info.token_len else b""
+
+    @property
+    def options(self) -> list[Option]:
+        """Options as (number, bytes), in wire order (by number, repeats in order)."""
+        if self._owned:
+            self._live()
+            return sorted(self._options, key=lambda o: o[0])
+        assert self._reader is not None
+        return self._reader.read(self._live())
+
+    def option(self, number: int) -> bytes | None:
+        """The first value of an option, or None."""
+        for n, value in self.options:
+            if n == number:
+                return value
+        return None
+
+    @property
+    def payload(self) -> bytes:
+        if self._owned:
+            self._live()
+            return self._payload
+        info = self._read_info()
+        return bytes(ffi.buffer(info.payload, info.payload_len)) if info.payload_len else b""
+
+    @payload.setter
+    def payload(self, value: bytes | bytearray | memoryview | str) -> None:
+        self._check_own()
+        self._live()
+        self._payload = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+    def add_option(self, number: int, value: OptionValue = b"") -> None:
+        """Add an option; ints are sent as uint, str as UTF-8. Repeats keep their order."""
+        self._check_own()
+        self._live()
+        self._options.append(encode_option(number, value))
+
+    def _check_own(self) -> None:
+        if not self._owned:
+            raise CoapError("a received PDU is read-only")
+
+    def _materialise(self, max_pdu: int) -> Any:
+        """Write options and payload into the C PDU before it is sent; returns the pointer."""
+        ptr = self._live()
+        options = sorted(self._options, key=lambda o: o[0])
+        write_options(ptr, options)
+        if self._payload:
+            check_fits(max_pdu, len(self._token), options, len(self._payload))
+            if not lib.coap_add_data(ptr, len(self._payload), self._payload):
+                raise CoapError("libcoap refused the payload")
+        return ptr
+
+    def __repr__(self) -> str:
+        if self._ptr is None:
+            return f"<PDU ({self._state})>"
+        return f"<PDU {self.type.name} {self.code!s} mid={self.mid}>"
+
+
+def write_options(ptr: Any, options: Iterable[Option]) -> None:
+    """Add options (sorted by number) to a C PDU."""
+    add = lib.lcp_add_option
+    for number, value in options:
+        if not add(ptr, number, value, len(value)):
+            raise CoapError(f"option {number} does not fit in the PDU")
+
+
+def check_fits(max_pdu: int, token_len: int, options: Sequence[Option], payload_len: int) -> None:
+    """Raise PayloadTooLargeError if header, token, options and payload exceed max_pdu."""
+    used = 4 + token_len + encoded_options_size(options) + 1
+    if used + payload_len > max_pdu:
+        room = max(0, max_pdu - used)
+        raise PayloadTooLargeError(
+            f"payload of {payload_len} bytes does not fit: this session's PDUs hold at most "
+            f"{max_pdu} bytes, leaving {room} bytes for the payload after header, token and "
+            "options (block-wise transfer is not done by this version)"
+        )
+

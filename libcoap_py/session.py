@@ -1,0 +1,335 @@
+"""Session: one peer, reached over coap:// or coaps://; requests and raw PDUs go through it."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any, Iterable, Tuple
+
+from ._libcoap import ffi, lib
+from .codes import Code, ContentFormat, MessageType, NackReason, OptionNumber, Proto
+from .errors import CoapError, DTLSError, NackError, RequestTimeout, ResetError
+from .pdu import PDU, Option, OptionValue, Response, check_fits, encode_option, write_options
+from .uri import URI, split_path, split_query
+
+if TYPE_CHECKING:
+    from .context import Context
+
+__all__ = ["Session"]
+
+_URI_PATH = int(OptionNumber.URI_PATH)
+_URI_QUERY = int(OptionNumber.URI_QUERY)
+_STATE_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
+
+
+def _option_number(item: Tuple[int, bytes]) -> int:
+    return item[0]
+
+
+class _Pending:
+    """One request() waiting for its answer."""
+
+    __slots__ = ("error", "mid", "response")
+
+    def __init__(self, mid: int) -> None:
+        self.mid = mid
+        self.response: Response | None = None
+        self.error: BaseException | None = None
+
+
+def nack_error(reason: int, session: Session | None) -> NackError:
+    """The exception for a NACK reason."""
+    peer = f" ({session.uri})" if session is not None else ""
+    if reason == NackReason.TOO_MANY_RETRIES:
+        return RequestTimeout(f"no response{peer}: gave up after the last retransmission")
+    if reason == NackReason.RST:
+        return ResetError(f"the peer{peer} answered with RST (it rejected the message)")
+    if reason == NackReason.TLS_FAILED:
+        return DTLSError(f"DTLS handshake or record failure{peer}; see the libcoap log")
+    if reason == NackReason.NOT_DELIVERABLE:
+        return NackError(reason, f"message not deliverable{peer}")
+    try:
+        return NackError(reason, f"request failed{peer}: {NackReason(reason).name}")
+    except ValueError:
+        return NackError(NackReason.NOT_DELIVERABLE, f"request failed{peer}: reason {reason}")
+
+
+class Session:
+    """A client session with one peer. Made by ``Context.client_session()``.
+
+    The Context owns its sessions: ``close()`` (or closing the Context)
+    releases it. Sessions are also context managers.
+    """
+
+    def __init__(self, context: Context, ptr: Any, uri: URI, keep: list[Any]) -> None:
+        self._context = context
+        self._ptr = ptr
+        self.uri = uri
+        self._keep = keep  # C buffers libcoap may still point into (PSK, PKI)
+        self._pending: dict[bytes, _Pending] = {}
+        self._token = ffi.new("uint8_t[8]")
+        self._token_len = ffi.new("size_t *")
+        self._handle = ffi.new_handle(self)
+        self._dtls_failed = False
+        self.closed = False
+        lib.coap_session_set_app_data(ptr, self._handle)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _live(self) -> Any:
+        self._context._enter()
+        if self._ptr is None:
+            raise CoapError(f"the session to {self.uri} is closed")
+        return self._ptr
+
+    @property
+    def context(self) -> Context:
+        return self._context
+
+    @property
+    def proto(self) -> Proto:
+        return Proto(lib.lcp_session_proto(self._live()))
+
+    @property
+    def established(self) -> bool:
+        """True once the session is usable (for coaps://: the DTLS handshake is done)."""
+        return bool(lib.lcp_session_state(self._live()) == _STATE_ESTABLISHED)
+
+    @property
+    def ack_timeout(self) -> float:
+        """Seconds before the first retransmission of a CON message (RFC 7252 ACK_TIMEOUT)."""
+        return float(lib.lcp_session_get_ack_timeout_ms(self._live())) / 1000.0
+
+    @ack_timeout.setter
+    def ack_timeout(self, seconds: float) -> None:
+        if not 0.001 <= seconds < 65536:
+            raise ValueError("ack_timeout must be between 0.001 and 65535 seconds")
+        lib.lcp_session_set_ack_timeout_ms(self._live(), round(seconds * 1000))
+
+    @property
+    def max_retransmit(self) -> int:
+        """How often a CON message is retransmitted before libcoap gives up."""
+        return int(lib.lcp_session_get_max_retransmit(self._live()))
+
+    @max_retransmit.setter
+    def max_retransmit(self, count: int) -> None:
+        if not 0 <= count <= 0xFFFF:
+            raise ValueError("max_retransmit must be between 0 and 65535")
+        lib.lcp_session_set_max_retransmit(self._live(), count)
+
+    @property
+    def max_pdu_size(self) -> int:
+        """The largest PDU (header, token, options, payload) this session sends."""
+        return int(lib.coap_session_max_pdu_size(self._live()))
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload a request with an 8-byte token and no options can carry."""
+        return max(0, self.max_pdu_size - 4 - 8 - 1)
+
+    @property
+    def remote_address(self) -> tuple[str, int]:
+        return self._address(remote=True)
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self._address(remote=False)
+
+    def _address(self, remote: bool) -> tuple[str, int]:
+        ip = ffi.new("char[]", 64)
+        port = ffi.new("uint16_t *")
+        if not lib.lcp_session_address(self._live(), int(remote), ip, 64, port):
+            raise CoapError("the session has no address yet")
+        return ffi.string(ip).decode(), int(port[0])
+
+    def max_transmit_wait(self) -> float:
+        """Seconds libcoap keeps retransmitting a CON before it gives up (MAX_TRANSMIT_WAIT)."""
+        ptr = self._live()
+        ack = lib.lcp_session_get_ack_timeout_ms(ptr) / 1000.0
+        factor = lib.lcp_session_get_ack_random_factor_milli(ptr) / 1000.0
+        retransmit = lib.lcp_session_get_max_retransmit(ptr)
+        return float(ack * factor * (2 ** (retransmit + 1) - 1))
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str | Code | int,
+        path: str = "",
+        payload: bytes | bytearray | memoryview | str = b"",
+        *,
+        query: str | Iterable[str] | None = None,
+        options: Iterable[tuple[int, OptionValue]] = (),
+        content_format: ContentFormat | int | None = None,
+        accept: ContentFormat | int | None = None,
+        confirmable: bool = True,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send a request and drive the Context until its response arrives.
+
+        ``path`` is relative to the server root (``"a/b"`` sends Uri-Path
+        ``a`` and ``b``); empty uses the path of the session URI. ``timeout``
+        is in seconds; None waits as long as libcoap retransmits
+        (``max_transmit_wait()`` plus one second).
+
+        Raises ``RequestTimeout``, ``DTLSError``, ``ResetError`` or another
+        ``NackError`` when the exchange fails, and re-raises what a handler
+        raised meanwhile.
+        """
+        ptr = self._live()
+        context = self._context
+        if context._dispatching:
+            raise CoapError(
+                "request() waits for its response and cannot run inside a handler; "
+                "use session.send(pdu) there"
+            )
+        code = Code.method(method)
+        opts: list[Option] = [encode_option(n, v) for n, v in options]
+        segments = split_path(path) if path else self.uri.path
+        opts.extend((_URI_PATH, s.encode()) for s in segments)
+        if query is not None:
+            args = split_query(query) if isinstance(query, str) else tuple(query)
+        else:
+            args = self.uri.query
+        opts.extend((_URI_QUERY, a.encode()) for a in args)
+        if content_format is not None:
+            opts.append(encode_option(OptionNumber.CONTENT_FORMAT, int(content_format)))
+        if accept is not None:
+            opts.append(encode_option(OptionNumber.ACCEPT, int(accept)))
+        opts.sort(key=_option_number)
+        body = payload.encode() if isinstance(payload, str) else payload
+
+        kind = MessageType.CON if confirmable else MessageType.NON
+        pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+        if pdu == ffi.NULL:
+            raise CoapError("libcoap could not allocate a PDU")
+        token_len = self._token_len[0]
+        try:
+            write_options(pdu, opts)
+            if body:
+                check_fits(lib.coap_session_max_pdu_size(ptr), token_len, opts, len(body))
+                if not lib.coap_add_data(pdu, len(body), bytes(body)):
+                    raise CoapError("libcoap refused the payload")
+        except BaseException:
+            lib.coap_delete_pdu(pdu)
+            raise
+        token = ffi.buffer(self._token, token_len)[:]
+        mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
+        if mid < 0:
+            raise CoapError(f"libcoap could not send the request to {self.uri}")
+        if not confirmable:
+            # A NON request still gets its answer matched by token.
+            pass
+        pending = _Pending(mid)
+        self._pending[token] = pending
+        wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
+        deadline = time.monotonic() + wait
+        try:
+            while pending.response is None and pending.error is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._timeout_error(wait)
+                # Never 0 ms: for libcoap that means "wait without bound".
+                context._io(max(1, math.ceil(remaining * 1000)))
+        finally:
+            self._pending.pop(token, None)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.response is not None
+        return pending.response
+
+    def _timeout_error(self, waited: float) -> NackError:
+        ptr = self._ptr
+        secure = self.uri.secure
+        if ptr is not None and secure and (
+            self._dtls_failed or lib.lcp_session_state(ptr) != _STATE_ESTABLISHED
+        ):
+            return DTLSError(
+                f"the DTLS handshake with {self.uri} did not complete within {waited:g} s "
+                "(a wrong PSK or an untrusted certificate often looks like silence)"
+            )
+        return RequestTimeout(f"no response from {self.uri} within {waited:g} s")
+
+    def new_pdu(
+        self, type: MessageType | int = MessageType.CON, code: Code | int = Code.GET
+    ) -> PDU:
+        """A new PDU with a fresh message ID and token, owned by you until ``send()``."""
+        ptr = self._live()
+        kind, method = MessageType(type), int(code)
+        pdu_ptr = lib.lcp_new_request(ptr, kind, method, self._token, self._token_len)
+        if pdu_ptr == ffi.NULL:
+            raise CoapError("libcoap could not allocate a PDU")
+        token = ffi.buffer(self._token, self._token_len[0])[:]
+        pdu = PDU._owned_new(pdu_ptr, self, token)
+        self._context._owned_pdus.add(pdu)
+        return pdu
+
+    def send(self, pdu: PDU) -> int:
+        """Hand a PDU to libcoap (which sends it from ``run_once()``); returns its message ID.
+
+        The PDU is consumed: using it afterwards raises ``CoapError``.
+        Responses arrive at the Context's response handler.
+        """
+        ptr = self._live()
+        if not isinstance(pdu, PDU) or not pdu._owned:
+            raise TypeError("send() takes a PDU made by Session.new_pdu()")
+        if pdu._session is not self:
+            raise CoapError("this PDU was made for another session")
+        c_pdu = pdu._materialise(lib.coap_session_max_pdu_size(ptr))
+        pdu._ptr = None
+        pdu._state = "sent (send() consumed it)"
+        self._context._owned_pdus.discard(pdu)
+        mid = int(lib.lcp_send(ptr, c_pdu))
+        if mid < 0:
+            raise CoapError(f"libcoap could not send the PDU to {self.uri}")
+        return mid
+
+    # -- callbacks from the Context ---------------------------------------------------------
+
+    def _take_pending(self, token: bytes | None, mid: int) -> _Pending | None:
+        if token is not None:
+            found = self._pending.pop(token, None)
+            if found is not None:
+                return found
+        for key, pending in self._pending.items():
+            if pending.mid == mid:
+                del self._pending[key]
+                return pending
+        return None
+
+    def _fail_all(self, error: BaseException) -> None:
+        for pending in self._pending.values():
+            if pending.response is None and pending.error is None:
+                pending.error = error
+        self._pending.clear()
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the session. Requests still waiting fail with ``CoapError``."""
+        if self._ptr is None:
+            return
+        self._context._enter_for_close()
+        self._detach(CoapError(f"the session to {self.uri} was closed"))
+
+    def _detach(self, error: BaseException) -> None:
+        """Drop our reference to the C session (possibly deferred until libcoap is idle)."""
+        ptr, self._ptr = self._ptr, None
+        self.closed = True
+        self._fail_all(error)
+        if ptr is None:
+            return
+        # Callbacks for this session from now on (queued messages, events) find no Session.
+        lib.coap_session_set_app_data(ptr, ffi.NULL)
+        self._context._sessions.discard(self)
+        self._context._release_session(ptr)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._ptr is None else "open"
+        return f"<Session {self.uri} {state}>"
