@@ -17,7 +17,16 @@ except ImportError as _exc:  # pragma: no cover - depends on the installation
     ) from _exc
 
 from . import _callbacks  # noqa: F401  (registers the extern "Python" functions)
-from .codes import Code, ContentFormat, Event, LogLevel, MessageType, NackReason, OptionNumber, Proto
+from .codes import (
+    Code,
+    ContentFormat,
+    Event,
+    LogLevel,
+    MessageType,
+    NackReason,
+    OptionNumber,
+    Proto,
+)
 from .context import Context
 from .dtls import PKI, PSK
 from .errors import (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ._extern import extern
 from ._libcoap import ffi, lib
 from .context import Context
 from .session import Session
@@ -34,7 +35,7 @@ def _lost(error: BaseException) -> None:
     _log.error("exception in a libcoap callback with no Context to re-raise it", exc_info=error)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@extern
 def lcp_py_response(session_ptr: Any, sent: Any, received: Any, mid: int) -> int:
     context = None
     try:
@@ -42,7 +43,7 @@ def lcp_py_response(session_ptr: Any, sent: Any, received: Any, mid: int) -> int
         if context is None:
             return 0
         return context._on_response(session, sent, received, mid)
-    except BaseException as error:  # noqa: BLE001
+    except BaseException as error:
         if context is not None:
             context._store_error(error)
         else:
@@ -50,28 +51,28 @@ def lcp_py_response(session_ptr: Any, sent: Any, received: Any, mid: int) -> int
         return 1
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@extern
 def lcp_py_nack(session_ptr: Any, sent: Any, reason: int, mid: int) -> None:
     context = None
     try:
         context, session = _find(session_ptr)
         if context is not None:
             context._on_nack(session, sent, reason, mid)
-    except BaseException as error:  # noqa: BLE001
+    except BaseException as error:
         if context is not None:
             context._store_error(error)
         else:
             _lost(error)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@extern
 def lcp_py_event(session_ptr: Any, event: int) -> None:
     context = None
     try:
         context, session = _find(session_ptr)
         if context is not None:
             context._on_event(session, event)
-    except BaseException as error:  # noqa: BLE001
+    except BaseException as error:
         if context is not None:
             context._store_error(error)
         else:

@@ -18,7 +18,7 @@ from .uri import parse_local, parse_uri, resolve
 __all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler"]
 
 ResponseHandler = Callable[[Union[Session, None], Union[PDU, None], PDU, int], Any]
-NackHandler = Callable[[Union[Session, None], Union[PDU, None], NackReason, int], Any]
+NackHandler = Callable[[Union[Session, None], Union[PDU, None], Union[NackReason, int], int], Any]
 EventHandler = Callable[[Union[Session, None], Union[Event, int]], Any]
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -147,8 +147,15 @@ class Context:
             sni = ffi.new("char[]", dtls.client_sni.encode()) if dtls.client_sni else ffi.NULL
             keep.append(sni)
             ptr = lib.lcp_client_session_psk(
-                ctx, local_addr, server, proto, dtls.identity, len(dtls.identity),
-                dtls.key, len(dtls.key), sni,
+                ctx,
+                local_addr,
+                server,
+                proto,
+                dtls.identity,
+                len(dtls.identity),
+                dtls.key,
+                len(dtls.key),
+                sni,
             )
         elif isinstance(dtls, PKI):
             if dtls.root_cas is not None:
@@ -171,7 +178,9 @@ class Context:
     def _set_root_cas(self, path: str) -> None:
         is_dir = os.path.isdir(path)
         ok = lib.coap_context_set_pki_root_cas(
-            self._enter(), ffi.NULL if is_dir else path.encode(), path.encode() if is_dir else ffi.NULL
+            self._enter(),
+            ffi.NULL if is_dir else path.encode(),
+            path.encode() if is_dir else ffi.NULL,
         )
         if not ok:
             raise CoapError(f"libcoap could not load the root CAs from {path}")
@@ -360,10 +369,9 @@ class Context:
         if getattr(self, "_ptr", None) is not None and not getattr(self, "_in_io", False):
             try:
                 self._free()
-            except Exception:  # noqa: BLE001 - nothing to report to at interpreter exit
+            except Exception:
                 pass
 
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else f"{len(self._sessions)} sessions"
         return f"<Context {state}>"
-

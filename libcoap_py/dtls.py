@@ -119,8 +119,11 @@ class PKI:
             return buf
 
         if self.use_buffers:
-            for what, field in (("certificate", "cert"), ("private key", "key"),
-                                ("CA certificate", "ca")):
+            for what, field in (
+                ("certificate", "cert"),
+                ("private key", "key"),
+                ("CA certificate", "ca"),
+            ):
                 data = self.buffers.get(what)
                 if data is None:
                     continue

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from ._libcoap import ffi, lib
 
-__all__ = ["dtls_is_supported", "libcoap_version", "package_name", "tls_is_supported", "tls_library"]
+__all__ = [
+    "dtls_is_supported",
+    "libcoap_version",
+    "package_name",
+    "tls_is_supported",
+    "tls_library",
+]
 
 
 def libcoap_version() -> str:

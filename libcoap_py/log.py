@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from ._extern import extern
 from ._libcoap import ffi, lib
 from .codes import LogLevel
 
@@ -11,7 +12,7 @@ __all__ = ["get_log_level", "logger", "set_log_level"]
 
 logger = logging.getLogger("libcoap")
 
-_TO_LOGGING = {
+_TO_LOGGING: dict[int, int] = {
     LogLevel.EMERG: logging.CRITICAL,
     LogLevel.ALERT: logging.CRITICAL,
     LogLevel.CRIT: logging.CRITICAL,
@@ -39,14 +40,14 @@ def get_log_level() -> LogLevel:
     return LogLevel(lib.coap_get_log_level())
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@extern
 def lcp_py_log(level: int, message: object) -> None:
     """libcoap calls this for every message it logs (from inside libcoap calls)."""
     try:
         text = ffi.string(message).decode("utf-8", "replace").rstrip("\n")
         py_level = _TO_LOGGING.get(level, logging.DEBUG) if level <= 7 else logging.DEBUG
         logger.log(py_level, "%s", text)
-    except BaseException:  # noqa: BLE001 - nothing may cross into C
+    except BaseException:
         logging.getLogger(__name__).exception("failed to forward a libcoap log message")
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence, Tuple, Union
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Union
 
 from ._libcoap import ffi, lib
 from .codes import Code, MessageType, OptionNumber
@@ -14,14 +15,18 @@ if TYPE_CHECKING:
 __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 
 OptionValue = Union[bytes, bytearray, memoryview, str, int]
-Option = Tuple[int, bytes]
+Option = tuple[int, bytes]
 
 MAX_OPTION_NUMBER = 0xFFFF
 
 
 def encode_option(number: int, value: OptionValue) -> Option:
     """One option as (number, bytes): ints become minimal big-endian uints, str UTF-8."""
-    if not isinstance(number, int) or isinstance(number, bool) or not 0 < number <= MAX_OPTION_NUMBER:
+    if (
+        not isinstance(number, int)
+        or isinstance(number, bool)
+        or not 0 < number <= MAX_OPTION_NUMBER
+    ):
         raise ValueError(f"unknown option number {number!r} (expected 1..65535)")
     if isinstance(value, bool):
         raise TypeError(f"option {number}: bool is not an option value")
@@ -34,7 +39,9 @@ def encode_option(number: int, value: OptionValue) -> Option:
     elif isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
     else:
-        raise TypeError(f"option {number}: value must be bytes, str or int, not {type(value).__name__}")
+        raise TypeError(
+            f"option {number}: value must be bytes, str or int, not {type(value).__name__}"
+        )
     if len(data) > 1034:
         raise ValueError(f"option {number}: value of {len(data)} bytes is too long")
     return int(number), data
@@ -124,7 +131,8 @@ class Response:
 
     def __repr__(self) -> str:
         code = self.code.dotted if isinstance(self.code, Code) else str(self.code)
-        return f"<Response {code} payload={self.payload[:40]!r}{'...' if len(self.payload) > 40 else ''}>"
+        more = "..." if len(self.payload) > 40 else ""
+        return f"<Response {code} payload={self.payload[:40]!r}{more}>"
 
 
 class PDU:
@@ -150,6 +158,17 @@ class PDU:
         "_token",
     )
 
+    _code: int
+    _info: Any
+    _options: list[Option]
+    _owned: bool
+    _payload: bytes
+    _ptr: Any
+    _reader: _OptionReader | None
+    _session: Session | None
+    _state: str
+    _token: bytes
+
     def __init__(self) -> None:
         raise TypeError("PDUs come from Session.new_pdu() or are handed to handlers")
 
@@ -163,10 +182,10 @@ class PDU:
         self._session = session
         self._state = "new"
         self._token = token
-        self._options: list[Option] = []
+        self._options = []
         self._payload = b""
-        self._info: Any = None
-        self._reader: _OptionReader | None = None
+        self._info = None
+        self._reader = None
         self._code = 0
         return self
 
@@ -319,4 +338,3 @@ def check_fits(max_pdu: int, token_len: int, options: Sequence[Option], payload_
             f"{max_pdu} bytes, leaving {room} bytes for the payload after header, token and "
             "options (block-wise transfer is not done by this version)"
         )
-

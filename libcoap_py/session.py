@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Tuple
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from ._libcoap import ffi, lib
 from .codes import Code, ContentFormat, MessageType, NackReason, OptionNumber, Proto
@@ -22,7 +23,7 @@ _URI_QUERY = int(OptionNumber.URI_QUERY)
 _STATE_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
 
 
-def _option_number(item: Tuple[int, bytes]) -> int:
+def _option_number(item: tuple[int, bytes]) -> int:
     return item[0]
 
 
@@ -48,6 +49,10 @@ def nack_error(reason: int, session: Session | None) -> NackError:
         return DTLSError(f"DTLS handshake or record failure{peer}; see the libcoap log")
     if reason == NackReason.NOT_DELIVERABLE:
         return NackError(reason, f"message not deliverable{peer}")
+    if reason == NackReason.ICMP_ISSUE:
+        return NackError(
+            reason, f"the peer is unreachable{peer}: ICMP error (no server on that port?)"
+        )
     try:
         return NackError(reason, f"request failed{peer}: {NackReason(reason).name}")
     except ValueError:
@@ -241,8 +246,10 @@ class Session:
     def _timeout_error(self, waited: float) -> NackError:
         ptr = self._ptr
         secure = self.uri.secure
-        if ptr is not None and secure and (
-            self._dtls_failed or lib.lcp_session_state(ptr) != _STATE_ESTABLISHED
+        if (
+            ptr is not None
+            and secure
+            and (self._dtls_failed or lib.lcp_session_state(ptr) != _STATE_ESTABLISHED)
         ):
             return DTLSError(
                 f"the DTLS handshake with {self.uri} did not complete within {waited:g} s "

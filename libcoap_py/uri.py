@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from .codes import Proto
 
-__all__ = ["URI", "parse_uri", "parse_local", "resolve"]
+__all__ = ["URI", "parse_local", "parse_uri", "resolve"]
 
 SCHEMES: dict[str, tuple[Proto, int]] = {
     "coap": (Proto.UDP, 5683),
