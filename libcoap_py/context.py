@@ -22,6 +22,9 @@ NackHandler = Callable[[Union[Session, None], Union[PDU, None], Union[NackReason
 EventHandler = Callable[[Union[Session, None], Union[Event, int]], Any]
 H = TypeVar("H", bound=Callable[..., Any])
 
+# Seen with libcoap 4.3.1 + OpenSSL: after a PSK client session, new PKI sessions
+# of the same context handshake with PSK cipher suites only.
+_PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
 _DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
 
 
@@ -47,6 +50,7 @@ class Context:
         self._nack_handler: NackHandler | None = None
         self._event_handler: EventHandler | None = None
         self._keepalive = 0
+        self._had_psk = False
         self._info = ffi.new("lcp_pdu_info_t *")
         self._reader = _OptionReader()
         self.closed = False
@@ -146,6 +150,7 @@ class Context:
             keep.extend((dtls.identity, dtls.key))
             sni = ffi.new("char[]", dtls.client_sni.encode()) if dtls.client_sni else ffi.NULL
             keep.append(sni)
+            self._had_psk = True
             ptr = lib.lcp_client_session_psk(
                 ctx,
                 local_addr,
@@ -158,6 +163,12 @@ class Context:
                 sni,
             )
         elif isinstance(dtls, PKI):
+            if self._had_psk and _PSK_POISONS_PKI:
+                raise NotSupportedError(
+                    "this Context already made a PSK session; libcoap 4.3 with OpenSSL then "
+                    "offers only PSK in every new handshake, so a certificate session would "
+                    "fail. Make certificate sessions first, or use a separate Context."
+                )
             if dtls.root_cas is not None:
                 self._set_root_cas(dtls.root_cas)
             setup, buffers = dtls._setup()

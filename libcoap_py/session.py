@@ -107,9 +107,16 @@ class Session:
 
     @ack_timeout.setter
     def ack_timeout(self, seconds: float) -> None:
-        if not 0.001 <= seconds < 65536:
+        ptr = self._live()
+        wanted = round(seconds * 1000)
+        if not 1 <= wanted < 65536000:
             raise ValueError("ack_timeout must be between 0.001 and 65535 seconds")
-        lib.lcp_session_set_ack_timeout_ms(self._live(), round(seconds * 1000))
+        lib.lcp_session_set_ack_timeout_ms(ptr, wanted)
+        if lib.lcp_session_get_ack_timeout_ms(ptr) != wanted:
+            # libcoap 4.3 ignores values below 1 s without saying so.
+            raise ValueError(
+                f"libcoap refused ack_timeout={seconds:g} s (this libcoap accepts 1 s and more)"
+            )
 
     @property
     def max_retransmit(self) -> int:

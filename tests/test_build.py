@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build_ffi.py"
 
-pytestmark = pytest.mark.skipif(not BUILD.exists(), reason="needs a source checkout")
+pytestmark = [
+    pytest.mark.skipif(not BUILD.exists(), reason="needs a source checkout"),
+    pytest.mark.skipif(shutil.which("pkg-config") is None, reason="needs pkg-config"),
+]
 
 
 def run_build_script(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:

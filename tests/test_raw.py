@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+from conftest import CoapServer
+
 import libcoap_py as coap
 from libcoap_py import ffi, lib
-
-from conftest import CoapServer
 
 
 def test_sample_names_exist() -> None:
     for name in (
-        "coap_startup", "coap_cleanup", "coap_set_log_level", "coap_dtls_set_log_level",
-        "coap_address_init", "coap_new_context", "coap_context_set_keepalive",
-        "coap_new_client_session", "coap_new_client_session_pki",
-        "coap_new_client_session_psk2", "coap_new_pdu", "coap_new_message_id",
-        "coap_add_option", "coap_add_data", "coap_get_data", "coap_send", "coap_run_once",
-        "coap_io_process", "coap_can_exit", "coap_session_release", "coap_free_context",
-        "coap_new_optlist", "coap_insert_optlist", "coap_add_optlist_pdu",
+        "coap_startup",
+        "coap_cleanup",
+        "coap_set_log_level",
+        "coap_dtls_set_log_level",
+        "coap_address_init",
+        "coap_new_context",
+        "coap_context_set_keepalive",
+        "coap_new_client_session",
+        "coap_new_client_session_pki",
+        "coap_new_client_session_psk2",
+        "coap_new_pdu",
+        "coap_new_message_id",
+        "coap_add_option",
+        "coap_add_data",
+        "coap_get_data",
+        "coap_send",
+        "coap_run_once",
+        "coap_io_process",
+        "coap_can_exit",
+        "coap_session_release",
+        "coap_free_context",
+        "coap_new_optlist",
+        "coap_insert_optlist",
+        "coap_add_optlist_pdu",
         "coap_delete_optlist",
     ):
         assert callable(getattr(lib, name)), name

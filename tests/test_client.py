@@ -1,0 +1,170 @@
+"""Session.request() over plain coap:// against coap-server-openssl (IPv4 and IPv6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import WELCOME, CoapServer, binary_payload
+
+import libcoap_py as coap
+
+
+@pytest.fixture
+def ctx() -> Iterator[coap.Context]:
+    with coap.Context() as context:
+        yield context
+
+
+def test_get_root(ctx: coap.Context, coap_server: CoapServer) -> None:
+    session = ctx.client_session(coap_server.coap_uri)
+    r = session.request("GET", "", timeout=5)
+    assert r.code is coap.Code.CONTENT
+    assert type(r.payload) is bytes
+    assert r.payload.startswith(WELCOME)
+    assert r.type is coap.MessageType.ACK  # piggybacked response to a CON
+    assert isinstance(r.mid, int) and 0 <= r.mid <= 0xFFFF
+    assert type(r.token) is bytes and len(r.token) <= 8
+
+
+def test_put_then_get_binary_round_trip(
+    ctx: coap.Context, coap_server: CoapServer, unique_path: str
+) -> None:
+    data = binary_payload(500)
+    assert b"\x00" in data
+    session = ctx.client_session(coap_server.coap_uri)
+    created = session.request("PUT", unique_path, payload=data, timeout=5)
+    assert created.code is coap.Code.CREATED
+    got = session.request("GET", unique_path, timeout=5)
+    assert got.code is coap.Code.CONTENT
+    assert got.payload == data
+
+
+def test_error_codes_are_responses_not_exceptions(
+    ctx: coap.Context, coap_server: CoapServer, unique_path: str
+) -> None:
+    session = ctx.client_session(coap_server.coap_uri)
+    r = session.request("GET", unique_path + "/missing", timeout=5)
+    assert r.code is coap.Code.NOT_FOUND
+    assert r.code.class_ == 4
+
+
+def test_method_spellings_and_delete(
+    ctx: coap.Context, coap_server: CoapServer, unique_path: str
+) -> None:
+    session = ctx.client_session(coap_server.coap_uri)
+    assert session.request("put", unique_path, payload=b"x", timeout=5).code is coap.Code.CREATED
+    assert session.request(coap.Code.GET, unique_path, timeout=5).payload == b"x"
+    assert session.request("Delete", unique_path, timeout=5).code is coap.Code.DELETED
+    assert session.request("GET", unique_path, timeout=5).code is coap.Code.NOT_FOUND
+    with pytest.raises(ValueError):
+        session.request("FROB", unique_path, timeout=5)
+
+
+def test_content_format_option_round_trip(
+    ctx: coap.Context, coap_server: CoapServer, unique_path: str
+) -> None:
+    """The server stores the PUT's Content-Format and returns it with the GET."""
+    session = ctx.client_session(coap_server.coap_uri)
+    put = session.request(
+        "PUT", unique_path, payload=b'{"a": 1}', content_format=coap.ContentFormat(50), timeout=5
+    )
+    assert put.code is coap.Code.CREATED
+    r = session.request("GET", unique_path, timeout=5)
+    assert r.payload == b'{"a": 1}'
+    assert r.option(coap.OptionNumber.CONTENT_FORMAT) == b"\x32"
+    assert (int(coap.OptionNumber.CONTENT_FORMAT), b"\x32") in r.options
+    assert all(type(n) is int and type(v) is bytes for n, v in r.options)
+    assert r.option(coap.OptionNumber.LOCATION_QUERY) is None
+
+
+def test_query_and_options(ctx: coap.Context, coap_server: CoapServer) -> None:
+    """/time?ticks answers a number; /time without it a human-readable date."""
+    session = ctx.client_session(coap_server.coap_uri)
+    ticks = session.request("GET", "time", query="ticks", timeout=5)
+    assert ticks.code is coap.Code.CONTENT
+    assert ticks.payload.isdigit(), ticks.payload
+    listed = session.request("GET", "time", query=["ticks"], timeout=5)
+    assert listed.payload.isdigit(), listed.payload
+    by_option = session.request(
+        "GET", "time", options=[(coap.OptionNumber.URI_QUERY, "ticks")], timeout=5
+    )
+    assert by_option.payload.isdigit(), by_option.payload
+    human = session.request("GET", "time", timeout=5)
+    assert human.code is coap.Code.CONTENT and not human.payload.isdigit()
+
+
+def test_non_confirmable_request(ctx: coap.Context, coap_server: CoapServer) -> None:
+    session = ctx.client_session(coap_server.coap_uri)
+    r = session.request("GET", "", confirmable=False, timeout=5)
+    assert r.code is coap.Code.CONTENT
+    assert r.type is coap.MessageType.NON
+    assert r.payload.startswith(WELCOME)
+
+
+def test_base_path_from_uri(ctx: coap.Context, coap_server: CoapServer, unique_path: str) -> None:
+    plain = ctx.client_session(coap_server.coap_uri)
+    assert plain.request("PUT", unique_path, payload=b"base", timeout=5).code is coap.Code.CREATED
+    based = ctx.client_session(f"{coap_server.coap_uri}/{unique_path}")
+    assert based.request("GET", timeout=5).payload == b"base"
+
+
+def test_session_properties(ctx: coap.Context, coap_server: CoapServer) -> None:
+    session = ctx.client_session(coap_server.coap_uri)
+    assert session.proto is coap.Proto.UDP
+    assert session.closed is False
+    assert str(session.uri).startswith(coap_server.coap_uri)
+    assert 500 < session.max_payload < 1152
+
+    session.ack_timeout = 1.25
+    assert session.ack_timeout == pytest.approx(1.25, abs=0.002)
+    session.max_retransmit = 2
+    assert session.max_retransmit == 2
+    assert session.request("GET", "", timeout=5).code is coap.Code.CONTENT
+
+    session.close()
+    assert session.closed is True
+
+
+def test_sub_second_ack_timeout_is_not_silently_ignored(
+    ctx: coap.Context, coap_server: CoapServer
+) -> None:
+    """RFC 7252 allows any ACK_TIMEOUT; if libcoap cannot take it, say so."""
+    session = ctx.client_session(coap_server.coap_uri)
+    try:
+        session.ack_timeout = 0.2
+    except ValueError:
+        return  # refused loudly: fine
+    assert session.ack_timeout == pytest.approx(0.2, abs=0.002)
+
+
+def test_local_bind_address(ctx: coap.Context, coap_server: CoapServer) -> None:
+    session = ctx.client_session(coap_server.coap_uri, local="127.0.0.1")
+    assert session.request("GET", "", timeout=5).code is coap.Code.CONTENT
+
+
+def test_two_sessions_one_context(
+    ctx: coap.Context, coap_server: CoapServer, unique_path: str
+) -> None:
+    a = ctx.client_session(coap_server.coap_uri)
+    b = ctx.client_session(coap_server.coap_uri)
+    assert a.request("PUT", unique_path, payload=b"from a", timeout=5).code is coap.Code.CREATED
+    assert b.request("GET", unique_path, timeout=5).payload == b"from a"
+
+
+def test_many_requests_in_a_row(ctx: coap.Context, coap_server: CoapServer) -> None:
+    session = ctx.client_session(coap_server.coap_uri)
+    mids = set()
+    for _ in range(50):
+        r = session.request("GET", "", timeout=5)
+        assert r.code is coap.Code.CONTENT
+        mids.add(r.mid)
+    assert len(mids) == 50  # every exchange got its own message ID
+
+
+def test_ipv6(ctx: coap.Context, coap_server_v6: CoapServer, unique_path: str) -> None:
+    assert coap_server_v6.coap_uri.startswith("coap://[::1]:")
+    session = ctx.client_session(coap_server_v6.coap_uri)
+    data = binary_payload(300)
+    assert session.request("PUT", unique_path, payload=data, timeout=5).code is coap.Code.CREATED
+    assert session.request("GET", unique_path, timeout=5).payload == data
