@@ -241,6 +241,16 @@ class Context:
             raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
         return result
 
+    def _guarded(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Call a libcoap function that may call back into handlers, as _io() does."""
+        self._in_io = True
+        try:
+            result = function(*args)
+        finally:
+            self._in_io = False
+            self._after_io()
+        return result
+
     def _after_io(self) -> None:
         if self._deferred_release:
             pending, self._deferred_release = self._deferred_release, []
@@ -276,6 +286,8 @@ class Context:
             token = ffi.buffer(info.token, info.token_len)[:]
             pending = session._pending.pop(token, None)
             if pending is not None:
+                if pending.abandoned:
+                    return 1  # request() gave up on it already: acknowledge and drop
                 payload = ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
                 pending.response = Response(
                     info.code, payload, self._reader.read(received), info.type, info.mid, token
@@ -303,7 +315,8 @@ class Context:
             if reason == NackReason.TLS_FAILED:
                 session._dtls_failed = True
             if pending is not None:
-                pending.error = nack_error(reason, session)
+                if not pending.abandoned:
+                    pending.error = nack_error(reason, session)
                 return
         handler = self._nack_handler
         if handler is None:

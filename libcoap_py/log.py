@@ -52,3 +52,5 @@ def lcp_py_log(level: int, message: object) -> None:
 
 
 lib.lcp_install_log_handler()
+# PDU dumps (at DEBUG) go through the log handler too, not straight to stdout.
+lib.coap_set_show_pdu_output(0)

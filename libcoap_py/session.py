@@ -30,12 +30,16 @@ def _option_number(item: tuple[int, bytes]) -> int:
 class _Pending:
     """One request() waiting for its answer."""
 
-    __slots__ = ("error", "mid", "response")
+    __slots__ = ("abandoned", "error", "mid", "response")
 
     def __init__(self, mid: int) -> None:
         self.mid = mid
         self.response: Response | None = None
         self.error: BaseException | None = None
+        # Set when request() gave up (timeout, exception) while libcoap still
+        # retransmits: the late answer or NACK is then dropped, not handed to
+        # the user's handlers.
+        self.abandoned = 0.0
 
 
 def nack_error(reason: int, session: Session | None) -> NackError:
@@ -240,11 +244,18 @@ class Session:
             while pending.response is None and pending.error is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise self._timeout_error(wait)
+                    error = self._timeout_error(wait)
+                    self._abandon(token, pending)
+                    if isinstance(error, DTLSError):
+                        self._abort_handshake()
+                    raise error
                 # Never 0 ms: for libcoap that means "wait without bound".
                 context._io(max(1, math.ceil(remaining * 1000)))
         finally:
-            self._pending.pop(token, None)
+            if pending.response is not None or pending.error is not None:
+                self._pending.pop(token, None)
+            elif not pending.abandoned:
+                self._abandon(token, pending)
         if pending.error is not None:
             raise pending.error
         assert pending.response is not None
@@ -299,6 +310,25 @@ class Session:
         return mid
 
     # -- callbacks from the Context ---------------------------------------------------------
+
+    def _abort_handshake(self) -> None:
+        """Give up a DTLS handshake that never completes (a wrong PSK gets no alert).
+
+        libcoap drops the session's queued messages (NACK TLS_FAILED to the
+        nack handler for PDUs sent with ``send()``); the next request starts
+        a new handshake.
+        """
+        ptr = self._ptr
+        if ptr is not None and lib.lcp_session_state(ptr) != _STATE_ESTABLISHED:
+            self._context._guarded(lib.coap_session_disconnected, ptr, lib.COAP_NACK_TLS_FAILED)
+
+    def _abandon(self, token: bytes, pending: _Pending) -> None:
+        now = time.monotonic()
+        pending.abandoned = now
+        if len(self._pending) > 256:
+            stale = [k for k, p in self._pending.items() if p.abandoned and now - p.abandoned > 300]
+            for key in stale:
+                del self._pending[key]
 
     def _take_pending(self, token: bytes | None, mid: int) -> _Pending | None:
         if token is not None:

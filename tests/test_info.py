@@ -71,6 +71,20 @@ def test_debug_log_goes_to_python_logging(
 
 
 @pytest.mark.usefixtures("restore_log_level")
+def test_pdu_dumps_go_to_python_logging_not_stdout(
+    coap_server: CoapServer, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="libcoap")
+    coap.set_log_level(coap.LogLevel.DEBUG)
+    with coap.Context() as ctx:
+        ctx.client_session(coap_server.coap_uri).request("GET", "", timeout=5)
+    coap.set_log_level(coap.LogLevel.WARNING)
+    out, err = capfd.readouterr()
+    assert "t:CON" not in out and "t:CON" not in err
+    assert any("t:CON" in r.getMessage() for r in caplog.records if r.name == "libcoap")
+
+
+@pytest.mark.usefixtures("restore_log_level")
 def test_quiet_log_level_suppresses_debug(
     coap_server: CoapServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -12,6 +12,7 @@ typedef struct coap_fixed_point_t {
 
 coap_session_t *coap_session_reference(coap_session_t *session);
 void coap_session_release(coap_session_t *session);
+void coap_session_disconnected(coap_session_t *session, int reason);
 void coap_session_set_app_data(coap_session_t *session, void *data);
 void *coap_session_get_app_data(const coap_session_t *session);
 size_t coap_session_max_pdu_size(const coap_session_t *session);

@@ -1,0 +1,56 @@
+"""A request() that gave up leaves nothing behind for the user's handlers or the loop."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from conftest import CoapServer, UdpPeer
+
+import libcoap_py as coap
+
+
+def test_late_nack_of_a_timed_out_request_is_not_delivered(silent_peer: UdpPeer) -> None:
+    with coap.Context() as ctx:
+        nacks: list[Any] = []
+        ctx.register_nack_handler(lambda s, sent, reason, mid: nacks.append(reason))
+        session = ctx.client_session(silent_peer.uri)
+        session.ack_timeout = 1.0
+        session.max_retransmit = 1
+        with pytest.raises(coap.RequestTimeout):
+            session.request("GET", "gone", timeout=0.3)
+        # libcoap keeps retransmitting until its own limit (1 s * 1.5 * 3), then NACKs.
+        deadline = time.monotonic() + 10
+        while not ctx.can_exit():
+            assert time.monotonic() < deadline, "libcoap never gave up on the message"
+            ctx.run_once(200)
+        assert len(silent_peer.wait_for(2, timeout=1)) >= 2, "the CON was not retransmitted"
+        assert nacks == []
+
+
+def test_handshake_timeout_leaves_nothing_queued(coap_server: CoapServer) -> None:
+    with coap.Context() as ctx:
+        session = ctx.client_session(
+            coap_server.coaps_uri, dtls=coap.PSK(coap_server.psk_identity, b"not the key")
+        )
+        with pytest.raises(coap.DTLSError):
+            session.request("GET", "", timeout=1.5)
+        assert ctx.can_exit()
+        assert not session.established
+        # the context and other sessions go on working
+        plain = ctx.client_session(coap_server.coap_uri)
+        assert plain.request("GET", "", timeout=5).code is coap.Code.CONTENT
+
+
+def test_session_retries_the_handshake_after_a_failure(coap_server: CoapServer) -> None:
+    """A second request on a session whose handshake timed out tries again (and fails again)."""
+    with coap.Context() as ctx:
+        session = ctx.client_session(
+            coap_server.coaps_uri, dtls=coap.PSK(coap_server.psk_identity, b"not the key")
+        )
+        for _ in range(2):
+            started = time.monotonic()
+            with pytest.raises(coap.DTLSError):
+                session.request("GET", "", timeout=1.0)
+            assert time.monotonic() - started < 5
