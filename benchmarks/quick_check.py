@@ -93,7 +93,9 @@ def main() -> None:
     server = start_server(port)
     uri = f"coap://127.0.0.1:{port}"
     try:
-        print(f"libcoap {coap.libcoap_version()}, {args.n} sequential CON GETs, best of {args.rounds}")
+        print(
+            f"libcoap {coap.libcoap_version()}, {args.n} sequential CON GETs, best of {args.rounds}"
+        )
         for name, fn in (("Session.request", with_request), ("handler loop", with_handler_loop)):
             best = min((fn(uri, args.n) for _ in range(args.rounds)), key=lambda r: r[0])
             wall, cpu = best
