@@ -39,7 +39,7 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 10
     with coap.Context() as ctx:
         s = ctx.client_session(f"coap://127.0.0.1:{port}")
-        s.ack_timeout = 0.1
+        s.ack_timeout = 1.0
         while True:
             try:
                 s.request("GET", "", timeout=0.5)
