@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -141,6 +142,29 @@ def test_sub_second_ack_timeout_is_not_silently_ignored(
 def test_local_bind_address(ctx: coap.Context, coap_server: CoapServer) -> None:
     session = ctx.client_session(coap_server.coap_uri, local="127.0.0.1")
     assert session.request("GET", "", timeout=5).code is coap.Code.CONTENT
+
+
+def test_local_bind_address_with_port(
+    ctx: coap.Context, coap_server: CoapServer, free_udp_port: int
+) -> None:
+    session = ctx.client_session(coap_server.coap_uri, local=f"127.0.0.1:{free_udp_port}")
+    assert session.local_address == ("127.0.0.1", free_udp_port)
+    assert session.remote_address == ("127.0.0.1", coap_server.port)
+    assert session.request("GET", "", timeout=5).code is coap.Code.CONTENT
+
+
+def test_host_name_is_resolved(ctx: coap.Context, coap_server: CoapServer) -> None:
+    first = socket.getaddrinfo("localhost", coap_server.port, 0, socket.SOCK_DGRAM)[0][4][0]
+    if first != "127.0.0.1":
+        pytest.skip(f"localhost resolves to {first} first here; the server is on 127.0.0.1")
+    session = ctx.client_session(f"coap://localhost:{coap_server.port}")
+    assert session.remote_address == ("127.0.0.1", coap_server.port)
+    assert session.request("GET", "", timeout=5).code is coap.Code.CONTENT
+
+
+def test_unknown_host_name_is_a_clear_error(ctx: coap.Context) -> None:
+    with pytest.raises(OSError, match=r"no-such-host\.invalid"):
+        ctx.client_session("coap://no-such-host.invalid")
 
 
 def test_two_sessions_one_context(
