@@ -47,6 +47,7 @@ ORDER = (
     "net",
     "event",
     "debug",
+    "resource",
     "glue",
 )
 

@@ -12,8 +12,8 @@ try:
     from ._libcoap import ffi, lib
 except ImportError as _exc:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "libcoap_py._libcoap is not built: install the package with pip "
-        "(it compiles against the system libcoap; see the README)"
+        f"libcoap_py._libcoap could not be loaded ({_exc}); install the package with pip, "
+        "which compiles it against the system libcoap (see the README)"
     ) from _exc
 
 from . import _callbacks  # noqa: F401  (registers the extern "Python" functions)
@@ -42,7 +42,9 @@ from .errors import (
 from .library import dtls_is_supported, libcoap_version, package_name, tls_is_supported, tls_library
 from .log import get_log_level, set_log_level
 from .pdu import PDU, Response
-from .session import Session
+from .request import Request, ServerResponse
+from .server import Endpoint, Resource
+from .session import ServerSession, Session
 
 __version__ = "0.1.0"
 
@@ -57,6 +59,7 @@ __all__ = [
     "ContentFormat",
     "Context",
     "DTLSError",
+    "Endpoint",
     "Event",
     "LogLevel",
     "MessageType",
@@ -66,9 +69,13 @@ __all__ = [
     "OptionNumber",
     "PayloadTooLargeError",
     "Proto",
+    "Request",
     "RequestTimeout",
     "ResetError",
+    "Resource",
     "Response",
+    "ServerResponse",
+    "ServerSession",
     "Session",
     "WrongThreadError",
     "dtls_is_supported",

@@ -12,11 +12,16 @@ from typing import Any
 
 from ._extern import extern
 from ._libcoap import ffi, lib
+from .codes import Code
 from .context import Context
+from .dtls import PKI, PSK
+from .server import Resource
 from .session import Session
 
 _log = logging.getLogger("libcoap_py")
 _NULL = ffi.NULL
+_NOT_FOUND = int(Code.NOT_FOUND)
+_SERVER_ERROR = int(Code.INTERNAL_SERVER_ERROR)
 
 
 def _find(session_ptr: Any) -> tuple[Context | None, Session | None]:
@@ -77,3 +82,57 @@ def lcp_py_event(session_ptr: Any, event: int) -> None:
             context._store_error(error)
         else:
             _lost(error)
+
+
+@extern
+def lcp_py_request(resource_ptr: Any, session_ptr: Any, request: Any, response: Any) -> None:
+    context = None
+    try:
+        data = lib.coap_resource_get_userdata(resource_ptr)
+        if data == _NULL:
+            lib.lcp_pdu_set_code(response, _NOT_FOUND)
+            return
+        resource: Resource = ffi.from_handle(data)
+        context = resource._context
+        context._on_request(resource, session_ptr, request, response)
+    except BaseException as error:  # Exceptions are handled in _on_request
+        lib.lcp_pdu_set_code(response, _SERVER_ERROR)
+        if context is not None:
+            context._store_error(error)
+        else:
+            _lost(error)
+
+
+@extern
+def lcp_py_cn(session_ptr: Any, cn: Any, depth: int, validated: int, arg: Any) -> int:
+    context = None
+    try:
+        pki: PKI = ffi.from_handle(arg)
+        name = ffi.string(cn).decode("utf-8", "replace") if cn != _NULL else ""
+        context, session = _find(session_ptr)
+        if context is not None:
+            context._on_cn(session_ptr, session, name, depth)
+        if pki.validate_cn is not None and validated:
+            return 1 if pki.validate_cn(name, depth) else 0
+        return 1
+    except BaseException as error:
+        if context is not None:
+            context._store_error(error)
+        else:
+            _lost(error)
+        return 0
+
+
+@extern
+def lcp_py_psk_key(session_ptr: Any, identity: Any, length: int, arg: Any) -> Any:
+    context = None
+    try:
+        psk: PSK = ffi.from_handle(arg)
+        context, _ = _find(session_ptr)
+        return psk._key_cdata(ffi.buffer(identity, length)[:])
+    except BaseException as error:
+        if context is not None:
+            context._store_error(error)
+        else:
+            _lost(error)
+        return _NULL

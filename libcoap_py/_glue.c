@@ -43,6 +43,7 @@ typedef struct {
   const uint8_t *ca_buf;
   size_t ca_len;
   const char *client_sni;
+  void *cn_arg;
 } lcp_pki_t;
 
 typedef struct {
@@ -62,6 +63,13 @@ static void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                         int reason, int mid);
 static void lcp_py_event(coap_session_t *session, int event);
 static void lcp_py_log(int level, const char *message);
+static int lcp_py_cn(coap_session_t *session, const char *cn,
+                     unsigned int depth, int validated, void *arg);
+static const coap_bin_const_t *lcp_py_psk_key(coap_session_t *session,
+                                              const uint8_t *identity,
+                                              size_t identity_len, void *arg);
+static void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
+                           const coap_pdu_t *request, coap_pdu_t *response);
 
 #if LCP_GENERATION >= 3
 #define LCP_HAS_PEM_BUF 1
@@ -91,6 +99,27 @@ static int
 lcp_on_event(coap_session_t *session, const coap_event_t event) {
   lcp_py_event(session, (int)event);
   return 0;
+}
+
+static int
+lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
+          coap_session_t *session, unsigned int depth, int validated, void *arg) {
+  (void)asn1_public_cert;
+  (void)asn1_length;
+  return lcp_py_cn(session, cn, depth, validated, arg);
+}
+
+static const coap_bin_const_t *
+lcp_on_psk_id(coap_bin_const_t *identity, coap_session_t *session, void *arg) {
+  return lcp_py_psk_key(session, identity->s, identity->length, arg);
+}
+
+static void
+lcp_on_request(coap_resource_t *resource, coap_session_t *session,
+               const coap_pdu_t *request, const coap_string_t *query,
+               coap_pdu_t *response) {
+  (void)query; /* the Python side reads Uri-Query from the request */
+  lcp_py_request(resource, session, request, response);
 }
 #endif
 
@@ -209,41 +238,131 @@ lcp_client_session_psk(coap_context_t *ctx, const coap_address_t *local,
 #endif
 }
 
+static void
+lcp_fill_pki(coap_dtls_pki_t *setup, const lcp_pki_t *pki) {
+  memset(setup, 0, sizeof(*setup));
+  setup->version = COAP_DTLS_PKI_SETUP_VERSION;
+  setup->verify_peer_cert = (uint8_t)pki->verify_peer_cert;
+#if LCP_GENERATION >= 3
+  /* 4.2's require_peer_cert sits where 4.3 has check_common_ca: without it
+   * (and without root CAs) 4.3 has no trust anchor for the peer. */
+  setup->check_common_ca = (uint8_t)pki->require_peer_cert;
+  setup->client_sni = (char *)pki->client_sni;
+#endif
+  setup->allow_self_signed = (uint8_t)pki->allow_self_signed;
+  setup->allow_expired_certs = (uint8_t)pki->allow_expired_certs;
+  setup->cert_chain_validation = (uint8_t)pki->cert_chain_validation;
+  setup->cert_chain_verify_depth = (uint8_t)pki->cert_chain_verify_depth;
+  setup->check_cert_revocation = (uint8_t)pki->check_cert_revocation;
+  setup->validate_cn_call_back = lcp_on_cn;
+  setup->cn_call_back_arg = pki->cn_arg;
+  if (pki->use_buffers) {
+    setup->pki_key.key_type = COAP_PKI_KEY_PEM_BUF;
+    setup->pki_key.key.pem_buf.public_cert = pki->cert_buf;
+    setup->pki_key.key.pem_buf.public_cert_len = pki->cert_len;
+    setup->pki_key.key.pem_buf.private_key = pki->key_buf;
+    setup->pki_key.key.pem_buf.private_key_len = pki->key_len;
+    setup->pki_key.key.pem_buf.ca_cert = pki->ca_buf;
+    setup->pki_key.key.pem_buf.ca_cert_len = pki->ca_len;
+  } else {
+    setup->pki_key.key_type = COAP_PKI_KEY_PEM;
+    setup->pki_key.key.pem.public_cert = pki->cert_file;
+    setup->pki_key.key.pem.private_key = pki->key_file;
+    setup->pki_key.key.pem.ca_file = pki->ca_file;
+  }
+}
+
 coap_session_t *
 lcp_client_session_pki(coap_context_t *ctx, const coap_address_t *local,
                        const coap_address_t *server, int proto,
                        const lcp_pki_t *pki) {
   coap_dtls_pki_t setup;
-  memset(&setup, 0, sizeof(setup));
-  setup.version = COAP_DTLS_PKI_SETUP_VERSION;
-  setup.verify_peer_cert = (uint8_t)pki->verify_peer_cert;
-#if LCP_GENERATION >= 3
-  /* 4.2's require_peer_cert sits where 4.3 has check_common_ca: without it
-   * (and without root CAs) 4.3 has no trust anchor for the peer. */
-  setup.check_common_ca = (uint8_t)pki->require_peer_cert;
-  setup.client_sni = (char *)pki->client_sni;
-#endif
-  setup.allow_self_signed = (uint8_t)pki->allow_self_signed;
-  setup.allow_expired_certs = (uint8_t)pki->allow_expired_certs;
-  setup.cert_chain_validation = (uint8_t)pki->cert_chain_validation;
-  setup.cert_chain_verify_depth = (uint8_t)pki->cert_chain_verify_depth;
-  setup.check_cert_revocation = (uint8_t)pki->check_cert_revocation;
-  if (pki->use_buffers) {
-    setup.pki_key.key_type = COAP_PKI_KEY_PEM_BUF;
-    setup.pki_key.key.pem_buf.public_cert = pki->cert_buf;
-    setup.pki_key.key.pem_buf.public_cert_len = pki->cert_len;
-    setup.pki_key.key.pem_buf.private_key = pki->key_buf;
-    setup.pki_key.key.pem_buf.private_key_len = pki->key_len;
-    setup.pki_key.key.pem_buf.ca_cert = pki->ca_buf;
-    setup.pki_key.key.pem_buf.ca_cert_len = pki->ca_len;
-  } else {
-    setup.pki_key.key_type = COAP_PKI_KEY_PEM;
-    setup.pki_key.key.pem.public_cert = pki->cert_file;
-    setup.pki_key.key.pem.private_key = pki->key_file;
-    setup.pki_key.key.pem.ca_file = pki->ca_file;
-  }
+  lcp_fill_pki(&setup, pki);
   return coap_new_client_session_pki(ctx, local, server, (coap_proto_t)proto,
                                      &setup);
+}
+
+/* The session's PSK identity (server side: what the client sent). */
+int
+lcp_session_psk_identity(const coap_session_t *session, const uint8_t **identity,
+                         size_t *length) {
+#if LCP_GENERATION >= 3
+  const coap_bin_const_t *id = coap_session_get_psk_identity(session);
+  if (!id || !id->s)
+    return 0;
+  *identity = id->s;
+  *length = id->length;
+  return 1;
+#endif
+}
+
+int
+lcp_session_is_server(const coap_session_t *session) {
+#if LCP_GENERATION >= 3
+  return coap_session_get_type(session) == COAP_SESSION_TYPE_SERVER;
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* Server side */
+
+int
+lcp_context_set_pki(coap_context_t *ctx, const lcp_pki_t *pki) {
+  coap_dtls_pki_t setup;
+  lcp_fill_pki(&setup, pki);
+  return coap_context_set_pki(ctx, &setup);
+}
+
+int
+lcp_context_set_psk(coap_context_t *ctx, const uint8_t *hint, size_t hint_len,
+                    const uint8_t *key, size_t key_len, void *id_arg) {
+#if LCP_GENERATION >= 3
+  coap_dtls_spsk_t setup;
+  memset(&setup, 0, sizeof(setup));
+  setup.version = COAP_DTLS_SPSK_SETUP_VERSION;
+  setup.validate_id_call_back = lcp_on_psk_id;
+  setup.id_call_back_arg = id_arg;
+  setup.psk_info.hint.s = hint;
+  setup.psk_info.hint.length = hint_len;
+  setup.psk_info.key.s = key;
+  setup.psk_info.key.length = key_len;
+  return coap_context_set_psk2(ctx, &setup);
+#endif
+}
+
+coap_endpoint_t *
+lcp_new_endpoint(coap_context_t *ctx, const coap_address_t *addr, int proto) {
+  return coap_new_endpoint(ctx, addr, (coap_proto_t)proto);
+}
+
+coap_resource_t *
+lcp_resource_new(const uint8_t *path, size_t len, void *app_data) {
+  coap_resource_t *r;
+  coap_str_const_t *uri = coap_new_str_const(path, len);
+  if (!uri)
+    return NULL;
+  r = coap_resource_init(uri, COAP_RESOURCE_FLAGS_RELEASE_URI);
+  if (!r) {
+    coap_delete_str_const(uri);
+    return NULL;
+  }
+  coap_resource_set_userdata(r, app_data);
+  return r;
+}
+
+coap_resource_t *
+lcp_resource_unknown_new(void *app_data) {
+#if LCP_GENERATION >= 3
+  coap_resource_t *r = coap_resource_unknown_init2(lcp_on_request, 0);
+#endif
+  if (r)
+    coap_resource_set_userdata(r, app_data);
+  return r;
+}
+
+void
+lcp_resource_handle(coap_resource_t *resource, int method) {
+  coap_register_handler(resource, (coap_request_t)method, lcp_on_request);
 }
 
 /* The app data of the session's context (the Python Context's handle). */

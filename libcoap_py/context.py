@@ -12,7 +12,8 @@ from .codes import Event, NackReason
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError, WrongThreadError
 from .pdu import PDU, Response, _OptionReader
-from .session import Session, nack_error
+from .server import Endpoint, Resource, Serving
+from .session import ServerSession, Session, nack_error
 from .uri import parse_local, parse_uri, resolve
 
 __all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler"]
@@ -25,10 +26,11 @@ H = TypeVar("H", bound=Callable[..., Any])
 # Seen with libcoap 4.3.1 + OpenSSL: after a PSK client session, new PKI sessions
 # of the same context handshake with PSK cipher suites only.
 _PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
+_SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
 _DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
 
 
-class Context:
+class Context(Serving):
     """A libcoap context: owns sessions, runs the I/O loop, dispatches to handlers.
 
     Use it as a context manager or call ``close()`` (idempotent). A Context
@@ -51,6 +53,14 @@ class Context:
         self._event_handler: EventHandler | None = None
         self._keepalive = 0
         self._had_psk = False
+        self._keep: list[Any] = []  # C buffers the context's DTLS setup points into
+        self._endpoints: list[Endpoint] = []
+        self._resources: dict[str, Resource] = {}
+        self._unknown: Resource | None = None
+        self._server_sessions: set[ServerSession] = set()
+        self._stopping = False
+        self._dtls_pki: PKI | None = None
+        self._dtls_psk: PSK | None = None
         self._info = ffi.new("lcp_pdu_info_t *")
         self._reader = _OptionReader()
         self.closed = False
@@ -147,20 +157,13 @@ class Context:
         keep: list[Any] = []
         proto = int(parsed.proto)
         if isinstance(dtls, PSK):
-            keep.extend((dtls.identity, dtls.key))
+            identity, key = dtls._client_credentials()
+            keep.extend((identity, key))
             sni = ffi.new("char[]", dtls.client_sni.encode()) if dtls.client_sni else ffi.NULL
             keep.append(sni)
             self._had_psk = True
             ptr = lib.lcp_client_session_psk(
-                ctx,
-                local_addr,
-                server,
-                proto,
-                dtls.identity,
-                len(dtls.identity),
-                dtls.key,
-                len(dtls.key),
-                sni,
+                ctx, local_addr, server, proto, identity, len(identity), key, len(key), sni
             )
         elif isinstance(dtls, PKI):
             if self._had_psk and _PSK_POISONS_PKI:
@@ -337,6 +340,16 @@ class Context:
     def _on_event(self, session: Session | None, event: int) -> None:
         if session is not None and event in _DTLS_FAILURES and session.uri.secure:
             session._dtls_failed = True
+        if event == _SERVER_SESSION_DEL and isinstance(session, ServerSession):
+            # libcoap frees it right after this event.
+            try:
+                self._deliver_event(session, event)
+            finally:
+                session._detach(CoapError(f"the session with {session.uri} has ended"))
+            return
+        self._deliver_event(session, event)
+
+    def _deliver_event(self, session: Session | None, event: int) -> None:
         handler = self._event_handler
         if handler is None:
             return
@@ -372,6 +385,16 @@ class Context:
         self.closed = True
         for session in list(self._sessions):
             session._detach(CoapError("the Context was closed"))
+        for server_session in list(self._server_sessions):
+            server_session._detach(CoapError("the Context was closed"))
+        for endpoint in self._endpoints:
+            endpoint._ptr = None  # coap_free_context frees endpoints
+        self._endpoints = []
+        for resource in self._resources.values():
+            resource._ptr = None
+        if self._unknown is not None:
+            self._unknown._ptr = None
+        self._stopping = True
         ptr, self._ptr = self._ptr, None
         for pending_ptr in self._deferred_release:
             lib.coap_session_release(pending_ptr)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Optional, Union
 
 from ._libcoap import ffi
 
-__all__ = ["PKI", "PSK", "PemSource"]
+__all__ = ["PKI", "PSK", "KeySource", "PemSource"]
 
 PemSource = Union[str, "os.PathLike[str]", bytes]
 """A PEM file path, or the PEM text itself as bytes."""
@@ -48,6 +49,10 @@ class PKI:
     ``ca`` (libcoap 4.3 calls this ``check_common_ca``); with it off, only
     ``root_cas`` (a file or directory of trusted roots) or
     ``allow_self_signed`` can make an unknown peer pass verification.
+
+    ``validate_cn(common_name, depth)`` may refuse a peer whose certificate
+    passed those checks (depth 0 is the peer's own certificate). The peer's
+    common name is available as ``Session.peer_cn`` / ``Request.peer_cn``.
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class PKI:
         check_cert_revocation: bool = False,
         client_sni: str | None = None,
         root_cas: str | os.PathLike[str] | None = None,
+        validate_cn: Callable[[str, int], bool] | None = None,
     ) -> None:
         sources = {"certificate": cert, "private key": key}
         if ca is not None:
@@ -94,6 +100,7 @@ class PKI:
         self.cert_chain_verify_depth = cert_chain_verify_depth
         self.check_cert_revocation = check_cert_revocation
         self.client_sni = client_sni
+        self.validate_cn = validate_cn
         self.root_cas = None if root_cas is None else os.fspath(root_cas)
         if self.root_cas is not None and not os.path.exists(self.root_cas):
             raise FileNotFoundError(2, f"root CAs not found: {self.root_cas}", self.root_cas)
@@ -140,6 +147,9 @@ class PKI:
                 setup.ca_file = c_string(self.files["CA certificate"])
         if self.client_sni:
             setup.client_sni = c_string(self.client_sni)
+        handle = ffi.new_handle(self)
+        keep.append(handle)
+        setup.cn_arg = handle
         return setup, keep
 
     def __repr__(self) -> str:
@@ -147,19 +157,85 @@ class PKI:
         return f"<PKI cert={where} verify_peer_cert={self.verify_peer_cert}>"
 
 
+KeySource = Union[Mapping[bytes, bytes], Callable[[bytes], Optional[bytes]]]
+"""Server side PSK keys: a mapping identity -> key, or a function identity -> key or None."""
+
+
+def _as_bytes(what: str, value: bytes | str) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes or str, not {type(value).__name__}")
+
+
 class PSK:
-    """Pre-shared key DTLS credentials: an identity and a key (both bytes or str)."""
+    """Pre-shared key DTLS credentials.
+
+    Client: ``PSK(identity, key)``. Server: ``PSK(hint=b"...", keys={identity: key})``
+    or ``keys=function(identity) -> key or None``; ``key`` is the key for
+    identities that ``keys`` does not know (none given: they are refused).
+    """
 
     def __init__(
-        self, identity: bytes | str, key: bytes | str, *, client_sni: str | None = None
+        self,
+        identity: bytes | str | None = None,
+        key: bytes | str | None = None,
+        *,
+        hint: bytes | str | None = None,
+        keys: KeySource | None = None,
+        client_sni: str | None = None,
     ) -> None:
-        self.identity = identity.encode() if isinstance(identity, str) else bytes(identity)
-        self.key = key.encode() if isinstance(key, str) else bytes(key)
-        if not self.key:
+        self.identity = None if identity is None else _as_bytes("PSK identity", identity)
+        self.key = None if key is None else _as_bytes("PSK key", key)
+        self.hint = None if hint is None else _as_bytes("PSK hint", hint)
+        if self.key is not None and not self.key:
             raise ValueError("PSK key must not be empty")
-        if len(self.identity) > 128 or len(self.key) > 64:
-            raise ValueError("PSK identity is at most 128 bytes and key at most 64 bytes")
+        if self.key is not None and len(self.key) > 64:
+            raise ValueError("a PSK key is at most 64 bytes")
+        if self.identity is not None and len(self.identity) > 128:
+            raise ValueError("a PSK identity is at most 128 bytes")
+        if keys is not None and not (callable(keys) or isinstance(keys, Mapping)):
+            raise TypeError("keys must be a mapping identity -> key or a function")
+        if isinstance(keys, Mapping):
+            keys = {_as_bytes("PSK identity", k): _as_bytes("PSK key", v) for k, v in keys.items()}
+        self.keys = keys
         self.client_sni = client_sni
+        self._cache: dict[bytes, tuple[Any, Any]] = {}
+
+    def _client_credentials(self) -> tuple[bytes, bytes]:
+        if self.identity is None or self.key is None:
+            raise ValueError("a client PSK needs an identity and a key: coap.PSK(identity, key)")
+        return self.identity, self.key
+
+    def key_for(self, identity: bytes) -> bytes | None:
+        """The key for a client identity (server side), or None to refuse it."""
+        found: bytes | None = None
+        if callable(self.keys):
+            value = self.keys(identity)
+            found = None if value is None else _as_bytes("PSK key", value)
+        elif self.keys is not None:
+            found = self.keys.get(identity)
+        return self.key if found is None else found
+
+    def _key_cdata(self, identity: bytes) -> Any:
+        """A ``coap_bin_const_t *`` holding the key for libcoap (cached, kept alive)."""
+        key = self.key_for(identity)
+        if key is None:
+            return ffi.NULL
+        cached = self._cache.get(identity)
+        if cached is None or ffi.buffer(cached[1])[:] != key:
+            if len(self._cache) > 1024:
+                self._cache.clear()  # libcoap copied older keys already
+            buf = ffi.new("uint8_t[]", key)
+            bin_const = ffi.new("coap_bin_const_t *")
+            bin_const.s = buf
+            bin_const.length = len(key)
+            cached = (bin_const, buf)
+            self._cache[identity] = cached
+        return cached[0]
 
     def __repr__(self) -> str:
-        return f"<PSK identity={self.identity!r}>"
+        if self.identity is not None:
+            return f"<PSK identity={self.identity!r}>"
+        return f"<PSK hint={self.hint!r} server keys>"

@@ -16,7 +16,7 @@ from .uri import URI, split_path, split_query
 if TYPE_CHECKING:
     from .context import Context
 
-__all__ = ["Session"]
+__all__ = ["ServerSession", "Session"]
 
 _URI_PATH = int(OptionNumber.URI_PATH)
 _URI_QUERY = int(OptionNumber.URI_QUERY)
@@ -81,6 +81,8 @@ class Session:
         self._handle = ffi.new_handle(self)
         self._dtls_failed = False
         self.closed = False
+        #: The common name of the peer's certificate (certificate DTLS), once known.
+        self.peer_cn: str | None = None
         lib.coap_session_set_app_data(ptr, self._handle)
 
     # -- state ------------------------------------------------------------------------------
@@ -144,6 +146,15 @@ class Session:
         return max(0, self.max_pdu_size - 4 - 8 - 1)
 
     @property
+    def psk_identity(self) -> bytes | None:
+        """The PSK identity of the session (on a server: the one the client sent)."""
+        data = ffi.new("const uint8_t **")
+        length = ffi.new("size_t *")
+        if not lib.lcp_session_psk_identity(self._live(), data, length):
+            return None
+        return bytes(ffi.buffer(data[0], length[0]))
+
+    @property
     def remote_address(self) -> tuple[str, int]:
         return self._address(remote=True)
 
@@ -184,7 +195,8 @@ class Session:
         """Send a request and drive the Context until its response arrives.
 
         ``path`` is relative to the server root (``"a/b"`` sends Uri-Path
-        ``a`` and ``b``); empty uses the path of the session URI. ``timeout``
+        ``a`` and ``b``; ``"a?x=1"`` also Uri-Query ``x=1``); empty uses the
+        path of the session URI. ``timeout``
         is in seconds; None waits as long as libcoap retransmits
         (``max_transmit_wait()`` plus one second).
 
@@ -201,6 +213,10 @@ class Session:
             )
         code = Code.method(method)
         opts: list[Option] = [encode_option(n, v) for n, v in options]
+        if "?" in path:
+            path, _, inline_query = path.partition("?")
+            if query is None:
+                query = inline_query
         segments = split_path(path) if path else self.uri.path
         opts.extend((_URI_PATH, s.encode()) for s in segments)
         if query is not None:
@@ -377,3 +393,48 @@ class Session:
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else "open"
         return f"<Session {self.uri} {state}>"
+
+
+class ServerSession(Session):
+    """A session libcoap made for a client of one of our endpoints.
+
+    libcoap owns it and frees it when the client goes idle; the wrapper then
+    raises ``CoapError``. ``close()`` only detaches the wrapper.
+    """
+
+    def __init__(self, context: Context, ptr: Any) -> None:
+        ip = ffi.new("char[]", 64)
+        port = ffi.new("uint16_t *")
+        host = ffi.string(ip).decode() if lib.lcp_session_address(ptr, 1, ip, 64, port) else "?"
+        proto = Proto(lib.lcp_session_proto(ptr))
+        scheme = {Proto.DTLS: "coaps", Proto.TCP: "coap+tcp", Proto.TLS: "coaps+tcp"}.get(
+            proto, "coap"
+        )
+        super().__init__(context, ptr, URI(scheme, host, int(port[0]), (), ()), [])
+        self.peer = (host, int(port[0]))
+        self._psk_known = proto not in (Proto.DTLS, Proto.TLS)
+        self._psk: bytes | None = None
+
+    def _psk_identity_cached(self) -> bytes | None:
+        if not self._psk_known and self._ptr is not None:
+            self._psk = self.psk_identity
+            self._psk_known = True
+        return self._psk
+
+    def close(self) -> None:
+        """Forget this session on the Python side (libcoap keeps and frees it)."""
+        if self._ptr is not None:
+            self._context._enter_for_close()
+            self._detach(CoapError(f"the session with {self.uri} was closed"))
+
+    def _detach(self, error: BaseException) -> None:
+        ptr, self._ptr = self._ptr, None
+        self.closed = True
+        self._fail_all(error)
+        if ptr is not None:
+            lib.coap_session_set_app_data(ptr, ffi.NULL)
+        self._context._server_sessions.discard(self)
+
+    def __repr__(self) -> str:
+        state = "gone" if self._ptr is None else "open"
+        return f"<ServerSession {self.uri} {state}>"

@@ -57,7 +57,7 @@ def split_query(query: str) -> tuple[str, ...]:
     return tuple(unquote(q) for q in query.split("&") if q)
 
 
-def parse_uri(text: str) -> URI:
+def parse_uri(text: str, *, allow_port_zero: bool = False) -> URI:
     """Parse ``coap://host[:port][/path][?query]``; raises ValueError naming the problem."""
     if not isinstance(text, str):
         raise TypeError(f"URI must be a str, not {type(text).__name__}")
@@ -81,7 +81,7 @@ def parse_uri(text: str) -> URI:
         raise ValueError(f"malformed URI {text!r}: CoAP URIs have no fragment")
     if "[" in parts.netloc and not _is_ipv6(host):
         raise ValueError(f"malformed URI {text!r}: {host!r} is not an IPv6 address")
-    if port == 0:
+    if port == 0 and not allow_port_zero:
         raise ValueError(f"malformed URI {text!r}: port 0")
     return URI(
         scheme,

@@ -16,6 +16,13 @@ extern "Python" void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent
                                  int reason, int mid);
 extern "Python" void lcp_py_event(coap_session_t *session, int event);
 extern "Python" void lcp_py_log(int level, const char *message);
+extern "Python" int lcp_py_cn(coap_session_t *session, const char *cn,
+                              unsigned int depth, int validated, void *arg);
+extern "Python" const coap_bin_const_t *lcp_py_psk_key(coap_session_t *session,
+                                                       const uint8_t *identity,
+                                                       size_t identity_len, void *arg);
+extern "Python" void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
+                                    const coap_pdu_t *request, coap_pdu_t *response);
 
 /* Context. */
 coap_context_t *lcp_new_context(void *app_data);
@@ -47,6 +54,7 @@ typedef struct {
   const uint8_t *ca_buf;
   size_t ca_len;
   const char *client_sni;   /* may be NULL */
+  void *cn_arg;             /* passed to lcp_py_cn (the Python PKI's handle) */
 } lcp_pki_t;
 
 coap_session_t *lcp_client_session(coap_context_t *ctx, const coap_address_t *local,
@@ -65,12 +73,25 @@ void *lcp_session_context_app_data(const coap_session_t *session);
 int lcp_session_address(const coap_session_t *session, int remote, char *ip,
                         size_t iplen, uint16_t *port);
 int lcp_session_state(const coap_session_t *session);
+int lcp_session_is_server(const coap_session_t *session);
+int lcp_session_psk_identity(const coap_session_t *session, const uint8_t **identity,
+                             size_t *length);
 int lcp_session_proto(const coap_session_t *session);
 void lcp_session_set_ack_timeout_ms(coap_session_t *session, unsigned int ms);
 unsigned int lcp_session_get_ack_timeout_ms(const coap_session_t *session);
 unsigned int lcp_session_get_ack_random_factor_milli(const coap_session_t *session);
 void lcp_session_set_max_retransmit(coap_session_t *session, unsigned int value);
 unsigned int lcp_session_get_max_retransmit(const coap_session_t *session);
+
+/* Server side. */
+int lcp_context_set_pki(coap_context_t *ctx, const lcp_pki_t *pki);
+int lcp_context_set_psk(coap_context_t *ctx, const uint8_t *hint, size_t hint_len,
+                        const uint8_t *key, size_t key_len, void *id_arg);
+coap_endpoint_t *lcp_new_endpoint(coap_context_t *ctx, const coap_address_t *addr,
+                                  int proto);
+coap_resource_t *lcp_resource_new(const uint8_t *path, size_t len, void *app_data);
+coap_resource_t *lcp_resource_unknown_new(void *app_data);
+void lcp_resource_handle(coap_resource_t *resource, int method);
 
 /* PDUs. */
 typedef struct {

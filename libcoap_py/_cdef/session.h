@@ -18,3 +18,5 @@ void *coap_session_get_app_data(const coap_session_t *session);
 size_t coap_session_max_pdu_size(const coap_session_t *session);
 void coap_session_set_mtu(coap_session_t *session, unsigned mtu);
 const char *coap_session_str(const coap_session_t *session);
+void coap_free_endpoint(coap_endpoint_t *endpoint);
+const char *coap_endpoint_str(const coap_endpoint_t *endpoint);

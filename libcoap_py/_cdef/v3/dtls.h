@@ -88,3 +88,16 @@ typedef struct coap_dtls_cpsk_t {
 
 int coap_context_set_pki_root_cas(coap_context_t *context, const char *ca_file,
                                   const char *ca_dir);
+
+typedef struct coap_dtls_spsk_info_t {
+  coap_bin_const_t hint;
+  coap_bin_const_t key;
+} coap_dtls_spsk_info_t;
+
+typedef struct coap_dtls_spsk_t {
+  uint8_t version;
+  void *id_call_back_arg;
+  void *sni_call_back_arg;
+  coap_dtls_spsk_info_t psk_info;
+  ...;
+} coap_dtls_spsk_t;

@@ -25,5 +25,6 @@ void coap_ticks(coap_tick_t *t);
 int coap_context_set_psk(coap_context_t *context, const char *hint,
                          const uint8_t *key, size_t key_len);
 int coap_context_set_pki(coap_context_t *context, const coap_dtls_pki_t *setup_data);
+int coap_context_set_psk2(coap_context_t *context, coap_dtls_spsk_t *setup_data);
 void coap_context_set_max_idle_sessions(coap_context_t *context, unsigned int max_idle_sessions);
 void coap_context_set_session_timeout(coap_context_t *context, unsigned int session_timeout);

@@ -42,3 +42,7 @@ uint16_t coap_session_get_max_retransmit(const coap_session_t *session);
 void coap_session_set_nstart(coap_session_t *session, uint16_t value);
 uint16_t coap_session_get_nstart(const coap_session_t *session);
 coap_mid_t coap_session_send_ping(coap_session_t *session);
+const coap_bin_const_t *coap_session_get_psk_identity(const coap_session_t *session);
+const coap_bin_const_t *coap_session_get_psk_hint(const coap_session_t *session);
+coap_endpoint_t *coap_new_endpoint(coap_context_t *context, const coap_address_t *listen_addr,
+                                   coap_proto_t proto);

@@ -1,0 +1,349 @@
+"""The serving half of a Context: endpoints, resources, request dispatch, run() and stop()."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+
+from ._libcoap import ffi, lib
+from .codes import Code, Proto
+from .dtls import PKI, PSK
+from .errors import CoapError, NotSupportedError
+from .request import DEFAULT_CODES, Request, ServerResponse
+from .session import ServerSession
+from .uri import parse_uri, resolve
+
+if TYPE_CHECKING:
+    from .pdu import _OptionReader
+
+__all__ = ["Endpoint", "RequestHandler", "Resource", "Serving"]
+
+log = logging.getLogger("libcoap_py.server")
+
+RequestHandler = Callable[[Request, ServerResponse], Any]
+R = TypeVar("R", bound=RequestHandler)
+MethodSpec = Union[str, Code, int]
+
+_SLICE_MS = 250  # run() wakes at least this often to notice stop() and signals
+
+
+def _methods(methods: MethodSpec | Iterable[MethodSpec]) -> list[Code]:
+    if isinstance(methods, (str, int)):
+        methods = (methods,)
+    return [Code.method(m) for m in methods]
+
+
+class Endpoint:
+    """A listening endpoint (``Context.add_endpoint``)."""
+
+    def __init__(self, context: Serving, ptr: Any, uri: str, proto: Proto) -> None:
+        self._context = context
+        self._ptr = ptr
+        self.uri = uri
+        self.proto = proto
+        text = ffi.string(lib.coap_endpoint_str(ptr)).decode()
+        address = text.rsplit(" ", 1)[0]
+        self.host, _, port = address.rpartition(":")
+        self.host = self.host.strip("[]")
+        self.port = int(port)
+
+    def close(self) -> None:
+        """Stop listening (sessions of this endpoint go with it)."""
+        if self._ptr is not None:
+            self._context._enter()
+            ptr, self._ptr = self._ptr, None
+            for session in list(self._context._server_sessions):
+                if session.uri.proto == self.proto and session.local_address[1] == self.port:
+                    session._detach(CoapError("its endpoint was closed"))
+            self._context._endpoints.remove(self)
+            lib.coap_free_endpoint(ptr)
+
+    def __repr__(self) -> str:
+        scheme = "coaps" if self.proto == Proto.DTLS else "coap"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"<Endpoint {scheme}://{host}:{self.port}>"
+
+
+class Resource:
+    """A resource at a path, with one handler per method."""
+
+    def __init__(self, context: Serving, path: str | None) -> None:
+        self._context = context
+        self.path = path  # None: the unknown-resource handler
+        self._handlers: dict[int, RequestHandler] = {}
+        self._handle = ffi.new_handle(self)
+        if path is None:
+            ptr = lib.lcp_resource_unknown_new(self._handle)
+        else:
+            data = path.strip("/").encode()
+            ptr = lib.lcp_resource_new(data, len(data), self._handle)
+        if ptr == ffi.NULL:
+            raise CoapError(f"libcoap could not create the resource {path!r}")
+        self._ptr = ptr
+
+    def handle(self, methods: MethodSpec | Iterable[MethodSpec], handler: RequestHandler) -> None:
+        """Let ``handler(request, response)`` answer these methods."""
+        self._context._enter()
+        for code in _methods(methods):
+            if code not in self._handlers:
+                lib.lcp_resource_handle(self._ptr, int(code))
+            self._handlers[code] = handler
+
+    def handler(self, methods: MethodSpec | Iterable[MethodSpec]) -> Callable[[R], R]:
+        """Decorator form of ``handle()``."""
+
+        def register(function: R) -> R:
+            self.handle(methods, function)
+            return function
+
+        return register
+
+    def __repr__(self) -> str:
+        where = "(unknown)" if self.path is None else f"/{self.path.strip('/')}"
+        names = ",".join(Code(c).name for c in self._handlers)
+        return f"<Resource {where} {names}>"
+
+
+class Serving:
+    """Server-side methods of Context (a mixin; Context holds the state)."""
+
+    # Provided by Context.
+    _ptr: Any
+    _reader: _OptionReader
+    _info: Any
+    _dispatching: int
+    _keep: list[Any]
+    _endpoints: list[Endpoint]
+    _resources: dict[str, Resource]
+    _unknown: Resource | None
+    _server_sessions: set[ServerSession]
+    _stopping: bool
+    _dtls_pki: PKI | None
+    _dtls_psk: PSK | None
+
+    def _enter(self) -> Any:
+        raise NotImplementedError
+
+    def _io(self, wait_ms: int) -> int:
+        raise NotImplementedError
+
+    def _store_error(self, error: BaseException) -> None:
+        raise NotImplementedError
+
+    # -- endpoints --------------------------------------------------------------------------
+
+    def add_endpoint(self, uri: str, dtls: PKI | PSK | None = None) -> Endpoint:
+        """Listen on ``coap://HOST:PORT`` or ``coaps://HOST:PORT`` (with ``dtls``).
+
+        Port 0 picks a free port (``Endpoint.port``). Raises ``ValueError`` for
+        a bad URI and ``OSError`` when the address cannot be bound.
+        """
+        ctx = self._enter()
+        parsed = parse_uri(uri, allow_port_zero=True)
+        if parsed.path or parsed.query:
+            raise ValueError(f"an endpoint URI has no path or query: {uri!r}")
+        if parsed.secure:
+            if dtls is None:
+                raise ValueError(f"{parsed.scheme}:// needs dtls=coap.PKI(...) or coap.PSK(...)")
+            if not lib.coap_dtls_is_supported():
+                raise NotSupportedError("this libcoap build has no DTLS support")
+            self._set_server_dtls(dtls)
+        elif dtls is not None:
+            raise ValueError(f"dtls= given for a {parsed.scheme}:// endpoint; use coaps://")
+        _, ip = resolve(parsed.host, parsed.port)
+        address = ffi.new("coap_address_t *")
+        if not lib.lcp_address_set(address, ip.encode(), parsed.port):
+            raise ValueError(f"cannot use address {ip!r} for {uri!r}")
+        ptr = lib.lcp_new_endpoint(ctx, address, int(parsed.proto))
+        if ptr == ffi.NULL:
+            raise OSError(
+                f"cannot listen on {uri}: the address is in use or not available here "
+                "(see the 'libcoap' logger)"
+            )
+        endpoint = Endpoint(self, ptr, uri, parsed.proto)
+        self._endpoints.append(endpoint)
+        return endpoint
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._endpoints)
+
+    def _set_server_dtls(self, dtls: PKI | PSK) -> None:
+        ctx = self._enter()
+        if isinstance(dtls, PKI):
+            if dtls is self._dtls_pki:
+                return
+            if dtls.root_cas is not None:
+                is_dir = os.path.isdir(dtls.root_cas)
+                path = dtls.root_cas.encode()
+                if not lib.coap_context_set_pki_root_cas(
+                    ctx, ffi.NULL if is_dir else path, path if is_dir else ffi.NULL
+                ):
+                    raise CoapError(f"libcoap could not load the root CAs from {dtls.root_cas}")
+            setup, keep = dtls._setup()
+            if not lib.lcp_context_set_pki(ctx, setup):
+                raise CoapError(
+                    "libcoap refused the server certificate setup (see the 'libcoap' logger)"
+                )
+            self._keep.extend(keep)
+            self._dtls_pki = dtls
+        elif isinstance(dtls, PSK):
+            if dtls is self._dtls_psk:
+                return
+            if dtls.key is None and dtls.keys is None:
+                raise ValueError("a server PSK needs keys= (per identity) or a default key=")
+            hint = dtls.hint or b""
+            # libcoap 4.3.1 (OpenSSL) only considers PSK cipher suites when a default key
+            # is set. Identities are checked by our callback, which never hands this
+            # placeholder out (PSK.key_for returns None for unknown identities).
+            key = dtls.key or os.urandom(32)
+            handle = ffi.new_handle(dtls)
+            hint_buf = ffi.new("uint8_t[]", hint or b"\0")
+            key_buf = ffi.new("uint8_t[]", key or b"\0")
+            self._keep.extend((handle, hint_buf, key_buf))
+            if not lib.lcp_context_set_psk(ctx, hint_buf, len(hint), key_buf, len(key), handle):
+                raise CoapError("libcoap refused the server PSK setup (see the 'libcoap' logger)")
+            self._dtls_psk = dtls
+        else:
+            raise TypeError("dtls must be a coap.PKI or a coap.PSK")
+
+    # -- resources --------------------------------------------------------------------------
+
+    def add_resource(self, path: str) -> Resource:
+        """A resource at ``path`` (``""`` is the root); add handlers with ``handle()``."""
+        self._enter()
+        key = path.strip("/")
+        if key in self._resources:
+            return self._resources[key]
+        resource = Resource(self, key)
+        lib.coap_add_resource(self._ptr, resource._ptr)
+        self._resources[key] = resource
+        return resource
+
+    def resource(
+        self, path: str, methods: MethodSpec | Iterable[MethodSpec] = ("GET",)
+    ) -> Callable[[R], R]:
+        """Decorator: the function handles ``methods`` at ``path``."""
+        return self.add_resource(path).handler(methods)
+
+    def remove_resource(self, path: str) -> None:
+        """Remove the resource at ``path`` (KeyError if there is none)."""
+        ctx = self._enter()
+        resource = self._resources.pop(path.strip("/"))
+        lib.coap_delete_resource(ctx, resource._ptr)
+        resource._ptr = None
+
+    @property
+    def resources(self) -> dict[str, Resource]:
+        return dict(self._resources)
+
+    def set_unknown_handler(
+        self, handler: RequestHandler, methods: MethodSpec | Iterable[MethodSpec] = ("PUT",)
+    ) -> None:
+        """Let ``handler`` answer requests for paths that have no resource."""
+        self._enter()
+        if self._unknown is None:
+            resource = Resource(self, None)
+            lib.coap_add_resource(self._ptr, resource._ptr)
+            self._unknown = resource
+        self._unknown.handle(methods, handler)
+
+    def unknown_resource(
+        self, methods: MethodSpec | Iterable[MethodSpec] = ("PUT",)
+    ) -> Callable[[R], R]:
+        """Decorator form of ``set_unknown_handler``."""
+
+        def register(function: R) -> R:
+            self.set_unknown_handler(function, methods)
+            return function
+
+        return register
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self, timeout: float | None = None, *, handle_signals: bool = False) -> None:
+        """Serve until ``stop()`` (or for at most ``timeout`` seconds).
+
+        With ``handle_signals`` (main thread only), SIGINT and SIGTERM call
+        ``stop()``, so Ctrl-C ends ``run()`` normally.
+        """
+        self._enter()
+        if self._dispatching:
+            raise CoapError("run() cannot be called from inside a handler")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        previous: dict[signal.Signals, Any] = {}
+        if handle_signals:
+            if threading.current_thread() is not threading.main_thread():
+                raise ValueError("handle_signals=True works only in the main thread")
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda signum, frame: self.stop())
+        self._stopping = False
+        try:
+            while not self._stopping:
+                wait = _SLICE_MS
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    wait = min(wait, max(1, math.ceil(remaining * 1000)))
+                self._io(wait)
+        finally:
+            self._stopping = False
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def stop(self) -> None:
+        """Make ``run()`` return after the current pass. Safe from handlers, signal
+        handlers and other threads."""
+        self._stopping = True
+
+    # -- dispatch (from the trampolines) ----------------------------------------------------
+
+    def _server_session(self, ptr: Any) -> ServerSession:
+        data = lib.coap_session_get_app_data(ptr)
+        if data != ffi.NULL:
+            found = ffi.from_handle(data)
+            if isinstance(found, ServerSession):
+                return found
+        session = ServerSession(self, ptr)  # type: ignore[arg-type]
+        self._server_sessions.add(session)
+        return session
+
+    def _on_request(
+        self, resource: Resource, session_ptr: Any, request: Any, response: Any
+    ) -> None:
+        session = self._server_session(session_ptr)
+        req = Request._from_pdu(request, self._info, self._reader, session)
+        handler = resource._handlers.get(int(req.code))
+        if handler is None:
+            lib.lcp_pdu_set_code(response, int(Code.METHOD_NOT_ALLOWED))
+            return
+        default = (
+            DEFAULT_CODES.get(req.code, Code.CONTENT)
+            if isinstance(req.code, Code)
+            else Code.CONTENT
+        )
+        reply = ServerResponse(default)
+        self._dispatching += 1
+        try:
+            handler(req, reply)
+            reply._write(response, lib.coap_session_max_pdu_size(session_ptr), len(req.token))
+        except Exception:
+            log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
+            lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))
+        finally:
+            self._dispatching -= 1
+
+    def _on_cn(self, session_ptr: Any, session: Any, cn: str, depth: int) -> None:
+        if depth != 0:
+            return
+        if session is None and lib.lcp_session_is_server(session_ptr):
+            session = self._server_session(session_ptr)
+        if session is not None:
+            session.peer_cn = cn
