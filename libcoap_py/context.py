@@ -53,6 +53,7 @@ class Context(Serving):
         self._event_handler: EventHandler | None = None
         self._keepalive = 0
         self._had_psk = False
+        self._client_pki_used = False
         self._keep: list[Any] = []  # C buffers the context's DTLS setup points into
         self._endpoints: list[Endpoint] = []
         self._resources: dict[str, Resource] = {}
@@ -172,6 +173,13 @@ class Context(Serving):
                     "offers only PSK in every new handshake, so a certificate session would "
                     "fail. Make certificate sessions first, or use a separate Context."
                 )
+            if self._dtls_pki is not None:
+                raise NotSupportedError(
+                    "this Context serves coaps:// with a certificate; libcoap keeps one "
+                    "certificate setup per Context, so a client certificate session would "
+                    "replace the server's. Use a separate Context for the client."
+                )
+            self._client_pki_used = True
             if dtls.root_cas is not None:
                 self._set_root_cas(dtls.root_cas)
             setup, buffers = dtls._setup()

@@ -130,15 +130,23 @@ class Request:
 
 
 class ServerResponse:
-    """The response a handler fills in; libcoap sends it when the handler returns."""
+    """The response a handler fills in; libcoap sends it when the handler returns.
 
-    __slots__ = ("_code", "content_format", "options", "payload")
+    Changing it after the handler returned raises ``CoapError`` (it is gone).
+    """
+
+    __slots__ = ("_code", "_content_format", "_done", "_options", "_payload")
 
     def __init__(self, default_code: Code) -> None:
         self._code: Code | int = default_code
-        self.payload: bytes | bytearray | memoryview | str = b""
-        self.options: list[Option] = []
-        self.content_format: ContentFormat | int | None = None
+        self._payload: bytes | bytearray | memoryview | str = b""
+        self._options: list[Option] = []
+        self._content_format: ContentFormat | int | None = None
+        self._done = False
+
+    def _check(self) -> None:
+        if self._done:
+            raise CoapError("this response was sent when its handler returned")
 
     @property
     def code(self) -> Code | int:
@@ -146,6 +154,7 @@ class ServerResponse:
 
     @code.setter
     def code(self, value: Code | int | str) -> None:
+        self._check()
         if isinstance(value, str):
             self._code = Code.from_dotted(value)
         elif isinstance(value, int) and 0 <= int(value) <= 255:
@@ -156,16 +165,43 @@ class ServerResponse:
         else:
             raise ValueError(f"not a CoAP response code: {value!r}")
 
+    @property
+    def payload(self) -> bytes | bytearray | memoryview | str:
+        return self._payload
+
+    @payload.setter
+    def payload(self, value: bytes | bytearray | memoryview | str) -> None:
+        self._check()
+        if not isinstance(value, (bytes, bytearray, memoryview, str)):
+            raise TypeError(f"payload must be bytes or str, not {type(value).__name__}")
+        self._payload = value
+
+    @property
+    def content_format(self) -> ContentFormat | int | None:
+        return self._content_format
+
+    @content_format.setter
+    def content_format(self, value: ContentFormat | int | None) -> None:
+        self._check()
+        self._content_format = value
+
+    @property
+    def options(self) -> list[Option]:
+        """Options added so far, as (number, bytes)."""
+        return list(self._options)
+
     def add_option(self, number: int, value: OptionValue = b"") -> None:
         """Add an option; ints are sent as uint, str as UTF-8."""
-        self.options.append(encode_option(number, value))
+        self._check()
+        self._options.append(encode_option(number, value))
 
     def _write(self, ptr: Any, max_pdu: int, token_len: int) -> None:
-        options = list(self.options)
-        if self.content_format is not None:
-            options.append(encode_option(_CONTENT_FORMAT, int(self.content_format)))
+        options = list(self._options)
+        if self._content_format is not None:
+            options.append(encode_option(_CONTENT_FORMAT, int(self._content_format)))
         options.sort(key=lambda o: o[0])
-        payload = self.payload.encode() if isinstance(self.payload, str) else bytes(self.payload)
+        body = self._payload
+        payload = body.encode() if isinstance(body, str) else bytes(body)
         if payload:
             check_fits(max_pdu, token_len, options, len(payload))
         lib.lcp_pdu_set_code(ptr, int(self._code))

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
@@ -45,13 +45,16 @@ class Endpoint:
     def __init__(self, context: Serving, ptr: Any, uri: str, proto: Proto) -> None:
         self._context = context
         self._ptr = ptr
-        self.uri = uri
         self.proto = proto
         text = ffi.string(lib.coap_endpoint_str(ptr)).decode()
         address = text.rsplit(" ", 1)[0]
-        self.host, _, port = address.rpartition(":")
-        self.host = self.host.strip("[]")
+        host, _, port = address.rpartition(":")
+        self.host = host.strip("[]")
         self.port = int(port)
+        scheme = uri.split(":", 1)[0].lower()
+        bracketed = f"[{self.host}]" if ":" in self.host else self.host
+        #: The URI with the port the endpoint got (as asked for, if it was not 0).
+        self.uri = f"{scheme}://{bracketed}:{self.port}"
 
     def close(self) -> None:
         """Stop listening (sessions of this endpoint go with it)."""
@@ -65,9 +68,7 @@ class Endpoint:
             lib.coap_free_endpoint(ptr)
 
     def __repr__(self) -> str:
-        scheme = "coaps" if self.proto == Proto.DTLS else "coap"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"<Endpoint {scheme}://{host}:{self.port}>"
+        return f"<Endpoint {self.uri}>"
 
 
 class Resource:
@@ -126,6 +127,7 @@ class Serving:
     _stopping: bool
     _dtls_pki: PKI | None
     _dtls_psk: PSK | None
+    _client_pki_used: bool
 
     def _enter(self) -> Any:
         raise NotImplementedError
@@ -138,11 +140,16 @@ class Serving:
 
     # -- endpoints --------------------------------------------------------------------------
 
-    def add_endpoint(self, uri: str, dtls: PKI | PSK | None = None) -> Endpoint:
+    def add_endpoint(
+        self, uri: str, dtls: PKI | PSK | Sequence[PKI | PSK] | None = None
+    ) -> Endpoint:
         """Listen on ``coap://HOST:PORT`` or ``coaps://HOST:PORT`` (with ``dtls``).
 
-        Port 0 picks a free port (``Endpoint.port``). Raises ``ValueError`` for
-        a bad URI and ``OSError`` when the address cannot be bound.
+        ``dtls`` is a PKI, a PSK, or both in a list: clients may then use either.
+        (libcoap keeps one certificate and one PSK setup per Context: they apply
+        to all its coaps:// endpoints.) Port 0 picks a free port (``Endpoint.port``,
+        ``Endpoint.uri``). Raises ``ValueError`` for a bad URI and ``OSError`` when
+        the address cannot be bound.
         """
         ctx = self._enter()
         parsed = parse_uri(uri, allow_port_zero=True)
@@ -153,7 +160,11 @@ class Serving:
                 raise ValueError(f"{parsed.scheme}:// needs dtls=coap.PKI(...) or coap.PSK(...)")
             if not lib.coap_dtls_is_supported():
                 raise NotSupportedError("this libcoap build has no DTLS support")
-            self._set_server_dtls(dtls)
+            setups: list[PKI | PSK] = [dtls] if isinstance(dtls, (PKI, PSK)) else list(dtls)
+            if not setups or len({type(s) for s in setups}) != len(setups):
+                raise ValueError("dtls= takes a PKI, a PSK, or one of each")
+            for setup in setups:
+                self._set_server_dtls(setup)
         elif dtls is not None:
             raise ValueError(f"dtls= given for a {parsed.scheme}:// endpoint; use coaps://")
         _, ip = resolve(parsed.host, parsed.port)
@@ -179,6 +190,12 @@ class Serving:
         if isinstance(dtls, PKI):
             if dtls is self._dtls_pki:
                 return
+            if self._client_pki_used:
+                raise NotSupportedError(
+                    "this Context has made client certificate sessions; libcoap keeps one "
+                    "certificate setup per Context, so serving with a certificate would "
+                    "break them (and theirs would replace the server's). Use two Contexts."
+                )
             if dtls.root_cas is not None:
                 is_dir = os.path.isdir(dtls.root_cas)
                 path = dtls.root_cas.encode()
@@ -333,11 +350,13 @@ class Serving:
         self._dispatching += 1
         try:
             handler(req, reply)
+            reply._done = True
             reply._write(response, lib.coap_session_max_pdu_size(session_ptr), len(req.token))
         except Exception:
             log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
             lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))
         finally:
+            reply._done = True
             self._dispatching -= 1
 
     def _on_cn(self, session_ptr: Any, session: Any, cn: str, depth: int) -> None:
