@@ -19,6 +19,7 @@ from .server import Resource
 from .session import Session
 
 _log = logging.getLogger("libcoap_py")
+_server_log = logging.getLogger("libcoap_py.server")
 _NULL = ffi.NULL
 _NOT_FOUND = int(Code.NOT_FOUND)
 _SERVER_ERROR = int(Code.INTERNAL_SERVER_ERROR)
@@ -115,6 +116,15 @@ def lcp_py_cn(session_ptr: Any, cn: Any, depth: int, validated: int, arg: Any) -
         if pki.validate_cn is not None and validated:
             return 1 if pki.validate_cn(name, depth) else 0
         return 1
+    except Exception as error:
+        if lib.lcp_session_is_server(session_ptr):
+            # A server goes on serving: refuse this client, log why.
+            _server_log.error("validate_cn failed; refusing the client", exc_info=error)
+        elif context is not None:
+            context._store_error(error)
+        else:
+            _lost(error)
+        return 0
     except BaseException as error:
         if context is not None:
             context._store_error(error)
@@ -130,6 +140,10 @@ def lcp_py_psk_key(session_ptr: Any, identity: Any, length: int, arg: Any) -> An
         psk: PSK = ffi.from_handle(arg)
         context, _ = _find(session_ptr)
         return psk._key_cdata(ffi.buffer(identity, length)[:])
+    except Exception as error:
+        # A server goes on serving: refuse this client, log why.
+        _server_log.error("the PSK key lookup failed; refusing the client", exc_info=error)
+        return _NULL
     except BaseException as error:
         if context is not None:
             context._store_error(error)

@@ -300,16 +300,18 @@ class Serving:
                 raise ValueError("handle_signals=True works only in the main thread")
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda signum, frame: self.stop())
-        self._stopping = False
         try:
-            while not self._stopping:
+            # A stop() that came before run() still ends it, after one pass.
+            while True:
                 wait = _SLICE_MS
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     wait = min(wait, max(1, math.ceil(remaining * 1000)))
-                self._io(wait)
+                self._io(0 if self._stopping else wait)
+                if self._stopping:
+                    break
         finally:
             self._stopping = False
             for sig, handler in previous.items():

@@ -9,6 +9,7 @@ produce on demand (silence, RST to everything).
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -17,12 +18,17 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    import libcoap_py as coap_t
 
 COAP_SERVER = shutil.which("coap-server-openssl")
 COAP_CLIENT = shutil.which("coap-client-openssl")
@@ -455,3 +461,358 @@ def binary_payload(size: int = 500) -> bytes:
     """Deterministic bytes with NULs and every byte value."""
     pattern = bytes(range(256))
     return (b"\x00\x01\x00" + pattern * (size // 256 + 1))[:size]
+
+
+# --------------------------------------------------------------------------
+# the binding as a server, in a thread of the test process
+#
+# A libcoap_py Context belongs to the thread that made it, so the test thread
+# never touches the server's Context: ``setup(ctx)`` runs in the server thread
+# and returns plain values (ports, typically), and the thread serves in short
+# ``run(timeout=...)`` passes, between which it looks for a stop request and
+# for functions queued with ``ServerThread.call``.
+
+SetupResult = TypeVar("SetupResult")
+CallResult = TypeVar("CallResult")
+
+#: Longest single ``ctx.run()`` pass of a ServerThread: how late it sees a stop.
+SERVER_PASS_S = 0.05
+
+
+class ServerThread(Generic[SetupResult]):
+    """A ``libcoap_py.Context`` made, set up and served in a thread of its own."""
+
+    def __init__(
+        self, setup: Callable[[coap_t.Context], SetupResult], *, name: str = "coap-server"
+    ) -> None:
+        self._setup = setup
+        self._stop_requested = threading.Event()
+        self._ready = threading.Event()
+        self._calls: queue.Queue[tuple[Callable[[Any], Any], Future[Any]]] = queue.Queue()
+        self._result: SetupResult | None = None
+        #: What setup or the serving loop raised (the loop ends at the first one).
+        self.error: BaseException | None = None
+        #: Completed ``run()`` passes (grows while the server is alive and serving).
+        self.passes = 0
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self, timeout: float = 10.0) -> SetupResult:
+        """Start the thread; wait for ``setup`` and return what it returned."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"server thread: setup did not finish within {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self._result  # type: ignore[return-value]
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _main(self) -> None:
+        import libcoap_py as coap
+
+        try:
+            with coap.Context() as ctx:
+                try:
+                    self._result = self._setup(ctx)
+                finally:
+                    self._ready.set()
+                while not self._stop_requested.is_set():
+                    ctx.run(timeout=SERVER_PASS_S)
+                    self.passes += 1
+                    self._run_calls(ctx)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._ready.set()
+            self._fail_calls()
+
+    def _run_calls(self, ctx: coap_t.Context) -> None:
+        while True:
+            try:
+                function, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(function(ctx))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def _fail_calls(self) -> None:
+        while True:
+            try:
+                _, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            future.set_exception(RuntimeError("server thread ended before the call ran"))
+
+    def call(self, function: Callable[[Any], CallResult], timeout: float = 10.0) -> CallResult:
+        """Run ``function(ctx)`` in the server thread between two passes; return its result."""
+        if not self.alive:
+            raise RuntimeError(f"server thread is not running (error: {self.error!r})")
+        future: Future[CallResult] = Future()
+        self._calls.put((function, future))
+        return future.result(timeout)
+
+    def wait_passes(self, count: int = 2, timeout: float = 10.0) -> None:
+        """Wait until the loop completed ``count`` more passes (it is not stuck)."""
+        target = self.passes + count
+        if not wait_until(lambda: self.passes >= target or not self.alive, timeout):
+            raise AssertionError(f"server loop made no progress for {timeout} s")
+        self.check()
+
+    def check(self) -> None:
+        """Raise if the server thread died or its loop raised."""
+        if self.error is not None:
+            raise AssertionError(f"server thread failed: {self.error!r}") from self.error
+        if not self.alive:
+            raise AssertionError("server thread ended unexpectedly")
+
+    def take_error(self, timeout: float = 10.0) -> BaseException | None:
+        """Wait for the thread to end by itself; return (and forget) what it raised."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"server thread still serving after {timeout} s")
+        error, self.error = self.error, None
+        return error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the loop to end, join the thread, raise what it raised."""
+        self._stop_requested.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError(f"server thread did not stop within {timeout} s")
+        if self.error is not None:
+            raise self.error
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` passed; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Any]]:
+    """Start ServerThreads: ``serve(setup) -> setup's result``; all stop at teardown.
+
+    ``serve(setup, handle=True)`` returns ``(result, server_thread)`` instead.
+    """
+    started: list[ServerThread[Any]] = []
+
+    def start(setup: Callable[[Any], Any], *, handle: bool = False) -> Any:
+        server: ServerThread[Any] = ServerThread(setup)
+        started.append(server)
+        result = server.start()
+        return (result, server) if handle else result
+
+    yield start
+    errors = []
+    for server in started:
+        try:
+            server.stop()
+        except BaseException as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A copy of what a server handler saw in its request (the request dies with the call)."""
+
+    method: str
+    code: int
+    path: str
+    query: tuple[str, ...]
+    payload: bytes
+    options: tuple[tuple[int, bytes], ...]
+    content_format: int | None
+    accept: int | None
+    token: bytes
+    mid: int
+    type: int
+    peer: tuple[str, int]
+    proto: int
+    peer_cn: str | None
+    psk_identity: bytes | None
+
+    @classmethod
+    def of(cls, request: Any) -> Seen:
+        return cls(
+            method=request.method,
+            code=request.code,
+            path=request.path,
+            query=tuple(request.query),
+            payload=request.payload,
+            options=tuple((int(n), bytes(v)) for n, v in request.options),
+            content_format=request.content_format,
+            accept=request.accept,
+            token=request.token,
+            mid=request.mid,
+            type=request.type,
+            peer=tuple(request.peer),  # type: ignore[arg-type]
+            proto=request.proto,
+            peer_cn=request.peer_cn,
+            psk_identity=request.psk_identity,
+        )
+
+    def option_values(self, number: int) -> list[bytes]:
+        return [v for n, v in self.options if n == number]
+
+
+def coap_client_run(
+    *args: str, wait_s: int = 3, timeout: float = 20.0
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``coap-client-openssl -B wait_s ARGS`` and return what it did (never raises on rc)."""
+    if COAP_CLIENT is None:
+        pytest.skip("coap-client-openssl is not installed (apt install libcoap3-bin)")
+    return subprocess.run(
+        [COAP_CLIENT, "-B", str(wait_s), *args],
+        capture_output=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+# --------------------------------------------------------------------------
+# a CoAP client made of a socket, for exchanges that must not depend on any
+# CoAP library (and for hand-made malformed messages)
+
+
+def _option_nibble(value: int) -> tuple[int, bytes]:
+    if value < 13:
+        return value, b""
+    if value < 269:
+        return 13, bytes([value - 13])
+    return 14, (value - 269).to_bytes(2, "big")
+
+
+def encode_options(options: list[tuple[int, bytes]]) -> bytes:
+    """CoAP option encoding (RFC 7252, 3.1) of ``(number, value)`` pairs, sorted by number."""
+    out = bytearray()
+    previous = 0
+    for number, value in sorted(options, key=lambda option: option[0]):
+        delta, delta_ext = _option_nibble(number - previous)
+        length, length_ext = _option_nibble(len(value))
+        out.append(delta << 4 | length)
+        out += delta_ext + length_ext + value
+        previous = number
+    return bytes(out)
+
+
+def encode_message(
+    mtype: int,
+    code: int,
+    mid: int,
+    token: bytes = b"",
+    options: list[tuple[int, bytes]] | None = None,
+    payload: bytes = b"",
+) -> bytes:
+    header = struct.pack("!BBH", 0x40 | mtype << 4 | len(token), code, mid)
+    body = header + token + encode_options(options or [])
+    return body + (b"\xff" + payload if payload else b"")
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    type: int
+    code: int
+    mid: int
+    token: bytes
+    options: list[tuple[int, bytes]]
+    payload: bytes
+
+
+def decode_message(data: bytes) -> RawMessage:
+    """Parse a well-formed CoAP message (raises ValueError on a malformed one)."""
+    if len(data) < 4 or data[0] >> 6 != 1:
+        raise ValueError(f"not a CoAP message: {data!r}")
+    tkl = data[0] & 0xF
+    pos = 4 + tkl
+    if tkl > 8 or pos > len(data):
+        raise ValueError(f"bad token length in {data!r}")
+    options: list[tuple[int, bytes]] = []
+    number = 0
+    payload = b""
+    while pos < len(data):
+        if data[pos] == 0xFF:
+            payload = data[pos + 1 :]
+            break
+        delta, length = data[pos] >> 4, data[pos] & 0xF
+        pos += 1
+        values = []
+        for nibble in (delta, length):
+            if nibble == 13:
+                values.append(data[pos] + 13)
+                pos += 1
+            elif nibble == 14:
+                values.append(int.from_bytes(data[pos : pos + 2], "big") + 269)
+                pos += 2
+            elif nibble == 15:
+                raise ValueError(f"reserved option nibble in {data!r}")
+            else:
+                values.append(nibble)
+        number += values[0]
+        options.append((number, data[pos : pos + values[1]]))
+        pos += values[1]
+    return RawMessage(
+        type=(data[0] >> 4) & 0x3,
+        code=data[1],
+        mid=int.from_bytes(data[2:4], "big"),
+        token=data[4 : 4 + tkl],
+        options=options,
+        payload=payload,
+    )
+
+
+def raw_coap_request(
+    port: int,
+    code: int,
+    path: str = "",
+    payload: bytes = b"",
+    *,
+    host: str = "127.0.0.1",
+    options: list[tuple[int, bytes]] | None = None,
+    timeout: float = 5.0,
+) -> RawMessage:
+    """One CON request over a plain socket; retransmits every second; returns the answer.
+
+    Handles a piggybacked answer and a separate one (empty ACK, then CON which
+    is acknowledged). Raises TimeoutError when nothing matching came in time.
+    """
+    mid = int.from_bytes(os.urandom(2), "big")
+    token = os.urandom(4)
+    opts = [(11, segment.encode()) for segment in path.split("/") if segment]
+    opts += options or []
+    datagram = encode_message(0, code, mid, token, opts, payload)
+    deadline = time.monotonic() + timeout
+    with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
+        s.sendto(datagram, (host, port))
+        next_send = time.monotonic() + 1.0
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise TimeoutError(f"no answer from {host}:{port} within {timeout} s")
+            s.settimeout(max(0.01, min(deadline, next_send) - now))
+            try:
+                data, source = s.recvfrom(65535)
+            except socket.timeout:
+                if time.monotonic() >= next_send:
+                    s.sendto(datagram, (host, port))
+                    next_send = time.monotonic() + 1.0
+                continue
+            answer = decode_message(data)
+            if answer.type == 0:  # separate response (CON): acknowledge it
+                s.sendto(encode_message(2, 0, answer.mid), source)
+            if answer.token == token and answer.code != 0:
+                return answer
+            if answer.mid == mid and answer.type == 3:
+                raise ConnectionResetError(f"{host}:{port} answered with RST")
