@@ -47,6 +47,14 @@ def encode_option(number: int, value: OptionValue) -> Option:
     return int(number), data
 
 
+def first_option(options: Iterable[Option], number: int) -> bytes | None:
+    """The first value of option ``number`` in ``options``, or None."""
+    for n, value in options:
+        if n == number:
+            return value
+    return None
+
+
 def encoded_options_size(options: Sequence[Option]) -> int:
     """Bytes the options take on the wire (RFC 7252, 3.1), given sorted by number."""
     size, last = 0, 0
@@ -110,10 +118,7 @@ class Response:
 
     def option(self, number: int) -> bytes | None:
         """The first value of an option, or None."""
-        for n, value in self.options:
-            if n == number:
-                return value
-        return None
+        return first_option(self.options, number)
 
     def option_values(self, number: int) -> list[bytes]:
         """Every value of a (repeatable) option, in order."""
@@ -274,10 +279,7 @@ class PDU:
 
     def option(self, number: int) -> bytes | None:
         """The first value of an option, or None."""
-        for n, value in self.options:
-            if n == number:
-                return value
-        return None
+        return first_option(self.options, number)
 
     @property
     def payload(self) -> bytes:

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 from ._libcoap import ffi, lib
 from .codes import Code, ContentFormat, MessageType, OptionNumber, Proto
 from .errors import CoapError
-from .pdu import Option, OptionValue, _OptionReader, check_fits, encode_option, write_options
+from .pdu import (
+    Option,
+    OptionValue,
+    _OptionReader,
+    check_fits,
+    encode_option,
+    first_option,
+    write_options,
+)
 
 if TYPE_CHECKING:
     from .session import ServerSession
@@ -83,10 +91,7 @@ class Request:
 
     def option(self, number: int) -> bytes | None:
         """The first value of an option, or None."""
-        for n, value in self.options:
-            if n == number:
-                return value
-        return None
+        return first_option(self.options, number)
 
     @property
     def path(self) -> str:

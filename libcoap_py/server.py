@@ -138,6 +138,9 @@ class Serving:
     def _store_error(self, error: BaseException) -> None:
         raise NotImplementedError
 
+    def _set_root_cas(self, path: str) -> None:
+        raise NotImplementedError
+
     # -- endpoints --------------------------------------------------------------------------
 
     def add_endpoint(
@@ -197,12 +200,7 @@ class Serving:
                     "break them (and theirs would replace the server's). Use two Contexts."
                 )
             if dtls.root_cas is not None:
-                is_dir = os.path.isdir(dtls.root_cas)
-                path = dtls.root_cas.encode()
-                if not lib.coap_context_set_pki_root_cas(
-                    ctx, ffi.NULL if is_dir else path, path if is_dir else ffi.NULL
-                ):
-                    raise CoapError(f"libcoap could not load the root CAs from {dtls.root_cas}")
+                self._set_root_cas(dtls.root_cas)
             setup, keep = dtls._setup()
             if not lib.lcp_context_set_pki(ctx, setup):
                 raise CoapError(
