@@ -64,7 +64,7 @@ def start_service(
     if plain:
         args += ["--listen", "coap://127.0.0.1:0"]
     args += list(extra)
-    process = ServiceProcess([sys.executable, "-m", "libcoap_py.cli", *args])
+    process = ServiceProcess([sys.executable, "-I", "-m", "libcoap_py.cli", *args])
     try:
         uris = process.wait_listening(START_TIMEOUT_S, count=2 if plain else 1)
     except BaseException:

@@ -233,7 +233,7 @@ def test_serve_reports_a_bad_psk_keys_file(
 @pytest.mark.parametrize("module", ["libcoap_py", "libcoap_py.cli"])
 def test_runs_as_a_module_without_tracebacks(tmp_path: Path, module: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", module, "outbox", "add", "--db", str(tmp_path / "m.db"),
+        [sys.executable, "-I", "-m", module, "outbox", "add", "--db", str(tmp_path / "m.db"),
          "--device", "d", "--format", "hex", "xyz"],
         capture_output=True,
         text=True,
@@ -243,7 +243,10 @@ def test_runs_as_a_module_without_tracebacks(tmp_path: Path, module: str) -> Non
     assert out.stderr.startswith("libcoap-py: error: not valid hex")
     assert "Traceback" not in out.stderr
     ok = subprocess.run(
-        [sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-I", "-m", module, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert ok.returncode == 0 and ok.stdout.startswith("libcoap-py ")
 

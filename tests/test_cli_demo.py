@@ -17,7 +17,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "dtls_sample.py"
 def run_demo(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """``libcoap-py demo`` in its own process group, so that a hang takes the
     service it started down with it."""
-    argv = [sys.executable, "-m", "libcoap_py.cli", "demo", "--timeout", "5", *map(str, args)]
+    argv = [sys.executable, "-I", "-m", "libcoap_py.cli", "demo", "--timeout", "5", *map(str, args)]
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,

@@ -105,6 +105,7 @@ def server(certs: CertFiles) -> Iterator[ServerProcess]:
     proc = subprocess.Popen(
         [
             sys.executable,
+            "-I",
             "-c",
             SERVER_SCRIPT,
             str(certs.server_cert),

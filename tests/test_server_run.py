@@ -272,7 +272,7 @@ SERVER_SCRIPT = textwrap.dedent(
 
 def _start_script(mode: str) -> tuple[subprocess.Popen[bytes], int]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER_SCRIPT, mode],
+        [sys.executable, "-I", "-c", SERVER_SCRIPT, mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

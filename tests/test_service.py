@@ -237,7 +237,7 @@ def test_message_queued_with_the_cli_while_serving(
     service: Service, db: Path, certs: CertFiles
 ) -> None:
     add = subprocess.run(
-        [sys.executable, "-m", "libcoap_py.cli", "outbox", "add", "--db", str(db),
+        [sys.executable, "-I", "-m", "libcoap_py.cli", "outbox", "add", "--db", str(db),
          "--device", DEVICE, "--format", "hex", "cafe", "f00d"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
@@ -293,7 +293,7 @@ def test_address_in_use_is_a_clear_error(db: Path, certs: CertFiles) -> None:
         holder.bind(("127.0.0.1", 0))
         port = holder.getsockname()[1]
         out = subprocess.run(
-            [sys.executable, "-m", "libcoap_py.cli", "serve", "--db", str(db),
+            [sys.executable, "-I", "-m", "libcoap_py.cli", "serve", "--db", str(db),
              "--cert", str(certs.server_cert), "--key", str(certs.server_key),
              "--ca", str(certs.ca), "--listen", f"coaps://127.0.0.1:{port}"],
             capture_output=True, text=True, timeout=30,

@@ -114,7 +114,7 @@ def test_another_process_sees_and_takes_the_same_messages(db: Path) -> None:
             "s.file_message('device-1', 'p', b'from child', None)"
         )
         out = subprocess.run(
-            [sys.executable, "-c", code, str(db)],
+            [sys.executable, "-I", "-c", code, str(db)],
             capture_output=True,
             text=True,
             timeout=30,

@@ -327,7 +327,8 @@ def _run(args: argparse.Namespace) -> int:
             "-v",
         ]
         show_command(["libcoap-py", *serve_args])
-        service = ServiceProcess([sys.executable, "-m", "libcoap_py.cli", *serve_args])
+        # -I: the folder we run in (a checkout, say) must not shadow the installed package.
+        service = ServiceProcess([sys.executable, "-I", "-m", "libcoap_py.cli", *serve_args])
         [uri] = service.wait_listening(args.timeout)
         port = int(uri.rsplit(":", 1)[1])
         shown = len(service.lines)
