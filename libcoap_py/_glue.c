@@ -5,23 +5,30 @@
  * header, and cffi compiles it into libcoap_py._libcoap. Everything that
  * differs between libcoap generations (4.2 = 2, 4.3 = 3) is hidden here
  * behind lcp_* functions with one signature; the Python layer above never
- * asks which libcoap it runs on.
+ * asks which libcoap it runs on, only the LCP_HAS_* feature flags.
+ *
+ * Layout: the generation-specific primitives first (one block per
+ * generation, the same names in both), then the lcp_* functions built on
+ * them.
  *
  * Ownership, as the Python layer relies on it:
  *  - lcp_new_request() returns a PDU the caller owns until lcp_send(),
  *    which always consumes it (libcoap frees it on failure too).
  *  - PDUs handed to the lcp_py_* callbacks are borrowed for the call.
  *  - Sessions from lcp_client_session*() hold one reference, dropped with
- *    coap_session_release().
+ *    coap_session_release(). Server sessions belong to libcoap.
  */
 
 #include <string.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Mirrors of the structures declared in _cdef/glue.h. */
 typedef struct {
@@ -56,6 +63,8 @@ typedef struct {
   size_t payload_len;
 } lcp_pdu_info_t;
 
+typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
+
 /* The extern "Python" callbacks are defined by cffi further down. */
 static int lcp_py_response(coap_session_t *session, const coap_pdu_t *sent,
                            const coap_pdu_t *received, int mid);
@@ -65,23 +74,38 @@ static void lcp_py_event(coap_session_t *session, int event);
 static void lcp_py_log(int level, const char *message);
 static int lcp_py_cn(coap_session_t *session, const char *cn,
                      unsigned int depth, int validated, void *arg);
-static const coap_bin_const_t *lcp_py_psk_key(coap_session_t *session,
-                                              const uint8_t *identity,
-                                              size_t identity_len, void *arg);
+static const lcp_bin_t *lcp_py_psk_key(coap_session_t *session,
+                                       const uint8_t *identity,
+                                       size_t identity_len, void *arg);
 static void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
                            const coap_pdu_t *request, coap_pdu_t *response);
 
+static int
+lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
+          coap_session_t *session, unsigned int depth, int validated, void *arg) {
+  (void)asn1_public_cert;
+  (void)asn1_length;
+  return lcp_py_cn(session, cn, depth, validated, arg);
+}
+
+static void
+lcp_on_log(coap_log_t level, const char *message) {
+  lcp_py_log((int)level, message);
+}
+
 #if LCP_GENERATION >= 3
+/* ================================================================== */
+/* libcoap 4.3                                                         */
+
 #define LCP_HAS_PEM_BUF 1
 #define LCP_HAS_CLIENT_SNI 1
-#else
-#error "libcoap 4.2 glue is not written yet (see the libcoap 4.2 issue)"
-#endif
+#define LCP_HAS_SERVER_SESSION_EVENTS 1
+#define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
-/* ------------------------------------------------------------------ */
-/* Callback trampolines: native signatures in, uniform signatures out. */
+typedef char lcp_check_bin_layout[
+  (sizeof(lcp_bin_t) == sizeof(coap_bin_const_t) &&
+   offsetof(lcp_bin_t, s) == offsetof(coap_bin_const_t, s)) ? 1 : -1];
 
-#if LCP_GENERATION >= 3
 static coap_response_t
 lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
                 const coap_pdu_t *received, const coap_mid_t mid) {
@@ -101,17 +125,10 @@ lcp_on_event(coap_session_t *session, const coap_event_t event) {
   return 0;
 }
 
-static int
-lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
-          coap_session_t *session, unsigned int depth, int validated, void *arg) {
-  (void)asn1_public_cert;
-  (void)asn1_length;
-  return lcp_py_cn(session, cn, depth, validated, arg);
-}
-
 static const coap_bin_const_t *
 lcp_on_psk_id(coap_bin_const_t *identity, coap_session_t *session, void *arg) {
-  return lcp_py_psk_key(session, identity->s, identity->length, arg);
+  return (const coap_bin_const_t *)lcp_py_psk_key(session, identity->s,
+                                                  identity->length, arg);
 }
 
 static void
@@ -121,15 +138,348 @@ lcp_on_request(coap_resource_t *resource, coap_session_t *session,
   (void)query; /* the Python side reads Uri-Query from the request */
   lcp_py_request(resource, session, request, response);
 }
-#endif
 
 static void
-lcp_on_log(coap_log_t level, const char *message) {
-  lcp_py_log((int)level, message);
+lcp_register(coap_context_t *ctx) {
+  coap_register_response_handler(ctx, lcp_on_response);
+  coap_register_nack_handler(ctx, lcp_on_nack);
+  coap_register_event_handler(ctx, lcp_on_event);
 }
 
-/* ------------------------------------------------------------------ */
-/* Context */
+static int
+lcp_io(coap_context_t *ctx, int timeout_ms) {
+  uint32_t t = timeout_ms < 0 ? COAP_IO_WAIT
+             : timeout_ms == 0 ? COAP_IO_NO_WAIT : (uint32_t)timeout_ms;
+  return coap_io_process(ctx, t);
+}
+
+static coap_session_t *
+lcp_psk_session(coap_context_t *ctx, const coap_address_t *local,
+                const coap_address_t *server, int proto,
+                const uint8_t *identity, size_t identity_len,
+                const uint8_t *key, size_t key_len, const char *client_sni) {
+  coap_dtls_cpsk_t setup;
+  memset(&setup, 0, sizeof(setup));
+  setup.version = COAP_DTLS_CPSK_SETUP_VERSION;
+  setup.client_sni = (char *)client_sni;
+  setup.psk_info.identity.s = identity;
+  setup.psk_info.identity.length = identity_len;
+  setup.psk_info.key.s = key;
+  setup.psk_info.key.length = key_len;
+  return coap_new_client_session_psk2(ctx, local, server, (coap_proto_t)proto,
+                                      &setup);
+}
+
+static void
+lcp_pki_generation(coap_dtls_pki_t *setup, const lcp_pki_t *pki) {
+  /* 4.2's require_peer_cert sits where 4.3 has check_common_ca: without it
+   * (and without root CAs) 4.3 has no trust anchor for the peer. */
+  setup->check_common_ca = (uint8_t)pki->require_peer_cert;
+  setup->client_sni = (char *)pki->client_sni;
+  if (pki->use_buffers) {
+    setup->pki_key.key_type = COAP_PKI_KEY_PEM_BUF;
+    setup->pki_key.key.pem_buf.public_cert = pki->cert_buf;
+    setup->pki_key.key.pem_buf.public_cert_len = pki->cert_len;
+    setup->pki_key.key.pem_buf.private_key = pki->key_buf;
+    setup->pki_key.key.pem_buf.private_key_len = pki->key_len;
+    setup->pki_key.key.pem_buf.ca_cert = pki->ca_buf;
+    setup->pki_key.key.pem_buf.ca_cert_len = pki->ca_len;
+  }
+}
+
+static int
+lcp_server_psk(coap_context_t *ctx, const uint8_t *hint, size_t hint_len,
+               const uint8_t *key, size_t key_len, void *id_arg) {
+  coap_dtls_spsk_t setup;
+  memset(&setup, 0, sizeof(setup));
+  setup.version = COAP_DTLS_SPSK_SETUP_VERSION;
+  setup.validate_id_call_back = lcp_on_psk_id;
+  setup.id_call_back_arg = id_arg;
+  setup.psk_info.hint.s = hint;
+  setup.psk_info.hint.length = hint_len;
+  setup.psk_info.key.s = key;
+  setup.psk_info.key.length = key_len;
+  return coap_context_set_psk2(ctx, &setup);
+}
+
+static coap_resource_t *
+lcp_unknown_resource(void) {
+  return coap_resource_unknown_init2(lcp_on_request, 0);
+}
+
+static void
+lcp_handle_method(coap_resource_t *resource, int method) {
+  coap_register_handler(resource, (coap_request_t)method, lcp_on_request);
+}
+
+static coap_context_t *lcp_ctx_of(const coap_session_t *s) { return coap_session_get_context(s); }
+static int lcp_state_of(const coap_session_t *s) { return (int)coap_session_get_state(s); }
+static int lcp_proto_of(const coap_session_t *s) { return (int)coap_session_get_proto(s); }
+static int lcp_is_server(const coap_session_t *s) {
+  return coap_session_get_type(s) == COAP_SESSION_TYPE_SERVER;
+}
+static const coap_address_t *lcp_remote_of(const coap_session_t *s) {
+  return coap_session_get_addr_remote(s);
+}
+static const coap_address_t *lcp_local_of(const coap_session_t *s) {
+  return coap_session_get_addr_local(s);
+}
+static int
+lcp_psk_identity_of(const coap_session_t *s, const uint8_t **id, size_t *len) {
+  const coap_bin_const_t *identity = coap_session_get_psk_identity(s);
+  if (!identity || !identity->s)
+    return 0;
+  *id = identity->s;
+  *len = identity->length;
+  return 1;
+}
+static unsigned int lcp_max_retransmit_of(const coap_session_t *s) {
+  return coap_session_get_max_retransmit(s);
+}
+
+static coap_pdu_t *
+lcp_pdu_new(coap_session_t *session, int type, int code, uint8_t *token,
+            size_t *token_len) {
+  coap_pdu_t *pdu = coap_new_pdu((coap_pdu_type_t)type, (coap_pdu_code_t)code,
+                                 session);
+  if (pdu)
+    coap_session_new_token(session, token_len, token);
+  return pdu;
+}
+
+static void
+lcp_pdu_fields(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
+  coap_bin_const_t token = coap_pdu_get_token(pdu);
+  out->type = (int)coap_pdu_get_type(pdu);
+  out->code = (int)coap_pdu_get_code(pdu);
+  out->mid = (int)coap_pdu_get_mid(pdu);
+  out->token = token.s;
+  out->token_len = token.length;
+  if (!coap_get_data(pdu, &out->payload_len, &out->payload)) {
+    out->payload = NULL;
+    out->payload_len = 0;
+  }
+}
+
+void lcp_pdu_set_type(coap_pdu_t *pdu, int type) {
+  coap_pdu_set_type(pdu, (coap_pdu_type_t)type);
+}
+void lcp_pdu_set_code(coap_pdu_t *pdu, int code) {
+  coap_pdu_set_code(pdu, (coap_pdu_code_t)code);
+}
+
+/* 4.3 tells us when it frees a server session (SERVER_SESSION_DEL). */
+int
+lcp_session_alive(coap_context_t *ctx, const coap_session_t *session,
+                  const coap_address_t *remote, int ifindex) {
+  (void)ctx;
+  (void)session;
+  (void)remote;
+  (void)ifindex;
+  return 1;
+}
+
+static int lcp_ifindex_of(const coap_session_t *s) { return coap_session_get_ifindex(s); }
+#define LCP_OPT_NUMBER(it) ((it).number)
+
+#else
+/* ================================================================== */
+/* libcoap 4.2                                                         */
+
+#define LCP_HAS_PEM_BUF 0
+#define LCP_HAS_CLIENT_SNI 1
+#define LCP_HAS_SERVER_SESSION_EVENTS 0
+#define LCP_HAS_PSK_IDENTITY_CALLBACK 1
+
+static void
+lcp_on_response(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
+                coap_pdu_t *received, const coap_tid_t id) {
+  (void)ctx;
+  /* 4.2 has no return value: the ACK is libcoap's; an unknown token gets no RST. */
+  lcp_py_response(session, sent, received, (int)id);
+}
+
+static void
+lcp_on_nack(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
+            coap_nack_reason_t reason, const coap_tid_t id) {
+  (void)ctx;
+  lcp_py_nack(session, sent, (int)reason, (int)id);
+}
+
+static int
+lcp_on_event(coap_context_t *ctx, coap_event_t event, coap_session_t *session) {
+  (void)ctx;
+  lcp_py_event(session, (int)event);
+  return 0;
+}
+
+/* 4.2 asks the context for a server PSK through this hook. */
+static size_t
+lcp_on_server_psk(const coap_session_t *session, const uint8_t *identity,
+                  size_t identity_len, uint8_t *psk, size_t max_psk_len) {
+  const lcp_bin_t *key = lcp_py_psk_key((coap_session_t *)session, identity,
+                                        identity_len, NULL);
+  if (!key || !key->s || key->length > max_psk_len)
+    return 0;
+  memcpy(psk, key->s, key->length);
+  return key->length;
+}
+
+static void
+lcp_on_request(coap_context_t *ctx, struct coap_resource_t *resource,
+               coap_session_t *session, coap_pdu_t *request,
+               coap_binary_t *token, coap_string_t *query,
+               coap_pdu_t *response) {
+  (void)ctx;
+  (void)query;
+  /* 4.2 leaves the response token to the handler. */
+  if (token && token->length)
+    coap_add_token(response, token->length, token->s);
+  lcp_py_request(resource, session, request, response);
+}
+
+static void
+lcp_register(coap_context_t *ctx) {
+  coap_register_response_handler(ctx, lcp_on_response);
+  coap_register_nack_handler(ctx, lcp_on_nack);
+  coap_register_event_handler(ctx, lcp_on_event);
+}
+
+static int
+lcp_io(coap_context_t *ctx, int timeout_ms) {
+  /* coap_run_once: 0 (COAP_RUN_BLOCK) waits, COAP_RUN_NONBLOCK (1) polls. */
+  unsigned int t = timeout_ms < 0 ? COAP_RUN_BLOCK
+                 : timeout_ms == 0 ? COAP_RUN_NONBLOCK : (unsigned int)timeout_ms;
+  return coap_run_once(ctx, t);
+}
+
+static coap_session_t *
+lcp_psk_session(coap_context_t *ctx, const coap_address_t *local,
+                const coap_address_t *server, int proto,
+                const uint8_t *identity, size_t identity_len,
+                const uint8_t *key, size_t key_len, const char *client_sni) {
+  char id[129];
+  (void)client_sni;
+  if (identity_len >= sizeof(id) || memchr(identity, 0, identity_len))
+    return NULL; /* 4.2 takes the identity as a C string */
+  memcpy(id, identity, identity_len);
+  id[identity_len] = '\0';
+  return coap_new_client_session_psk(ctx, local, server, (coap_proto_t)proto,
+                                     id, key, (unsigned)key_len);
+}
+
+static void
+lcp_pki_generation(coap_dtls_pki_t *setup, const lcp_pki_t *pki) {
+  setup->require_peer_cert = (uint8_t)pki->require_peer_cert;
+  setup->client_sni = (char *)pki->client_sni;
+  /* No PEM buffers in 4.2: the Python layer passes files (LCP_HAS_PEM_BUF). */
+}
+
+static int
+lcp_server_psk(coap_context_t *ctx, const uint8_t *hint, size_t hint_len,
+               const uint8_t *key, size_t key_len, void *id_arg) {
+  char hint_text[129];
+  (void)id_arg; /* 4.2's hook has no argument: Python finds the PSK via the context */
+  if (hint_len >= sizeof(hint_text))
+    return 0;
+  memcpy(hint_text, hint, hint_len);
+  hint_text[hint_len] = '\0';
+  if (!coap_context_set_psk(ctx, hint_text, key, key_len))
+    return 0;
+  ctx->get_server_psk = lcp_on_server_psk;
+  return 1;
+}
+
+static coap_resource_t *
+lcp_unknown_resource(void) {
+  return coap_resource_unknown_init(lcp_on_request);
+}
+
+static void
+lcp_handle_method(coap_resource_t *resource, int method) {
+  coap_register_handler(resource, (unsigned char)method, lcp_on_request);
+}
+
+static coap_context_t *lcp_ctx_of(const coap_session_t *s) { return s->context; }
+static int lcp_state_of(const coap_session_t *s) { return (int)s->state; }
+static int lcp_proto_of(const coap_session_t *s) { return (int)s->proto; }
+static int lcp_is_server(const coap_session_t *s) {
+  return s->type == COAP_SESSION_TYPE_SERVER;
+}
+static const coap_address_t *lcp_remote_of(const coap_session_t *s) {
+  return &s->addr_info.remote;
+}
+static const coap_address_t *lcp_local_of(const coap_session_t *s) {
+  return &s->addr_info.local;
+}
+static int
+lcp_psk_identity_of(const coap_session_t *s, const uint8_t **id, size_t *len) {
+  if (!s->psk_identity)
+    return 0;
+  *id = s->psk_identity;
+  *len = s->psk_identity_len;
+  return 1;
+}
+static unsigned int lcp_max_retransmit_of(const coap_session_t *s) {
+  return s->max_retransmit;
+}
+static int lcp_ifindex_of(const coap_session_t *s) { return s->ifindex; }
+#define LCP_OPT_NUMBER(it) ((it).type)
+
+static coap_pdu_t *
+lcp_pdu_new(coap_session_t *session, int type, int code, uint8_t *token,
+            size_t *token_len) {
+  /* 4.2 has no token generator: a process-wide counter, started at random. */
+  static uint64_t counter = 0;
+  coap_pdu_t *pdu = coap_new_pdu(session);
+  size_t i;
+  if (!pdu)
+    return NULL;
+  pdu->type = (uint8_t)type;
+  pdu->code = (uint8_t)code;
+  pdu->tid = coap_new_message_id(session);
+  if (counter == 0) {
+    prng((unsigned char *)&counter, sizeof(counter));
+    counter ^= (uint64_t)time(NULL) << 24 ^ (uint64_t)getpid();
+  }
+  counter++;
+  for (i = 0; i < 8; i++)
+    token[i] = (uint8_t)(counter >> (8 * i));
+  *token_len = 8;
+  return pdu;
+}
+
+static void
+lcp_pdu_fields(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
+  uint8_t *data = NULL;
+  out->type = pdu->type;
+  out->code = pdu->code;
+  out->mid = pdu->tid;
+  out->token = pdu->token;
+  out->token_len = pdu->token_length;
+  if (coap_get_data(pdu, &out->payload_len, &data)) {
+    out->payload = data;
+  } else {
+    out->payload = NULL;
+    out->payload_len = 0;
+  }
+}
+
+void lcp_pdu_set_type(coap_pdu_t *pdu, int type) { pdu->type = (uint8_t)type; }
+void lcp_pdu_set_code(coap_pdu_t *pdu, int code) { pdu->code = (uint8_t)code; }
+
+/* 4.2 frees idle server sessions without telling: ask whether the peer's
+ * session is still this one (the Python side then checks it is still ours). */
+int
+lcp_session_alive(coap_context_t *ctx, const coap_session_t *session,
+                  const coap_address_t *remote, int ifindex) {
+  return coap_session_get_by_peer(ctx, remote, ifindex) == session;
+}
+
+#endif /* LCP_GENERATION */
+
+/* ================================================================== */
+/* The lcp_* interface                                                 */
 
 coap_context_t *
 lcp_new_context(void *app_data) {
@@ -137,9 +487,7 @@ lcp_new_context(void *app_data) {
   if (!ctx)
     return NULL;
   coap_set_app_data(ctx, app_data);
-  coap_register_response_handler(ctx, lcp_on_response);
-  coap_register_nack_handler(ctx, lcp_on_nack);
-  coap_register_event_handler(ctx, lcp_on_event);
+  lcp_register(ctx);
   return ctx;
 }
 
@@ -151,16 +499,7 @@ lcp_install_log_handler(void) {
 /* timeout_ms < 0: wait until something happens; 0: poll; > 0: at most that. */
 int
 lcp_io_process(coap_context_t *ctx, int timeout_ms) {
-  uint32_t t;
-  if (timeout_ms < 0)
-    t = COAP_IO_WAIT;
-  else if (timeout_ms == 0)
-    t = COAP_IO_NO_WAIT;
-  else
-    t = (uint32_t)timeout_ms;
-#if LCP_GENERATION >= 3
-  return coap_io_process(ctx, t);
-#endif
+  return lcp_io(ctx, timeout_ms);
 }
 
 /* ------------------------------------------------------------------ */
@@ -224,18 +563,8 @@ lcp_client_session_psk(coap_context_t *ctx, const coap_address_t *local,
                        const uint8_t *identity, size_t identity_len,
                        const uint8_t *key, size_t key_len,
                        const char *client_sni) {
-#if LCP_GENERATION >= 3
-  coap_dtls_cpsk_t setup;
-  memset(&setup, 0, sizeof(setup));
-  setup.version = COAP_DTLS_CPSK_SETUP_VERSION;
-  setup.client_sni = (char *)client_sni;
-  setup.psk_info.identity.s = identity;
-  setup.psk_info.identity.length = identity_len;
-  setup.psk_info.key.s = key;
-  setup.psk_info.key.length = key_len;
-  return coap_new_client_session_psk2(ctx, local, server, (coap_proto_t)proto,
-                                      &setup);
-#endif
+  return lcp_psk_session(ctx, local, server, proto, identity, identity_len,
+                         key, key_len, client_sni);
 }
 
 static void
@@ -243,12 +572,6 @@ lcp_fill_pki(coap_dtls_pki_t *setup, const lcp_pki_t *pki) {
   memset(setup, 0, sizeof(*setup));
   setup->version = COAP_DTLS_PKI_SETUP_VERSION;
   setup->verify_peer_cert = (uint8_t)pki->verify_peer_cert;
-#if LCP_GENERATION >= 3
-  /* 4.2's require_peer_cert sits where 4.3 has check_common_ca: without it
-   * (and without root CAs) 4.3 has no trust anchor for the peer. */
-  setup->check_common_ca = (uint8_t)pki->require_peer_cert;
-  setup->client_sni = (char *)pki->client_sni;
-#endif
   setup->allow_self_signed = (uint8_t)pki->allow_self_signed;
   setup->allow_expired_certs = (uint8_t)pki->allow_expired_certs;
   setup->cert_chain_validation = (uint8_t)pki->cert_chain_validation;
@@ -256,20 +579,11 @@ lcp_fill_pki(coap_dtls_pki_t *setup, const lcp_pki_t *pki) {
   setup->check_cert_revocation = (uint8_t)pki->check_cert_revocation;
   setup->validate_cn_call_back = lcp_on_cn;
   setup->cn_call_back_arg = pki->cn_arg;
-  if (pki->use_buffers) {
-    setup->pki_key.key_type = COAP_PKI_KEY_PEM_BUF;
-    setup->pki_key.key.pem_buf.public_cert = pki->cert_buf;
-    setup->pki_key.key.pem_buf.public_cert_len = pki->cert_len;
-    setup->pki_key.key.pem_buf.private_key = pki->key_buf;
-    setup->pki_key.key.pem_buf.private_key_len = pki->key_len;
-    setup->pki_key.key.pem_buf.ca_cert = pki->ca_buf;
-    setup->pki_key.key.pem_buf.ca_cert_len = pki->ca_len;
-  } else {
-    setup->pki_key.key_type = COAP_PKI_KEY_PEM;
-    setup->pki_key.key.pem.public_cert = pki->cert_file;
-    setup->pki_key.key.pem.private_key = pki->key_file;
-    setup->pki_key.key.pem.ca_file = pki->ca_file;
-  }
+  setup->pki_key.key_type = COAP_PKI_KEY_PEM;
+  setup->pki_key.key.pem.public_cert = pki->cert_file;
+  setup->pki_key.key.pem.private_key = pki->key_file;
+  setup->pki_key.key.pem.ca_file = pki->ca_file;
+  lcp_pki_generation(setup, pki);
 }
 
 coap_session_t *
@@ -282,25 +596,71 @@ lcp_client_session_pki(coap_context_t *ctx, const coap_address_t *local,
                                      &setup);
 }
 
+/* The app data of the session's context (the Python Context's handle). */
+void *
+lcp_session_context_app_data(const coap_session_t *session) {
+  return coap_get_app_data(lcp_ctx_of(session));
+}
+
+int
+lcp_session_address(const coap_session_t *session, int remote, char *ip,
+                    size_t iplen, uint16_t *port) {
+  const coap_address_t *addr = remote ? lcp_remote_of(session) : lcp_local_of(session);
+  if (!addr)
+    return 0;
+  return lcp_address_format(addr, ip, iplen, port);
+}
+
+int lcp_session_state(const coap_session_t *session) { return lcp_state_of(session); }
+int lcp_session_proto(const coap_session_t *session) { return lcp_proto_of(session); }
+int lcp_session_is_server(const coap_session_t *session) { return lcp_is_server(session); }
+
+/* Where the session's peer is, to find the session again (lcp_session_alive). */
+void
+lcp_session_peer(const coap_session_t *session, coap_address_t *remote, int *ifindex) {
+  const coap_address_t *addr = lcp_remote_of(session);
+  coap_address_init(remote);
+  if (addr)
+    memcpy(remote, addr, sizeof(*remote));
+  *ifindex = lcp_ifindex_of(session);
+}
+
 /* The session's PSK identity (server side: what the client sent). */
 int
 lcp_session_psk_identity(const coap_session_t *session, const uint8_t **identity,
                          size_t *length) {
-#if LCP_GENERATION >= 3
-  const coap_bin_const_t *id = coap_session_get_psk_identity(session);
-  if (!id || !id->s)
-    return 0;
-  *identity = id->s;
-  *length = id->length;
-  return 1;
-#endif
+  return lcp_psk_identity_of(session, identity, length);
 }
 
-int
-lcp_session_is_server(const coap_session_t *session) {
-#if LCP_GENERATION >= 3
-  return coap_session_get_type(session) == COAP_SESSION_TYPE_SERVER;
-#endif
+void
+lcp_session_set_ack_timeout_ms(coap_session_t *session, unsigned int ms) {
+  coap_fixed_point_t value;
+  value.integer_part = (uint16_t)(ms / 1000);
+  value.fractional_part = (uint16_t)(ms % 1000);
+  coap_session_set_ack_timeout(session, value);
+}
+
+unsigned int
+lcp_session_get_ack_timeout_ms(const coap_session_t *session) {
+  coap_fixed_point_t value = coap_session_get_ack_timeout((coap_session_t *)session);
+  return value.integer_part * 1000u + value.fractional_part;
+}
+
+unsigned int
+lcp_session_get_ack_random_factor_milli(const coap_session_t *session) {
+  coap_fixed_point_t value =
+    coap_session_get_ack_random_factor((coap_session_t *)session);
+  return value.integer_part * 1000u + value.fractional_part;
+}
+
+void
+lcp_session_set_max_retransmit(coap_session_t *session, unsigned int value) {
+  coap_session_set_max_retransmit(session, (uint16_t)value);
+}
+
+unsigned int
+lcp_session_get_max_retransmit(const coap_session_t *session) {
+  return lcp_max_retransmit_of(session);
 }
 
 /* ------------------------------------------------------------------ */
@@ -316,18 +676,7 @@ lcp_context_set_pki(coap_context_t *ctx, const lcp_pki_t *pki) {
 int
 lcp_context_set_psk(coap_context_t *ctx, const uint8_t *hint, size_t hint_len,
                     const uint8_t *key, size_t key_len, void *id_arg) {
-#if LCP_GENERATION >= 3
-  coap_dtls_spsk_t setup;
-  memset(&setup, 0, sizeof(setup));
-  setup.version = COAP_DTLS_SPSK_SETUP_VERSION;
-  setup.validate_id_call_back = lcp_on_psk_id;
-  setup.id_call_back_arg = id_arg;
-  setup.psk_info.hint.s = hint;
-  setup.psk_info.hint.length = hint_len;
-  setup.psk_info.key.s = key;
-  setup.psk_info.key.length = key_len;
-  return coap_context_set_psk2(ctx, &setup);
-#endif
+  return lcp_server_psk(ctx, hint, hint_len, key, key_len, id_arg);
 }
 
 coap_endpoint_t *
@@ -352,9 +701,7 @@ lcp_resource_new(const uint8_t *path, size_t len, void *app_data) {
 
 coap_resource_t *
 lcp_resource_unknown_new(void *app_data) {
-#if LCP_GENERATION >= 3
-  coap_resource_t *r = coap_resource_unknown_init2(lcp_on_request, 0);
-#endif
+  coap_resource_t *r = lcp_unknown_resource();
   if (r)
     coap_resource_set_userdata(r, app_data);
   return r;
@@ -362,71 +709,7 @@ lcp_resource_unknown_new(void *app_data) {
 
 void
 lcp_resource_handle(coap_resource_t *resource, int method) {
-  coap_register_handler(resource, (coap_request_t)method, lcp_on_request);
-}
-
-/* The app data of the session's context (the Python Context's handle). */
-void *
-lcp_session_context_app_data(const coap_session_t *session) {
-#if LCP_GENERATION >= 3
-  return coap_get_app_data(coap_session_get_context(session));
-#endif
-}
-
-int
-lcp_session_address(const coap_session_t *session, int remote, char *ip,
-                    size_t iplen, uint16_t *port) {
-#if LCP_GENERATION >= 3
-  const coap_address_t *addr = remote ? coap_session_get_addr_remote(session)
-                                      : coap_session_get_addr_local(session);
-#endif
-  if (!addr)
-    return 0;
-  return lcp_address_format(addr, ip, iplen, port);
-}
-
-int
-lcp_session_state(const coap_session_t *session) {
-#if LCP_GENERATION >= 3
-  return (int)coap_session_get_state(session);
-#endif
-}
-
-int
-lcp_session_proto(const coap_session_t *session) {
-#if LCP_GENERATION >= 3
-  return (int)coap_session_get_proto(session);
-#endif
-}
-
-void
-lcp_session_set_ack_timeout_ms(coap_session_t *session, unsigned int ms) {
-  coap_fixed_point_t value;
-  value.integer_part = (uint16_t)(ms / 1000);
-  value.fractional_part = (uint16_t)(ms % 1000);
-  coap_session_set_ack_timeout(session, value);
-}
-
-unsigned int
-lcp_session_get_ack_timeout_ms(const coap_session_t *session) {
-  coap_fixed_point_t value = coap_session_get_ack_timeout(session);
-  return value.integer_part * 1000u + value.fractional_part;
-}
-
-unsigned int
-lcp_session_get_ack_random_factor_milli(const coap_session_t *session) {
-  coap_fixed_point_t value = coap_session_get_ack_random_factor(session);
-  return value.integer_part * 1000u + value.fractional_part;
-}
-
-void
-lcp_session_set_max_retransmit(coap_session_t *session, unsigned int value) {
-  coap_session_set_max_retransmit(session, (uint16_t)value);
-}
-
-unsigned int
-lcp_session_get_max_retransmit(const coap_session_t *session) {
-  return coap_session_get_max_retransmit(session);
+  lcp_handle_method(resource, method);
 }
 
 /* ------------------------------------------------------------------ */
@@ -435,18 +718,14 @@ lcp_session_get_max_retransmit(const coap_session_t *session) {
 coap_pdu_t *
 lcp_new_request(coap_session_t *session, int type, int code,
                 uint8_t *token_out, size_t *token_len) {
-#if LCP_GENERATION >= 3
-  coap_pdu_t *pdu = coap_new_pdu((coap_pdu_type_t)type, (coap_pdu_code_t)code,
-                                 session);
+  coap_pdu_t *pdu = lcp_pdu_new(session, type, code, token_out, token_len);
   if (!pdu)
     return NULL;
-  coap_session_new_token(session, token_len, token_out);
   if (!coap_add_token(pdu, *token_len, token_out)) {
     coap_delete_pdu(pdu);
     return NULL;
   }
   return pdu;
-#endif
 }
 
 int
@@ -457,18 +736,7 @@ lcp_add_option(coap_pdu_t *pdu, uint16_t number, const uint8_t *value,
 
 int
 lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
-#if LCP_GENERATION >= 3
-  coap_bin_const_t token = coap_pdu_get_token(pdu);
-  out->type = (int)coap_pdu_get_type(pdu);
-  out->code = (int)coap_pdu_get_code(pdu);
-  out->mid = (int)coap_pdu_get_mid(pdu);
-  out->token = token.s;
-  out->token_len = token.length;
-#endif
-  if (!coap_get_data(pdu, &out->payload_len, &out->payload)) {
-    out->payload = NULL;
-    out->payload_len = 0;
-  }
+  lcp_pdu_fields(pdu, out);
   return 1;
 }
 
@@ -478,31 +746,17 @@ lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
   coap_opt_iterator_t it;
   coap_opt_t *opt;
   size_t n = 0;
-  if (!coap_option_iterator_init(pdu, &it, NULL))
+  if (!coap_option_iterator_init((coap_pdu_t *)pdu, &it, COAP_OPT_ALL))
     return 0;
   while ((opt = coap_option_next(&it)) != NULL) {
     if (n < max) {
-      numbers[n] = (uint16_t)it.number;
+      numbers[n] = (uint16_t)LCP_OPT_NUMBER(it);
       values[n] = coap_opt_value(opt);
       lengths[n] = coap_opt_length(opt);
     }
     n++;
   }
   return n; /* may exceed max: the caller retries with room for n */
-}
-
-void
-lcp_pdu_set_type(coap_pdu_t *pdu, int type) {
-#if LCP_GENERATION >= 3
-  coap_pdu_set_type(pdu, (coap_pdu_type_t)type);
-#endif
-}
-
-void
-lcp_pdu_set_code(coap_pdu_t *pdu, int code) {
-#if LCP_GENERATION >= 3
-  coap_pdu_set_code(pdu, (coap_pdu_code_t)code);
-#endif
 }
 
 int
@@ -515,20 +769,18 @@ lcp_send(coap_session_t *session, coap_pdu_t *pdu) {
 
 const char *
 lcp_tls_library_name(void) {
-#if LCP_GENERATION >= 3
   switch (coap_get_tls_library_version()->type) {
   case COAP_TLS_LIBRARY_TINYDTLS: return "TinyDTLS";
   case COAP_TLS_LIBRARY_OPENSSL: return "OpenSSL";
   case COAP_TLS_LIBRARY_GNUTLS: return "GnuTLS";
+#if LCP_GENERATION >= 3
   case COAP_TLS_LIBRARY_MBEDTLS: return "Mbed TLS";
+#endif
   default: return "none";
   }
-#endif
 }
 
 uint64_t
 lcp_tls_library_version(void) {
-#if LCP_GENERATION >= 3
   return coap_get_tls_library_version()->version;
-#endif
 }

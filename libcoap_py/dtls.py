@@ -228,7 +228,7 @@ class PSK:
             if len(self._cache) > 1024:
                 self._cache.clear()  # libcoap copied older keys already
             buf = ffi.new("uint8_t[]", key)
-            bin_const = ffi.new("coap_bin_const_t *")
+            bin_const = ffi.new("lcp_bin_t *")
             bin_const.s = buf
             bin_const.length = len(key)
             cached = (bin_const, buf)

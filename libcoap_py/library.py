@@ -25,8 +25,12 @@ def package_name() -> str:
 
 
 def _version_text(name: str, number: int) -> str:
-    if name == "OpenSSL":  # 0xMNN00PP0L
+    if name == "OpenSSL" and number >> 28 >= 3:  # 0xMNN00PP0L
         parts = (number >> 28, (number >> 20) & 0xFF, (number >> 4) & 0xFF)
+    elif name == "OpenSSL":  # 0xMNNFFPPS: 1.1.1w
+        letter = (number >> 4) & 0xFF
+        suffix = chr(ord("a") + letter - 1) if letter else ""
+        return f"{number >> 28}.{(number >> 20) & 0xFF}.{(number >> 12) & 0xFF}{suffix}"
     elif name == "GnuTLS":  # 0xMMNNPP
         parts = (number >> 16, (number >> 8) & 0xFF, number & 0xFF)
     elif name == "Mbed TLS":  # 0xMMNNPP00

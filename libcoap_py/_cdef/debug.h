@@ -15,8 +15,6 @@ void coap_set_log_level(coap_log_t level);
 void coap_set_log_handler(coap_log_handler_t handler);
 const char *coap_package_name(void);
 const char *coap_package_version(void);
-const char *coap_package_build(void);
 void coap_show_pdu(coap_log_t level, const coap_pdu_t *pdu);
 void coap_set_show_pdu_output(int use_fprintf);
 char *coap_string_tls_version(char *buffer, size_t bufsize);
-char *coap_string_tls_support(char *buffer, size_t bufsize);

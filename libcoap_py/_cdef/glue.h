@@ -9,6 +9,9 @@ static const char *const LCP_PKG_NAME;
 static const int LCP_HAS_PEM_BUF;
 static const int LCP_HAS_CLIENT_SNI;
 
+/* Bytes handed back to libcoap (a PSK key); the layout of 4.3's coap_bin_const_t. */
+typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
+
 /* Callbacks into Python, one signature for every generation. */
 extern "Python" int lcp_py_response(coap_session_t *session, const coap_pdu_t *sent,
                                     const coap_pdu_t *received, int mid);
@@ -18,7 +21,7 @@ extern "Python" void lcp_py_event(coap_session_t *session, int event);
 extern "Python" void lcp_py_log(int level, const char *message);
 extern "Python" int lcp_py_cn(coap_session_t *session, const char *cn,
                               unsigned int depth, int validated, void *arg);
-extern "Python" const coap_bin_const_t *lcp_py_psk_key(coap_session_t *session,
+extern "Python" const lcp_bin_t *lcp_py_psk_key(coap_session_t *session,
                                                        const uint8_t *identity,
                                                        size_t identity_len, void *arg);
 extern "Python" void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
@@ -73,6 +76,13 @@ void *lcp_session_context_app_data(const coap_session_t *session);
 int lcp_session_address(const coap_session_t *session, int remote, char *ip,
                         size_t iplen, uint16_t *port);
 int lcp_session_state(const coap_session_t *session);
+/* 1 if a server session we wrapped is still one libcoap knows (for generations
+ * without the SERVER_SESSION_DEL event). */
+int lcp_session_alive(coap_context_t *ctx, const coap_session_t *session,
+                      const coap_address_t *remote, int ifindex);
+void lcp_session_peer(const coap_session_t *session, coap_address_t *remote, int *ifindex);
+static const int LCP_HAS_SERVER_SESSION_EVENTS;
+static const int LCP_HAS_PSK_IDENTITY_CALLBACK;
 int lcp_session_is_server(const coap_session_t *session);
 int lcp_session_psk_identity(const coap_session_t *session, const uint8_t **identity,
                              size_t *length);

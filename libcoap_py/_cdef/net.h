@@ -5,8 +5,6 @@ static const int COAP_NACK_RST;
 static const int COAP_NACK_TLS_FAILED;
 static const int COAP_NACK_ICMP_ISSUE;
 
-static const uint32_t COAP_IO_WAIT;
-static const uint32_t COAP_IO_NO_WAIT;
 
 coap_context_t *coap_new_context(const coap_address_t *listen_addr);
 void coap_free_context(coap_context_t *context);

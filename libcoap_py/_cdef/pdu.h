@@ -40,5 +40,4 @@ static const int COAPS_DEFAULT_PORT;
 const char *coap_response_phrase(unsigned char code);
 int coap_add_token(coap_pdu_t *pdu, size_t len, const uint8_t *data);
 int coap_add_data(coap_pdu_t *pdu, size_t len, const uint8_t *data);
-int coap_get_data(const coap_pdu_t *pdu, size_t *len, const uint8_t **data);
 void coap_delete_pdu(coap_pdu_t *pdu);

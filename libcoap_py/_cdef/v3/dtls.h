@@ -101,3 +101,5 @@ typedef struct coap_dtls_spsk_t {
   coap_dtls_spsk_info_t psk_info;
   ...;
 } coap_dtls_spsk_t;
+static const int COAP_PKI_KEY_PEM_BUF;
+static const int COAP_TLS_LIBRARY_MBEDTLS;

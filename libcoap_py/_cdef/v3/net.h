@@ -28,3 +28,5 @@ int coap_context_set_pki(coap_context_t *context, const coap_dtls_pki_t *setup_d
 int coap_context_set_psk2(coap_context_t *context, coap_dtls_spsk_t *setup_data);
 void coap_context_set_max_idle_sessions(coap_context_t *context, unsigned int max_idle_sessions);
 void coap_context_set_session_timeout(coap_context_t *context, unsigned int session_timeout);
+static const uint32_t COAP_IO_WAIT;
+static const uint32_t COAP_IO_NO_WAIT;

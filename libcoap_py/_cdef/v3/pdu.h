@@ -27,3 +27,4 @@ void coap_pdu_set_type(coap_pdu_t *pdu, coap_pdu_type_t type);
 coap_bin_const_t coap_pdu_get_token(const coap_pdu_t *pdu);
 coap_mid_t coap_pdu_get_mid(const coap_pdu_t *pdu);
 void coap_pdu_set_mid(coap_pdu_t *pdu, coap_mid_t mid);
+int coap_get_data(const coap_pdu_t *pdu, size_t *len, const uint8_t **data);
