@@ -29,6 +29,7 @@
 #include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
+#include <errno.h>
 
 /* Mirrors of the structures declared in _cdef/glue.h. */
 typedef struct {
@@ -282,6 +283,11 @@ lcp_session_alive(coap_context_t *ctx, const coap_session_t *session,
 static int lcp_ifindex_of(const coap_session_t *s) { return coap_session_get_ifindex(s); }
 #define LCP_OPT_NUMBER(it) ((it).number)
 
+static coap_endpoint_t *
+lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
+  return coap_new_endpoint(ctx, addr, (coap_proto_t)proto);
+}
+
 #else
 /* ================================================================== */
 /* libcoap 4.2                                                         */
@@ -425,6 +431,25 @@ static unsigned int lcp_max_retransmit_of(const coap_session_t *s) {
 }
 static int lcp_ifindex_of(const coap_session_t *s) { return s->ifindex; }
 #define LCP_OPT_NUMBER(it) ((it).type)
+
+/* 4.2.1's coap_new_endpoint crashes when its bind fails on a context with no
+ * endpoint yet (its error path unlinks from an empty list): try the bind
+ * first, with the socket options libcoap uses, and fail cleanly. */
+static coap_endpoint_t *
+lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
+  int on = 1, ok;
+  int fd = socket(addr->addr.sa.sa_family, SOCK_DGRAM, 0);
+  if (fd < 0)
+    return NULL;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  ok = bind(fd, &addr->addr.sa, addr->size) == 0;
+  close(fd);
+  if (!ok) {
+    coap_log(LOG_WARNING, "cannot bind the endpoint: %s\n", strerror(errno));
+    return NULL;
+  }
+  return coap_new_endpoint(ctx, addr, (coap_proto_t)proto);
+}
 
 static coap_pdu_t *
 lcp_pdu_new(coap_session_t *session, int type, int code, uint8_t *token,
@@ -681,7 +706,7 @@ lcp_context_set_psk(coap_context_t *ctx, const uint8_t *hint, size_t hint_len,
 
 coap_endpoint_t *
 lcp_new_endpoint(coap_context_t *ctx, const coap_address_t *addr, int proto) {
-  return coap_new_endpoint(ctx, addr, (coap_proto_t)proto);
+  return lcp_endpoint_new(ctx, addr, proto);
 }
 
 coap_resource_t *

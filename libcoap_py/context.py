@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from typing import Any, Callable, TypeVar, Union
 
@@ -27,6 +28,7 @@ H = TypeVar("H", bound=Callable[..., Any])
 # of the same context handshake with PSK cipher suites only.
 _PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
 _SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
+_SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 _DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
 
 
@@ -60,6 +62,7 @@ class Context(Serving):
         self._unknown: Resource | None = None
         self._server_sessions: set[ServerSession] = set()
         self._stopping = False
+        self._next_sweep = 0.0
         self._dtls_pki: PKI | None = None
         self._dtls_psk: PSK | None = None
         self._info = ffi.new("lcp_pdu_info_t *")
@@ -262,7 +265,19 @@ class Context(Serving):
             self._after_io()
         return result
 
+    def _sweep_server_sessions(self) -> None:
+        """Drop wrappers of server sessions libcoap freed without an event (libcoap 4.2)."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 1.0
+        for session in list(self._server_sessions):
+            if not session._alive():
+                session._forget()
+
     def _after_io(self) -> None:
+        if self._server_sessions and not _SERVER_SESSION_EVENTS:
+            self._sweep_server_sessions()
         if self._deferred_release:
             pending, self._deferred_release = self._deferred_release, []
             for ptr in pending:

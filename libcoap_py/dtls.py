@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from ._libcoap import ffi
+from ._libcoap import ffi, lib
 
 __all__ = ["PKI", "PSK", "KeySource", "PemSource"]
 
@@ -125,26 +126,39 @@ class PKI:
             keep.append(buf)
             return buf
 
-        if self.use_buffers:
+        files = self.files
+        if self.use_buffers and not lib.LCP_HAS_PEM_BUF:
+            # This libcoap (4.2) reads PEM from files only: hand it private copies.
+            spool = tempfile.TemporaryDirectory(prefix="libcoap-py-pem-")
+            keep.append(spool)
+            files = {}
+            for what, pem in self.buffers.items():
+                path = os.path.join(spool.name, what.replace(" ", "-") + ".pem")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(pem)
+                files[what] = path
+        elif self.use_buffers:
             for what, field in (
                 ("certificate", "cert"),
                 ("private key", "key"),
                 ("CA certificate", "ca"),
             ):
-                data = self.buffers.get(what)
-                if data is None:
+                if what not in self.buffers:
                     continue
+                data = self.buffers[what]
                 # NUL-terminated for the TLS libraries that parse C strings; the
                 # length counts the NUL, as libcoap's PEM_BUF readers expect.
                 buf = ffi.new("uint8_t[]", data + b"\0")
                 keep.append(buf)
                 setattr(setup, f"{field}_buf", buf)
                 setattr(setup, f"{field}_len", len(data) + 1)
-        else:
-            setup.cert_file = c_string(self.files["certificate"])
-            setup.key_file = c_string(self.files["private key"])
-            if "CA certificate" in self.files:
-                setup.ca_file = c_string(self.files["CA certificate"])
+        if not setup.use_buffers or not lib.LCP_HAS_PEM_BUF:
+            setup.use_buffers = 0
+            setup.cert_file = c_string(files["certificate"])
+            setup.key_file = c_string(files["private key"])
+            if "CA certificate" in files:
+                setup.ca_file = c_string(files["CA certificate"])
         if self.client_sni:
             setup.client_sni = c_string(self.client_sni)
         handle = ffi.new_handle(self)

@@ -21,6 +21,7 @@ __all__ = ["ServerSession", "Session"]
 _URI_PATH = int(OptionNumber.URI_PATH)
 _URI_QUERY = int(OptionNumber.URI_QUERY)
 _STATE_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
+_SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 
 
 def _option_number(item: tuple[int, bytes]) -> int:
@@ -414,9 +415,35 @@ class ServerSession(Session):
         self.peer = (host, int(port[0]))
         self._psk_known = proto not in (Proto.DTLS, Proto.TLS)
         self._psk: bytes | None = None
+        # Where to find the session again, for libcoap generations that free
+        # server sessions without an event (see _alive()).
+        self._peer_addr = ffi.new("coap_address_t *")
+        ifindex = ffi.new("int *")
+        lib.lcp_session_peer(ptr, self._peer_addr, ifindex)
+        self._ifindex = int(ifindex[0])
+
+    def _alive(self) -> bool:
+        """False once libcoap has freed the session (checked without touching it)."""
+        ptr, ctx = self._ptr, self._context._ptr
+        if ptr is None or ctx is None:
+            return False
+        if _SERVER_SESSION_EVENTS:
+            return True
+        return bool(
+            lib.lcp_session_alive(ctx, ptr, self._peer_addr, self._ifindex)
+            and lib.coap_session_get_app_data(ptr) == self._handle
+        )
+
+    def _live(self) -> Any:
+        self._context._enter()
+        if self._ptr is not None and not self._alive():
+            self._forget()
+        if self._ptr is None:
+            raise CoapError(f"the session with {self.uri} has ended")
+        return self._ptr
 
     def _psk_identity_cached(self) -> bytes | None:
-        if not self._psk_known and self._ptr is not None:
+        if not self._psk_known and self._ptr is not None and self._alive():
             self._psk = self.psk_identity
             self._psk_known = True
         return self._psk
@@ -428,11 +455,15 @@ class ServerSession(Session):
             self._detach(CoapError(f"the session with {self.uri} was closed"))
 
     def _detach(self, error: BaseException) -> None:
-        ptr, self._ptr = self._ptr, None
+        if self._ptr is not None and self._alive():
+            lib.coap_session_set_app_data(self._ptr, ffi.NULL)
+        self._forget(error)
+
+    def _forget(self, error: BaseException | None = None) -> None:
+        """Drop the wrapper without touching the C session (it may be gone)."""
+        self._ptr = None
         self.closed = True
-        self._fail_all(error)
-        if ptr is not None:
-            lib.coap_session_set_app_data(ptr, ffi.NULL)
+        self._fail_all(error or CoapError(f"the session with {self.uri} has ended"))
         self._context._server_sessions.discard(self)
 
     def __repr__(self) -> str:
