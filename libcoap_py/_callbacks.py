@@ -137,8 +137,13 @@ def lcp_py_cn(session_ptr: Any, cn: Any, depth: int, validated: int, arg: Any) -
 def lcp_py_psk_key(session_ptr: Any, identity: Any, length: int, arg: Any) -> Any:
     context = None
     try:
-        psk: PSK = ffi.from_handle(arg)
         context, _ = _find(session_ptr)
+        if arg != _NULL:
+            psk: PSK | None = ffi.from_handle(arg)
+        else:  # libcoap 4.2's hook has no argument: the context knows its PSK
+            psk = None if context is None else context._dtls_psk
+        if psk is None:
+            return _NULL
         return psk._key_cdata(ffi.buffer(identity, length)[:])
     except Exception as error:
         # A server goes on serving: refuse this client, log why.

@@ -338,8 +338,9 @@ lcp_on_request(coap_context_t *ctx, struct coap_resource_t *resource,
                coap_pdu_t *response) {
   (void)ctx;
   (void)query;
-  /* 4.2 leaves the response token to the handler. */
-  if (token && token->length)
+  /* 4.2.1 puts the token into the response before the handler runs; add it
+   * only where that has not happened. */
+  if (response->used_size == 0 && token && token->length)
     coap_add_token(response, token->length, token->s);
   lcp_py_request(resource, session, request, response);
 }
