@@ -100,6 +100,8 @@ lcp_on_log(coap_log_t level, const char *message) {
 
 #define LCP_HAS_PEM_BUF 1
 #define LCP_HAS_CLIENT_SNI 1
+#define LCP_HAS_PSK_CLIENT_SNI 1
+#define LCP_HAS_BINARY_PSK_IDENTITY 1
 #define LCP_HAS_SERVER_SESSION_EVENTS 1
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
@@ -294,6 +296,8 @@ lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
 
 #define LCP_HAS_PEM_BUF 0
 #define LCP_HAS_CLIENT_SNI 1
+#define LCP_HAS_PSK_CLIENT_SNI 0
+#define LCP_HAS_BINARY_PSK_IDENTITY 0
 #define LCP_HAS_SERVER_SESSION_EVENTS 0
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 

@@ -162,6 +162,10 @@ class Context(Serving):
         proto = int(parsed.proto)
         if isinstance(dtls, PSK):
             identity, key = dtls._client_credentials()
+            if dtls.client_sni and not lib.LCP_HAS_PSK_CLIENT_SNI:
+                raise NotSupportedError("PSK with client_sni needs libcoap 4.3")
+            if b"\0" in identity and not lib.LCP_HAS_BINARY_PSK_IDENTITY:
+                raise NotSupportedError("a PSK identity with NUL bytes needs libcoap 4.3")
             keep.extend((identity, key))
             sni = ffi.new("char[]", dtls.client_sni.encode()) if dtls.client_sni else ffi.NULL
             keep.append(sni)

@@ -8,6 +8,8 @@ static const char *const LCP_PKG_NAME;
 /* Feature flags (1 = available in this build). */
 static const int LCP_HAS_PEM_BUF;
 static const int LCP_HAS_CLIENT_SNI;
+static const int LCP_HAS_PSK_CLIENT_SNI;
+static const int LCP_HAS_BINARY_PSK_IDENTITY;
 
 /* Bytes handed back to libcoap (a PSK key); the layout of 4.3's coap_bin_const_t. */
 typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;

@@ -1,0 +1,41 @@
+"""One API on both libcoap generations: what 4.2 lacks is refused with NotSupportedError."""
+
+from __future__ import annotations
+
+import pytest
+
+import libcoap_py as coap
+
+GENERATION = coap.lib.LCP_GENERATION
+on_42 = pytest.mark.skipif(GENERATION != 2, reason="checks libcoap 4.2 behaviour")
+
+
+def test_generation_matches_version() -> None:
+    major, minor = (int(x) for x in coap.libcoap_version().split(".")[:2])
+    assert (major, minor) >= (4, 2)
+    assert GENERATION == (2 if (major, minor) == (4, 2) else 3)
+
+
+@on_42
+def test_psk_client_sni_needs_43() -> None:
+    with coap.Context() as ctx:
+        with pytest.raises(coap.NotSupportedError, match=r"4\.3"):
+            ctx.client_session(
+                "coaps://127.0.0.1:5684", dtls=coap.PSK(b"id", b"key", client_sni="host")
+            )
+
+
+@on_42
+def test_binary_psk_identity_needs_43() -> None:
+    with coap.Context() as ctx:
+        with pytest.raises(coap.NotSupportedError, match="NUL"):
+            ctx.client_session("coaps://127.0.0.1:5684", dtls=coap.PSK(b"a\0b", b"key"))
+
+
+def test_feature_flags_are_consistent() -> None:
+    lib = coap.lib
+    if GENERATION >= 3:
+        assert lib.LCP_HAS_PEM_BUF and lib.LCP_HAS_SERVER_SESSION_EVENTS
+        assert lib.LCP_HAS_PSK_CLIENT_SNI and lib.LCP_HAS_BINARY_PSK_IDENTITY
+    else:
+        assert not lib.LCP_HAS_PEM_BUF and not lib.LCP_HAS_SERVER_SESSION_EVENTS
