@@ -327,8 +327,21 @@ lcp_on_event(coap_context_t *ctx, coap_event_t event, coap_session_t *session) {
 static size_t
 lcp_on_server_psk(const coap_session_t *session, const uint8_t *identity,
                   size_t identity_len, uint8_t *psk, size_t max_psk_len) {
-  const lcp_bin_t *key = lcp_py_psk_key((coap_session_t *)session, identity,
-                                        identity_len, NULL);
+  coap_session_t *s = (coap_session_t *)session;
+  const lcp_bin_t *key;
+  /* 4.2 records the PSK identity only on client sessions: keep the client's
+   * on the server session too (libcoap frees it with the session). */
+  if (s->psk_identity) {
+    coap_free(s->psk_identity);
+    s->psk_identity = NULL;
+    s->psk_identity_len = 0;
+  }
+  s->psk_identity = coap_malloc(identity_len ? identity_len : 1);
+  if (s->psk_identity) {
+    memcpy(s->psk_identity, identity, identity_len);
+    s->psk_identity_len = identity_len;
+  }
+  key = lcp_py_psk_key(s, identity, identity_len, NULL);
   if (!key || !key->s || key->length > max_psk_len)
     return 0;
   memcpy(psk, key->s, key->length);
@@ -383,6 +396,10 @@ static void
 lcp_pki_generation(coap_dtls_pki_t *setup, const lcp_pki_t *pki) {
   setup->require_peer_cert = (uint8_t)pki->require_peer_cert;
   setup->client_sni = (char *)pki->client_sni;
+  /* 4.2's OpenSSL glue lets allow_self_signed accept any self-signed root in
+   * the peer's chain, even with a CA required; 4.3 ignores it then. Do as 4.3. */
+  if (pki->require_peer_cert)
+    setup->allow_self_signed = 0;
   /* No PEM buffers in 4.2: the Python layer passes files (LCP_HAS_PEM_BUF). */
 }
 

@@ -1,15 +1,20 @@
 """Fixtures: real CoAP peers on loopback ports, test certificates, small UDP helpers.
 
-Nothing here mocks libcoap. The peer is libcoap3-bin's ``coap-server-openssl``
+Nothing here mocks libcoap. The peer is libcoap's own ``coap-server-openssl``
 (one process serving ``coap://`` on port P and ``coaps://`` with PSK *and*
 PKI on P+1), plus tiny Python UDP peers for behaviours a real server will not
 produce on demand (silence, RST to everything).
+
+The suite runs against either libcoap generation: 4.3 (libcoap3-bin's tools)
+or 4.2 (libcoap2-bin's, first on PATH). ``LIBCOAP_42`` says which one the
+binding was built against; the tools' flags follow it (see ``cert_args``).
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -27,15 +32,72 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pytest
 
+import libcoap_py as _coap
+
 if TYPE_CHECKING:
     import libcoap_py as coap_t
+
+#: The libcoap the binding was built against, e.g. "4.3.1" or "4.2.1".
+LIBCOAP_VERSION = _coap.libcoap_version()
+#: libcoap 4.2 (libcoap2): its tools (libcoap2-bin) take fewer flags, and its
+#: coap-server behaves differently in places; the tests say where.
+LIBCOAP_42 = LIBCOAP_VERSION.startswith("4.2.")
+BIN_PACKAGE = "libcoap2-bin" if LIBCOAP_42 else "libcoap3-bin"
 
 COAP_SERVER = shutil.which("coap-server-openssl")
 COAP_CLIENT = shutil.which("coap-client-openssl")
 NO_SERVER_REASON = (
-    "coap-server-openssl is not installed (apt install libcoap3-bin); "
+    f"coap-server-openssl is not installed (apt install {BIN_PACKAGE}); "
     "tests against a real peer are skipped"
 )
+
+
+#: The method that makes coap-server-openssl create a resource and answer 2.01:
+#: POST on 4.3; 4.2's server has no POST handler at all (4.05), only PUT.
+CREATE_METHOD = "PUT" if LIBCOAP_42 else "POST"
+
+
+#: A line of libcoap's log as its tools print it: "Nov 25 12:39:14 WARN ...".
+_TOOL_LOG_LINE = r"[A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d [A-Z]{4} [^\n]*(\n|$)"
+_TOOL_LOG_LINES = {
+    bytes: re.compile(f"(?:{_TOOL_LOG_LINE})*".encode()),
+    str: re.compile(f"(?:{_TOOL_LOG_LINE})*"),
+}
+
+AnyStr_ = TypeVar("AnyStr_", str, bytes)
+
+
+def client_data(stdout: AnyStr_) -> AnyStr_:
+    """What coap-client-openssl printed as the response, without the log lines before it.
+
+    libcoap's tools log to stdout; 4.2's client warns about every server
+    certificate it accepts without a CRL before it prints the payload.
+    """
+    match = _TOOL_LOG_LINES[type(stdout)].match(stdout)
+    return stdout[match.end() :] if match else stdout
+
+
+_combined_pem: dict[tuple[Path, Path], Path] = {}
+
+
+def cert_args(cert: Path | str, key: Path | str) -> list[str]:
+    """The certificate and key arguments of coap-client-openssl / coap-server-openssl.
+
+    4.3's tools take ``-c cert -j key``. 4.2's have no ``-j``: their ``-c``
+    PEM file holds the certificate(s) *and* the private key, so on 4.2 the two
+    are written into one file next to the certificate and that is passed.
+    """
+    if not LIBCOAP_42:
+        return ["-c", str(cert), "-j", str(key)]
+    cert, key = Path(cert), Path(key)
+    combined = _combined_pem.get((cert, key))
+    if combined is None:
+        combined = cert.with_name(f"{cert.stem}+{key.stem}.pem")
+        text = cert.read_text().rstrip("\n") + "\n" + key.read_text()
+        combined.write_text(text)
+        _combined_pem[(cert, key)] = combined
+    return ["-c", str(combined)]
+
 
 PSK_IDENTITY = b"libcoap-py-test"
 PSK_KEY = b"libcoap-py-test-psk-key"
@@ -192,8 +254,7 @@ def _start_server(
             "-v", "6",
             "-k", PSK_KEY.decode(),
             "-h", PSK_HINT.decode(),
-            "-c", str(server_cert),
-            "-j", str(server_key),
+            *cert_args(server_cert, server_key),
             "-C", str(ca),
         ]  # fmt: skip
         with open(log_path, "wb") as log:
@@ -672,7 +733,7 @@ def coap_client_run(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``coap-client-openssl -B wait_s ARGS`` and return what it did (never raises on rc)."""
     if COAP_CLIENT is None:
-        pytest.skip("coap-client-openssl is not installed (apt install libcoap3-bin)")
+        pytest.skip(f"coap-client-openssl is not installed (apt install {BIN_PACKAGE})")
     return subprocess.run(
         [COAP_CLIENT, "-B", str(wait_s), *args],
         capture_output=True,

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conftest import COAP_CLIENT, CertFiles
+from conftest import COAP_CLIENT, CertFiles, cert_args
 
 from libcoap_py.cli.demo import ServiceProcess
 
@@ -87,4 +87,4 @@ def coap_client(*args: str | Path, wait_s: int = 5) -> subprocess.CompletedProce
 
 def pki_args(certs: CertFiles) -> list[str]:
     """The C sample's files for coap-client: cert.crt (device + CA), key.pem, CA file cert.crt."""
-    return ["-c", str(certs.cert), "-j", str(certs.key), "-C", str(certs.cert)]
+    return [*cert_args(certs.cert, certs.key), "-C", str(certs.cert)]

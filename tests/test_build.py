@@ -56,7 +56,9 @@ def test_unknown_explicit_package_is_refused() -> None:
 
 
 def test_no_libcoap_names_the_package_to_install(tmp_path: Path) -> None:
-    out = run_build_script({"PKG_CONFIG_LIBDIR": str(tmp_path), "PKG_CONFIG_PATH": ""})
+    out = run_build_script(
+        {"PKG_CONFIG_LIBDIR": str(tmp_path), "PKG_CONFIG_PATH": "", "LIBCOAP_PY_PKG": ""}
+    )
     assert out.returncode != 0
     assert "no libcoap found" in out.stderr
     assert "apt install libcoap3-dev" in out.stderr

@@ -28,6 +28,8 @@ import pytest
 from conftest import (
     COAP_CLIENT,
     CertFiles,
+    cert_args,
+    client_data,
     coap_client_run,
     coap_ping,
     encode_message,
@@ -314,7 +316,7 @@ def test_coap_garbage_then_valid_requests(server: ServerProcess, blaster: Blaste
         server.assert_serving()
     if COAP_CLIENT is not None:
         out = coap_client_run(f"coap://127.0.0.1:{server.ports['coap']}/alive")
-        assert out.stdout.startswith(ALIVE), out.stderr
+        assert client_data(out.stdout).startswith(ALIVE), out.stderr
     assert blaster.sent == len(garbage)
 
 
@@ -396,7 +398,7 @@ def _psk_client(port: int, *extra: str, wait_s: int = 5) -> subprocess.Completed
 
 def _pki_client(certs: CertFiles, port: int) -> subprocess.CompletedProcess[bytes]:
     return coap_client_run(
-        "-c", str(certs.cert), "-j", str(certs.key), "-C", str(certs.ca),
+        *cert_args(certs.cert, certs.key), "-C", str(certs.ca),
         f"coaps://127.0.0.1:{port}/alive",
     )  # fmt: skip
 
@@ -406,10 +408,10 @@ def _assert_dtls_serving(server: ServerProcess, certs: CertFiles | None = None) 
     if COAP_CLIENT is None:
         return
     out = _psk_client(server.ports["psk"])
-    assert out.stdout.startswith(ALIVE), f"{out.stderr[-1500:]!r}\n{server.log()}"
+    assert client_data(out.stdout).startswith(ALIVE), f"{out.stderr[-1500:]!r}\n{server.log()}"
     if certs is not None:
         out = _pki_client(certs, server.ports["pki"])
-        assert out.stdout.startswith(ALIVE), f"{out.stderr[-1500:]!r}\n{server.log()}"
+        assert client_data(out.stdout).startswith(ALIVE), f"{out.stderr[-1500:]!r}\n{server.log()}"
 
 
 def _records(datagram: bytes) -> list[bytes]:
@@ -484,7 +486,7 @@ def psk_capture(server: ServerProcess) -> Iterator[Capture]:
     relay = Relay(server.ports["psk"])
     try:
         out = _psk_client(relay.port)
-        assert out.stdout.startswith(ALIVE), f"{out.stderr[-1500:]!r}\n{server.log()}"
+        assert client_data(out.stdout).startswith(ALIVE), f"{out.stderr[-1500:]!r}\n{server.log()}"
         # let the client's closing alert reach the server, so that it forgets the session
         wait_until(lambda: any(f[:1] == b"\x15" for f in relay.from_client), 2)
         relay.forwarding = False
