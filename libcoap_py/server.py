@@ -333,7 +333,7 @@ class Serving:
         return session
 
     def _on_request(
-        self, resource: Resource, session_ptr: Any, request: Any, response: Any
+        self, resource: Resource, session_ptr: Any, request: Any, query: Any, response: Any
     ) -> None:
         session = self._server_session(session_ptr)
         req = Request._from_pdu(request, self._info, self._reader, session)
@@ -351,7 +351,12 @@ class Serving:
         try:
             handler(req, reply)
             reply._done = True
-            reply._write(response, lib.coap_session_max_pdu_size(session_ptr), len(req.token))
+            reply._write(
+                response,
+                lib.coap_session_max_pdu_size(session_ptr),
+                len(req.token),
+                (resource._ptr, session_ptr, request, query),
+            )
         except Exception:
             log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
             lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))
