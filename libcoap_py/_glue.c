@@ -851,6 +851,16 @@ lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
   return n; /* may exceed max: the caller retries with room for n */
 }
 
+/* 1 if this libcoap can do CoAP over TCP (coap+tcp://). */
+int
+lcp_tcp_supported(void) {
+#if LCP_GENERATION >= 3
+  return coap_tcp_is_supported();
+#else
+  return 0; /* not offered through this binding on 4.2 */
+#endif
+}
+
 /* Attach a body of any size; libcoap sends it block-wise (4.3). */
 int
 lcp_add_data_large_request(coap_session_t *session, coap_pdu_t *pdu,

@@ -15,6 +15,7 @@ from ._libcoap import ffi, lib
 from .codes import Code, Proto
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
+from .library import check_transport
 from .request import DEFAULT_CODES, Request, ServerResponse
 from .session import ServerSession
 from .uri import parse_uri, resolve
@@ -158,18 +159,17 @@ class Serving:
         parsed = parse_uri(uri, allow_port_zero=True)
         if parsed.path or parsed.query:
             raise ValueError(f"an endpoint URI has no path or query: {uri!r}")
+        check_transport(parsed.proto)
         if parsed.secure:
             if dtls is None:
                 raise ValueError(f"{parsed.scheme}:// needs dtls=coap.PKI(...) or coap.PSK(...)")
-            if not lib.coap_dtls_is_supported():
-                raise NotSupportedError("this libcoap build has no DTLS support")
             setups: list[PKI | PSK] = [dtls] if isinstance(dtls, (PKI, PSK)) else list(dtls)
             if not setups or len({type(s) for s in setups}) != len(setups):
                 raise ValueError("dtls= takes a PKI, a PSK, or one of each")
             for setup in setups:
                 self._set_server_dtls(setup)
         elif dtls is not None:
-            raise ValueError(f"dtls= given for a {parsed.scheme}:// endpoint; use coaps://")
+            raise ValueError(f"dtls= given for a {parsed.scheme}:// endpoint; use a coaps scheme")
         _, ip = resolve(parsed.host, parsed.port)
         address = ffi.new("coap_address_t *")
         if not lib.lcp_address_set(address, ip.encode(), parsed.port):

@@ -137,5 +137,6 @@ int lcp_add_data_large_response(coap_resource_t *resource, coap_session_t *sessi
                                 const void *query, const uint8_t *data, size_t len);
 
 /* Library information. */
+int lcp_tcp_supported(void);
 const char *lcp_tls_library_name(void);
 uint64_t lcp_tls_library_version(void);
