@@ -39,7 +39,14 @@ from .errors import (
     ResetError,
     WrongThreadError,
 )
-from .library import dtls_is_supported, libcoap_version, package_name, tls_is_supported, tls_library
+from .library import (
+    dtls_is_supported,
+    libcoap_version,
+    package_name,
+    tcp_is_supported,
+    tls_is_supported,
+    tls_library,
+)
 from .log import get_log_level, set_log_level
 from .pdu import PDU, Response
 from .request import Request, ServerResponse
@@ -85,6 +92,7 @@ __all__ = [
     "libcoap_version",
     "package_name",
     "set_log_level",
+    "tcp_is_supported",
     "tls_is_supported",
     "tls_library",
 ]

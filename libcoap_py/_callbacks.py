@@ -86,7 +86,9 @@ def lcp_py_event(session_ptr: Any, event: int) -> None:
 
 
 @extern
-def lcp_py_request(resource_ptr: Any, session_ptr: Any, request: Any, response: Any) -> None:
+def lcp_py_request(
+    resource_ptr: Any, session_ptr: Any, request: Any, query: Any, response: Any
+) -> None:
     context = None
     try:
         data = lib.coap_resource_get_userdata(resource_ptr)
@@ -95,7 +97,7 @@ def lcp_py_request(resource_ptr: Any, session_ptr: Any, request: Any, response: 
             return
         resource: Resource = ffi.from_handle(data)
         context = resource._context
-        context._on_request(resource, session_ptr, request, response)
+        context._on_request(resource, session_ptr, request, query, response)
     except BaseException as error:  # Exceptions are handled in _on_request
         lib.lcp_pdu_set_code(response, _SERVER_ERROR)
         if context is not None:

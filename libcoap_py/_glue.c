@@ -20,6 +20,7 @@
  */
 
 #include <string.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -79,7 +80,8 @@ static const lcp_bin_t *lcp_py_psk_key(coap_session_t *session,
                                        const uint8_t *identity,
                                        size_t identity_len, void *arg);
 static void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
-                           const coap_pdu_t *request, coap_pdu_t *response);
+                           const coap_pdu_t *request, const void *query,
+                           coap_pdu_t *response);
 
 static int
 lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
@@ -102,6 +104,7 @@ lcp_on_log(coap_log_t level, const char *message) {
 #define LCP_HAS_CLIENT_SNI 1
 #define LCP_HAS_PSK_CLIENT_SNI 1
 #define LCP_HAS_BINARY_PSK_IDENTITY 1
+#define LCP_HAS_BLOCK 1
 #define LCP_HAS_SERVER_SESSION_EVENTS 1
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
@@ -138,8 +141,8 @@ static void
 lcp_on_request(coap_resource_t *resource, coap_session_t *session,
                const coap_pdu_t *request, const coap_string_t *query,
                coap_pdu_t *response) {
-  (void)query; /* the Python side reads Uri-Query from the request */
-  lcp_py_request(resource, session, request, response);
+  /* query is passed through for coap_add_data_large_response() */
+  lcp_py_request(resource, session, request, query, response);
 }
 
 static void
@@ -147,6 +150,46 @@ lcp_register(coap_context_t *ctx) {
   coap_register_response_handler(ctx, lcp_on_response);
   coap_register_nack_handler(ctx, lcp_on_nack);
   coap_register_event_handler(ctx, lcp_on_event);
+  /* libcoap does block-wise transfers (RFC 7959) and hands over whole bodies. */
+  coap_context_set_block_mode(ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+}
+
+static void
+lcp_release_copy(coap_session_t *session, void *data) {
+  (void)session;
+  free(data);
+}
+
+static int
+lcp_large_request(coap_session_t *session, coap_pdu_t *pdu, const uint8_t *data,
+                  size_t len) {
+  uint8_t *copy = malloc(len ? len : 1);
+  if (!copy)
+    return 0;
+  memcpy(copy, data, len);
+  if (!coap_add_data_large_request(session, pdu, len, copy, lcp_release_copy, copy)) {
+    free(copy);
+    return 0;
+  }
+  return 1;
+}
+
+static int
+lcp_large_response(coap_resource_t *resource, coap_session_t *session,
+                   const coap_pdu_t *request, coap_pdu_t *response,
+                   const void *query, const uint8_t *data, size_t len) {
+  uint8_t *copy = malloc(len ? len : 1);
+  if (!copy)
+    return 0;
+  memcpy(copy, data, len);
+  /* media type 0 and no max-age/etag: the Python side added those options. */
+  if (!coap_add_data_large_response(resource, session, request, response,
+                                    (const coap_string_t *)query, 0, -1, 0, len,
+                                    copy, lcp_release_copy, copy)) {
+    free(copy);
+    return 0;
+  }
+  return 1;
 }
 
 static int
@@ -258,9 +301,12 @@ lcp_pdu_fields(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
   out->mid = (int)coap_pdu_get_mid(pdu);
   out->token = token.s;
   out->token_len = token.length;
-  if (!coap_get_data(pdu, &out->payload_len, &out->payload)) {
-    out->payload = NULL;
-    out->payload_len = 0;
+  {
+    size_t offset = 0, total = 0;
+    if (!coap_get_data_large(pdu, &out->payload_len, &out->payload, &offset, &total)) {
+      out->payload = NULL;
+      out->payload_len = 0;
+    }
   }
 }
 
@@ -298,6 +344,7 @@ lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
 #define LCP_HAS_CLIENT_SNI 1
 #define LCP_HAS_PSK_CLIENT_SNI 0
 #define LCP_HAS_BINARY_PSK_IDENTITY 0
+#define LCP_HAS_BLOCK 0
 #define LCP_HAS_SERVER_SESSION_EVENTS 0
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
@@ -354,12 +401,11 @@ lcp_on_request(coap_context_t *ctx, struct coap_resource_t *resource,
                coap_binary_t *token, coap_string_t *query,
                coap_pdu_t *response) {
   (void)ctx;
-  (void)query;
   /* 4.2.1 puts the token into the response before the handler runs; add it
    * only where that has not happened. */
   if (response->used_size == 0 && token && token->length)
     coap_add_token(response, token->length, token->s);
-  lcp_py_request(resource, session, request, response);
+  lcp_py_request(resource, session, request, query, response);
 }
 
 static void
@@ -367,6 +413,22 @@ lcp_register(coap_context_t *ctx) {
   coap_register_response_handler(ctx, lcp_on_response);
   coap_register_nack_handler(ctx, lcp_on_nack);
   coap_register_event_handler(ctx, lcp_on_event);
+}
+
+static int
+lcp_large_request(coap_session_t *session, coap_pdu_t *pdu, const uint8_t *data,
+                  size_t len) {
+  (void)session; (void)pdu; (void)data; (void)len;
+  return 0; /* no block-wise support in 4.2's library: LCP_HAS_BLOCK is 0 */
+}
+
+static int
+lcp_large_response(coap_resource_t *resource, coap_session_t *session,
+                   const coap_pdu_t *request, coap_pdu_t *response,
+                   const void *query, const uint8_t *data, size_t len) {
+  (void)resource; (void)session; (void)request; (void)response; (void)query;
+  (void)data; (void)len;
+  return 0;
 }
 
 static int
@@ -804,6 +866,30 @@ lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
     n++;
   }
   return n; /* may exceed max: the caller retries with room for n */
+}
+
+/* 1 if this libcoap can do CoAP over TCP (coap+tcp://). */
+int
+lcp_tcp_supported(void) {
+#if LCP_GENERATION >= 3
+  return coap_tcp_is_supported();
+#else
+  return 0; /* not offered through this binding on 4.2 */
+#endif
+}
+
+/* Attach a body of any size; libcoap sends it block-wise (4.3). */
+int
+lcp_add_data_large_request(coap_session_t *session, coap_pdu_t *pdu,
+                           const uint8_t *data, size_t len) {
+  return lcp_large_request(session, pdu, data, len);
+}
+
+int
+lcp_add_data_large_response(coap_resource_t *resource, coap_session_t *session,
+                            const coap_pdu_t *request, coap_pdu_t *response,
+                            const void *query, const uint8_t *data, size_t len) {
+  return lcp_large_response(resource, session, request, response, query, data, len);
 }
 
 int

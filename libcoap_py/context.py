@@ -12,6 +12,7 @@ from ._libcoap import ffi, lib
 from .codes import Event, NackReason
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError, WrongThreadError
+from .library import check_transport
 from .pdu import PDU, Response, _OptionReader
 from .server import Endpoint, Resource, Serving
 from .session import ServerSession, Session, nack_error
@@ -136,15 +137,14 @@ class Context(Serving):
         """
         ctx = self._enter()
         parsed = parse_uri(uri)
+        check_transport(parsed.proto)
         if parsed.secure:
             if dtls is None:
                 raise ValueError(f"{parsed.scheme}:// needs dtls=coap.PKI(...) or coap.PSK(...)")
             if not isinstance(dtls, (PKI, PSK)):
                 raise TypeError("dtls must be a coap.PKI or a coap.PSK")
-            if not lib.coap_dtls_is_supported():
-                raise NotSupportedError("this libcoap build has no DTLS support")
         elif dtls is not None:
-            raise ValueError(f"dtls= given for a {parsed.scheme}:// URI; use coaps://")
+            raise ValueError(f"dtls= given for a {parsed.scheme}:// URI; use a coaps scheme")
 
         family, ip = resolve(parsed.host, parsed.port)
         server = ffi.new("coap_address_t *")

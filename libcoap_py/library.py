@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from ._libcoap import ffi, lib
+from .codes import Proto
+from .errors import NotSupportedError
 
 __all__ = [
+    "check_transport",
     "dtls_is_supported",
     "libcoap_version",
     "package_name",
+    "tcp_is_supported",
     "tls_is_supported",
     "tls_library",
 ]
@@ -56,3 +60,20 @@ def dtls_is_supported() -> bool:
 def tls_is_supported() -> bool:
     """True if this libcoap can do TLS (coaps+tcp://)."""
     return bool(lib.coap_tls_is_supported())
+
+
+def tcp_is_supported() -> bool:
+    """True if this libcoap (and binding) can do CoAP over TCP (coap+tcp://)."""
+    return bool(lib.lcp_tcp_supported())
+
+
+def check_transport(proto: Proto) -> None:
+    """Raise NotSupportedError if this build cannot do ``proto``."""
+    if proto == Proto.DTLS and not dtls_is_supported():
+        raise NotSupportedError("this libcoap build has no DTLS support (coaps://)")
+    if proto in (Proto.TCP, Proto.TLS) and not tcp_is_supported():
+        raise NotSupportedError(
+            "CoAP over TCP (coap+tcp://, coaps+tcp://) needs libcoap 4.3 built with TCP"
+        )
+    if proto == Proto.TLS and not tls_is_supported():
+        raise NotSupportedError("this libcoap build has no TLS support (coaps+tcp://)")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._libcoap import ffi, lib
 from .codes import Code, ContentFormat, MessageType, OptionNumber, Proto
-from .errors import CoapError
+from .errors import CoapError, PayloadTooLargeError
 from .pdu import (
     Option,
     OptionValue,
@@ -200,18 +200,33 @@ class ServerResponse:
         self._check()
         self._options.append(encode_option(number, value))
 
-    def _write(self, ptr: Any, max_pdu: int, token_len: int) -> None:
+    def _write(
+        self, ptr: Any, max_pdu: int, token_len: int, large: tuple[Any, Any, Any, Any]
+    ) -> None:
+        """Fill the C response; a body larger than one PDU goes block-wise (libcoap 4.3)."""
         options = list(self._options)
         if self._content_format is not None:
             options.append(encode_option(_CONTENT_FORMAT, int(self._content_format)))
         options.sort(key=lambda o: o[0])
         body = self._payload
         payload = body.encode() if isinstance(body, str) else bytes(body)
+        block_wise = False
         if payload:
-            check_fits(max_pdu, token_len, options, len(payload))
+            try:
+                check_fits(max_pdu, token_len, options, len(payload))
+            except PayloadTooLargeError:
+                if not lib.LCP_HAS_BLOCK:
+                    raise
+                block_wise = True
         lib.lcp_pdu_set_code(ptr, int(self._code))
         write_options(ptr, options)
-        if payload and not lib.coap_add_data(ptr, len(payload), payload):
+        if block_wise:
+            resource, session, request, query = large
+            if not lib.lcp_add_data_large_response(
+                resource, session, request, ptr, query, payload, len(payload)
+            ):
+                raise CoapError("libcoap refused the block-wise response body")
+        elif payload and not lib.coap_add_data(ptr, len(payload), payload):
             raise CoapError("libcoap refused the response payload")
 
     def __repr__(self) -> str:

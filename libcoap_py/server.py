@@ -15,6 +15,7 @@ from ._libcoap import ffi, lib
 from .codes import Code, Proto
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
+from .library import check_transport
 from .request import DEFAULT_CODES, Request, ServerResponse
 from .session import ServerSession
 from .uri import parse_uri, resolve
@@ -158,18 +159,17 @@ class Serving:
         parsed = parse_uri(uri, allow_port_zero=True)
         if parsed.path or parsed.query:
             raise ValueError(f"an endpoint URI has no path or query: {uri!r}")
+        check_transport(parsed.proto)
         if parsed.secure:
             if dtls is None:
                 raise ValueError(f"{parsed.scheme}:// needs dtls=coap.PKI(...) or coap.PSK(...)")
-            if not lib.coap_dtls_is_supported():
-                raise NotSupportedError("this libcoap build has no DTLS support")
             setups: list[PKI | PSK] = [dtls] if isinstance(dtls, (PKI, PSK)) else list(dtls)
             if not setups or len({type(s) for s in setups}) != len(setups):
                 raise ValueError("dtls= takes a PKI, a PSK, or one of each")
             for setup in setups:
                 self._set_server_dtls(setup)
         elif dtls is not None:
-            raise ValueError(f"dtls= given for a {parsed.scheme}:// endpoint; use coaps://")
+            raise ValueError(f"dtls= given for a {parsed.scheme}:// endpoint; use a coaps scheme")
         _, ip = resolve(parsed.host, parsed.port)
         address = ffi.new("coap_address_t *")
         if not lib.lcp_address_set(address, ip.encode(), parsed.port):
@@ -333,7 +333,7 @@ class Serving:
         return session
 
     def _on_request(
-        self, resource: Resource, session_ptr: Any, request: Any, response: Any
+        self, resource: Resource, session_ptr: Any, request: Any, query: Any, response: Any
     ) -> None:
         session = self._server_session(session_ptr)
         req = Request._from_pdu(request, self._info, self._reader, session)
@@ -351,7 +351,12 @@ class Serving:
         try:
             handler(req, reply)
             reply._done = True
-            reply._write(response, lib.coap_session_max_pdu_size(session_ptr), len(req.token))
+            reply._write(
+                response,
+                lib.coap_session_max_pdu_size(session_ptr),
+                len(req.token),
+                (resource._ptr, session_ptr, request, query),
+            )
         except Exception:
             log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
             lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._libcoap import ffi, lib
 from .codes import Code, ContentFormat, MessageType, NackReason, OptionNumber, Proto
-from .errors import CoapError, DTLSError, NackError, RequestTimeout, ResetError
+from .errors import (
+    CoapError,
+    DTLSError,
+    NackError,
+    PayloadTooLargeError,
+    RequestTimeout,
+    ResetError,
+)
 from .pdu import PDU, Option, OptionValue, Response, check_fits, encode_option, write_options
 from .uri import URI, split_path, split_query
 
@@ -20,6 +27,25 @@ __all__ = ["ServerSession", "Session"]
 
 _URI_PATH = int(OptionNumber.URI_PATH)
 _URI_QUERY = int(OptionNumber.URI_QUERY)
+_BLOCK1 = int(OptionNumber.BLOCK1)
+BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024)
+
+
+def block_szx(size: int) -> int:
+    """The SZX exponent of a block size (RFC 7959: 16 to 1024, powers of two)."""
+    if size not in BLOCK_SIZES:
+        raise ValueError(f"block_size must be one of {', '.join(map(str, BLOCK_SIZES))}")
+    return BLOCK_SIZES.index(size)
+
+
+def fits(ptr: Any, token_len: int, options: list[Option], payload_len: int) -> bool:
+    try:
+        check_fits(lib.coap_session_max_pdu_size(ptr), token_len, options, payload_len)
+    except PayloadTooLargeError:
+        return False
+    return True
+
+
 _STATE_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 
@@ -192,6 +218,7 @@ class Session:
         accept: ContentFormat | int | None = None,
         confirmable: bool = True,
         timeout: float | None = None,
+        block_size: int | None = None,
     ) -> Response:
         """Send a request and drive the Context until its response arrives.
 
@@ -200,6 +227,9 @@ class Session:
         path of the session URI. ``timeout``
         is in seconds; None waits as long as libcoap retransmits
         (``max_transmit_wait()`` plus one second).
+
+        Bodies larger than one PDU, both ways, go block-wise (RFC 7959) with
+        libcoap 4.3; ``block_size`` (16, 32, ..., 1024) picks the block size.
 
         Raises ``RequestTimeout``, ``DTLSError``, ``ResetError`` or another
         ``NackError`` when the exchange fails, and re-raises what a handler
@@ -229,8 +259,15 @@ class Session:
             opts.append(encode_option(OptionNumber.CONTENT_FORMAT, int(content_format)))
         if accept is not None:
             opts.append(encode_option(OptionNumber.ACCEPT, int(accept)))
-        opts.sort(key=_option_number)
         body = payload.encode() if isinstance(payload, str) else payload
+        if block_size is not None:
+            szx = block_szx(block_size)
+            # Block2 (num 0) asks the server for blocks of this size; Block1 sets
+            # the size libcoap cuts a large request body into.
+            opts.append(encode_option(OptionNumber.BLOCK2, szx))
+            if body:
+                opts.append(encode_option(OptionNumber.BLOCK1, szx))
+        opts.sort(key=_option_number)
 
         kind = MessageType.CON if confirmable else MessageType.NON
         pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
@@ -238,11 +275,21 @@ class Session:
             raise CoapError("libcoap could not allocate a PDU")
         token_len = self._token_len[0]
         try:
-            write_options(pdu, opts)
-            if body:
-                check_fits(lib.coap_session_max_pdu_size(ptr), token_len, opts, len(body))
-                if not lib.coap_add_data(pdu, len(body), bytes(body)):
-                    raise CoapError("libcoap refused the payload")
+            data = bytes(body)
+            large = bool(data) and (
+                block_size is not None or not fits(ptr, token_len, opts, len(data))
+            )
+            if large and lib.LCP_HAS_BLOCK:
+                # A Block1 option (block_size given) sets the size libcoap cuts at.
+                write_options(pdu, opts)
+                if not lib.lcp_add_data_large_request(ptr, pdu, data, len(data)):
+                    raise CoapError("libcoap refused the block-wise request body")
+            else:
+                write_options(pdu, [o for o in opts if o[0] != _BLOCK1])
+                if data:
+                    check_fits(lib.coap_session_max_pdu_size(ptr), token_len, opts, len(data))
+                    if not lib.coap_add_data(pdu, len(data), data):
+                        raise CoapError("libcoap refused the payload")
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise

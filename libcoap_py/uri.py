@@ -17,7 +17,7 @@ SCHEMES: dict[str, tuple[Proto, int]] = {
     "coap+tcp": (Proto.TCP, 5683),
     "coaps+tcp": (Proto.TLS, 5684),
 }
-SUPPORTED = ("coap", "coaps")
+SUPPORTED = ("coap", "coaps", "coap+tcp", "coaps+tcp")
 
 
 class URI(NamedTuple):
@@ -72,8 +72,6 @@ def parse_uri(text: str, *, allow_port_zero: bool = False) -> URI:
             f"unsupported URI scheme {parts.scheme!r} in {text!r} "
             f"(supported: {', '.join(s + '://' for s in SUPPORTED)})"
         )
-    if scheme not in SUPPORTED:
-        raise ValueError(f"scheme {scheme}:// is not supported yet in {text!r}")
     host = parts.hostname
     if not host:
         raise ValueError(f"malformed URI {text!r}: no host")

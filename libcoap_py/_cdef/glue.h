@@ -10,6 +10,7 @@ static const int LCP_HAS_PEM_BUF;
 static const int LCP_HAS_CLIENT_SNI;
 static const int LCP_HAS_PSK_CLIENT_SNI;
 static const int LCP_HAS_BINARY_PSK_IDENTITY;
+static const int LCP_HAS_BLOCK;
 
 /* Bytes handed back to libcoap (a PSK key); the layout of 4.3's coap_bin_const_t. */
 typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
@@ -27,7 +28,8 @@ extern "Python" const lcp_bin_t *lcp_py_psk_key(coap_session_t *session,
                                                        const uint8_t *identity,
                                                        size_t identity_len, void *arg);
 extern "Python" void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
-                                    const coap_pdu_t *request, coap_pdu_t *response);
+                                    const coap_pdu_t *request, const void *query,
+                                    coap_pdu_t *response);
 
 /* Context. */
 coap_context_t *lcp_new_context(void *app_data);
@@ -128,7 +130,13 @@ size_t lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
 void lcp_pdu_set_type(coap_pdu_t *pdu, int type);
 void lcp_pdu_set_code(coap_pdu_t *pdu, int code);
 int lcp_send(coap_session_t *session, coap_pdu_t *pdu);
+int lcp_add_data_large_request(coap_session_t *session, coap_pdu_t *pdu,
+                               const uint8_t *data, size_t len);
+int lcp_add_data_large_response(coap_resource_t *resource, coap_session_t *session,
+                                const coap_pdu_t *request, coap_pdu_t *response,
+                                const void *query, const uint8_t *data, size_t len);
 
 /* Library information. */
+int lcp_tcp_supported(void);
 const char *lcp_tls_library_name(void);
 uint64_t lcp_tls_library_version(void);
