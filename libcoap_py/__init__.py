@@ -48,6 +48,7 @@ from .library import (
     tls_library,
 )
 from .log import get_log_level, set_log_level
+from .observe import Observation
 from .pdu import PDU, Response
 from .request import Request, ServerResponse
 from .server import Endpoint, Resource
@@ -73,6 +74,7 @@ __all__ = [
     "NackError",
     "NackReason",
     "NotSupportedError",
+    "Observation",
     "OptionNumber",
     "PayloadTooLargeError",
     "Proto",

@@ -105,6 +105,7 @@ lcp_on_log(coap_log_t level, const char *message) {
 #define LCP_HAS_PSK_CLIENT_SNI 1
 #define LCP_HAS_BINARY_PSK_IDENTITY 1
 #define LCP_HAS_BLOCK 1
+#define LCP_HAS_CLIENT_OBSERVE 1
 #define LCP_HAS_SERVER_SESSION_EVENTS 1
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
@@ -345,6 +346,7 @@ lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
 #define LCP_HAS_PSK_CLIENT_SNI 0
 #define LCP_HAS_BINARY_PSK_IDENTITY 0
 #define LCP_HAS_BLOCK 0
+#define LCP_HAS_CLIENT_OBSERVE 0
 #define LCP_HAS_SERVER_SESSION_EVENTS 0
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
@@ -866,6 +868,35 @@ lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
     n++;
   }
   return n; /* may exceed max: the caller retries with room for n */
+}
+
+/* Observe (RFC 7641), server side: make a resource observable and notify. */
+void
+lcp_resource_observable(coap_resource_t *resource, int observable, int confirmable) {
+  coap_resource_set_get_observable(resource, observable);
+  coap_resource_set_mode(resource, confirmable ? COAP_RESOURCE_FLAGS_NOTIFY_CON
+                                               : COAP_RESOURCE_FLAGS_NOTIFY_NON);
+}
+
+int
+lcp_resource_notify(coap_resource_t *resource) {
+  return coap_resource_notify_observers(resource, NULL);
+}
+
+/* Observe, client side: deregister the observation that used this token. */
+int
+lcp_cancel_observe(coap_session_t *session, const uint8_t *token, size_t len,
+                   int confirmable) {
+#if LCP_GENERATION >= 3
+  coap_binary_t bin;
+  bin.s = (uint8_t *)token;
+  bin.length = len;
+  return coap_cancel_observe(session, &bin,
+                             confirmable ? COAP_MESSAGE_CON : COAP_MESSAGE_NON);
+#else
+  (void)session; (void)token; (void)len; (void)confirmable;
+  return 0;
+#endif
 }
 
 /* 1 if this libcoap can do CoAP over TCP (coap+tcp://). */

@@ -282,6 +282,10 @@ class Context(Serving):
     def _after_io(self) -> None:
         if self._server_sessions and not _SERVER_SESSION_EVENTS:
             self._sweep_server_sessions()
+        for session in self._sessions:
+            if session._observations:
+                for observation in list(session._observations.values()):
+                    observation._maybe_reregister()
         if self._deferred_release:
             pending, self._deferred_release = self._deferred_release, []
             for ptr in pending:
@@ -312,6 +316,17 @@ class Context(Serving):
     def _on_response(self, session: Session | None, sent: Any, received: Any, mid: int) -> int:
         info = self._info
         lib.lcp_pdu_info(received, info)
+        if session is not None and session._observations:
+            token = ffi.buffer(info.token, info.token_len)[:]
+            observation = session._observations.get(token)
+            if observation is not None:
+                payload = ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
+                observation._deliver(
+                    Response(
+                        info.code, payload, self._reader.read(received), info.type, info.mid, token
+                    )
+                )
+                return 1
         if session is not None and session._pending:
             token = ffi.buffer(info.token, info.token_len)[:]
             pending = session._pending.pop(token, None)
@@ -341,6 +356,9 @@ class Context(Serving):
     def _on_nack(self, session: Session | None, sent: Any, reason: int, mid: int) -> None:
         if session is not None:
             token = self._token_of(sent) if sent != ffi.NULL else None
+            if token is not None and token in session._observations:
+                session._observations[token]._fail(nack_error(reason, session))
+                return
             pending = session._take_pending(token, mid)
             if reason == NackReason.TLS_FAILED:
                 session._dtls_failed = True

@@ -79,6 +79,8 @@ class Resource:
         self._context = context
         self.path = path  # None: the unknown-resource handler
         self._handlers: dict[int, RequestHandler] = {}
+        self._observable = False
+        self._confirmable = False
         self._handle = ffi.new_handle(self)
         if path is None:
             ptr = lib.lcp_resource_unknown_new(self._handle)
@@ -88,6 +90,41 @@ class Resource:
         if ptr == ffi.NULL:
             raise CoapError(f"libcoap could not create the resource {path!r}")
         self._ptr = ptr
+
+    @property
+    def observable(self) -> bool:
+        """Clients may observe it (RFC 7641): GETs with Observe 0 register them."""
+        return self._observable
+
+    @observable.setter
+    def observable(self, value: bool) -> None:
+        self._set_observable(bool(value), self._confirmable)
+
+    @property
+    def confirmable_notifications(self) -> bool:
+        """Send notifications as CON (True) or NON (False, libcoap still sends every
+        fifth as CON, as RFC 7641 asks)."""
+        return self._confirmable
+
+    @confirmable_notifications.setter
+    def confirmable_notifications(self, value: bool) -> None:
+        self._set_observable(self._observable, bool(value))
+
+    def _set_observable(self, observable: bool, confirmable: bool) -> None:
+        self._context._enter()
+        if self._ptr is None:
+            raise CoapError("the resource was removed")
+        lib.lcp_resource_observable(self._ptr, int(observable), int(confirmable))
+        self._observable, self._confirmable = observable, confirmable
+
+    def notify(self) -> None:
+        """Tell observers the resource changed: libcoap runs the GET handler for each
+        and sends the result. Call it from the Context's thread (a handler, or
+        between ``run_once()`` calls)."""
+        self._context._enter()
+        if self._ptr is None:
+            raise CoapError("the resource was removed")
+        lib.lcp_resource_notify(self._ptr)
 
     def handle(self, methods: MethodSpec | Iterable[MethodSpec], handler: RequestHandler) -> None:
         """Let ``handler(request, response)`` answer these methods."""
@@ -242,10 +279,21 @@ class Serving:
         return resource
 
     def resource(
-        self, path: str, methods: MethodSpec | Iterable[MethodSpec] = ("GET",)
+        self,
+        path: str,
+        methods: MethodSpec | Iterable[MethodSpec] = ("GET",),
+        *,
+        observable: bool = False,
+        confirmable_notifications: bool = False,
     ) -> Callable[[R], R]:
-        """Decorator: the function handles ``methods`` at ``path``."""
-        return self.add_resource(path).handler(methods)
+        """Decorator: the function handles ``methods`` at ``path``.
+
+        ``ctx.resources[path]`` is the Resource (``notify()`` when it changes).
+        """
+        resource = self.add_resource(path)
+        if observable or confirmable_notifications:
+            resource._set_observable(observable, confirmable_notifications)
+        return resource.handler(methods)
 
     def remove_resource(self, path: str) -> None:
         """Remove the resource at ``path`` (KeyError if there is none)."""

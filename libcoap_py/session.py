@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._libcoap import ffi, lib
 from .codes import Code, ContentFormat, MessageType, NackReason, OptionNumber, Proto
@@ -17,6 +17,8 @@ from .errors import (
     RequestTimeout,
     ResetError,
 )
+from .observe import Observation
+from .observe import check_supported as check_observe_supported
 from .pdu import PDU, Option, OptionValue, Response, check_fits, encode_option, write_options
 from .uri import URI, split_path, split_query
 
@@ -103,6 +105,7 @@ class Session:
         self.uri = uri
         self._keep = keep  # C buffers libcoap may still point into (PSK, PKI)
         self._pending: dict[bytes, _Pending] = {}
+        self._observations: dict[bytes, Observation] = {}
         self._token = ffi.new("uint8_t[8]")
         self._token_len = ffi.new("size_t *")
         self._handle = ffi.new_handle(self)
@@ -235,15 +238,90 @@ class Session:
         ``NackError`` when the exchange fails, and re-raises what a handler
         raised meanwhile.
         """
-        ptr = self._live()
         context = self._context
+        self._live()
         if context._dispatching:
             raise CoapError(
                 "request() waits for its response and cannot run inside a handler; "
                 "use session.send(pdu) there"
             )
+        token, mid = self._send_request(
+            method, path, payload, query, options, content_format, accept, confirmable,
+            block_size, (),
+        )  # fmt: skip
+        pending = _Pending(mid)
+        self._pending[token] = pending
+        wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
+        deadline = time.monotonic() + wait
+        try:
+            while pending.response is None and pending.error is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    error = self._timeout_error(wait)
+                    self._abandon(token, pending)
+                    if isinstance(error, DTLSError):
+                        self._abort_handshake()
+                    raise error
+                # Never 0 ms: for libcoap that means "wait without bound".
+                context._io(max(1, math.ceil(remaining * 1000)))
+        finally:
+            if pending.response is not None or pending.error is not None:
+                self._pending.pop(token, None)
+            elif not pending.abandoned:
+                self._abandon(token, pending)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.response is not None
+        return pending.response
+
+    def observe(
+        self,
+        path: str = "",
+        callback: Callable[[Response], Any] | None = None,
+        *,
+        query: str | Iterable[str] | None = None,
+        options: Iterable[tuple[int, OptionValue]] = (),
+        accept: ContentFormat | int | None = None,
+        timeout: float | None = None,
+        confirmable: bool = True,
+    ) -> Observation:
+        """Observe a resource (RFC 7641): a GET with Observe 0, then its notifications.
+
+        Iterate the returned Observation, or pass ``callback(response)``, which runs
+        inside ``run_once()``/``run()``. ``timeout`` (seconds) ends the iteration and
+        deregisters. ``Observation.cancel()`` deregisters at any time.
+        """
+        check_observe_supported()
+        self._live()
+        extra = [encode_option(OptionNumber.OBSERVE, 0)]
+        option_list = list(options)
+
+        def register() -> bytes:
+            token, _ = self._send_request(
+                "GET", path, b"", query, option_list, None, accept, confirmable, None, extra
+            )
+            return token
+
+        return Observation(self, register, callback, timeout, confirmable)
+
+    def _send_request(
+        self,
+        method: str | Code | int,
+        path: str,
+        payload: bytes | bytearray | memoryview | str,
+        query: str | Iterable[str] | None,
+        options: Iterable[tuple[int, OptionValue]],
+        content_format: ContentFormat | int | None,
+        accept: ContentFormat | int | None,
+        confirmable: bool,
+        block_size: int | None,
+        extra: Iterable[Option],
+    ) -> tuple[bytes, int]:
+        """Build a request PDU and hand it to libcoap; returns (token, message ID)."""
+        ptr = self._live()
         code = Code.method(method)
         opts: list[Option] = [encode_option(n, v) for n, v in options]
+        opts.extend(extra)
         if "?" in path:
             path, _, inline_query = path.partition("?")
             if query is None:
@@ -297,33 +375,7 @@ class Session:
         mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
         if mid < 0:
             raise CoapError(f"libcoap could not send the request to {self.uri}")
-        if not confirmable:
-            # A NON request still gets its answer matched by token.
-            pass
-        pending = _Pending(mid)
-        self._pending[token] = pending
-        wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
-        deadline = time.monotonic() + wait
-        try:
-            while pending.response is None and pending.error is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    error = self._timeout_error(wait)
-                    self._abandon(token, pending)
-                    if isinstance(error, DTLSError):
-                        self._abort_handshake()
-                    raise error
-                # Never 0 ms: for libcoap that means "wait without bound".
-                context._io(max(1, math.ceil(remaining * 1000)))
-        finally:
-            if pending.response is not None or pending.error is not None:
-                self._pending.pop(token, None)
-            elif not pending.abandoned:
-                self._abandon(token, pending)
-        if pending.error is not None:
-            raise pending.error
-        assert pending.response is not None
-        return pending.response
+        return token, mid
 
     def _timeout_error(self, waited: float) -> NackError:
         ptr = self._ptr
@@ -406,6 +458,9 @@ class Session:
         return None
 
     def _fail_all(self, error: BaseException) -> None:
+        for observation in list(self._observations.values()):
+            observation._fail(error)
+        self._observations.clear()
         for pending in self._pending.values():
             if pending.response is None and pending.error is None:
                 pending.error = error

@@ -11,6 +11,7 @@ static const int LCP_HAS_CLIENT_SNI;
 static const int LCP_HAS_PSK_CLIENT_SNI;
 static const int LCP_HAS_BINARY_PSK_IDENTITY;
 static const int LCP_HAS_BLOCK;
+static const int LCP_HAS_CLIENT_OBSERVE;
 
 /* Bytes handed back to libcoap (a PSK key); the layout of 4.3's coap_bin_const_t. */
 typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
@@ -135,6 +136,12 @@ int lcp_add_data_large_request(coap_session_t *session, coap_pdu_t *pdu,
 int lcp_add_data_large_response(coap_resource_t *resource, coap_session_t *session,
                                 const coap_pdu_t *request, coap_pdu_t *response,
                                 const void *query, const uint8_t *data, size_t len);
+
+/* Observe. */
+void lcp_resource_observable(coap_resource_t *resource, int observable, int confirmable);
+int lcp_resource_notify(coap_resource_t *resource);
+int lcp_cancel_observe(coap_session_t *session, const uint8_t *token, size_t len,
+                       int confirmable);
 
 /* Library information. */
 int lcp_tcp_supported(void);

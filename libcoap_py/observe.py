@@ -1,0 +1,167 @@
+"""Observe (RFC 7641), client side: an Observation delivers a resource's notifications."""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._libcoap import lib
+from .codes import OptionNumber
+from .errors import NotSupportedError
+from .pdu import Response
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["Observation"]
+
+_OBSERVE = int(OptionNumber.OBSERVE)
+_MAX_AGE = int(OptionNumber.MAX_AGE)
+_HALF = 1 << 23  # RFC 7641, 3.4: sequence numbers are 24 bits and wrap
+_STALE_AFTER = 128.0  # seconds after which any notification counts as newer
+_REREGISTER_MARGIN = 5.0  # seconds past Max-Age before registering again
+
+
+def _newer(v1: int, t1: float, v2: int, t2: float) -> bool:
+    """RFC 7641, 3.4: is notification (v2, t2) newer than (v1, t1)?"""
+    return (v1 < v2 and v2 - v1 < _HALF) or (v1 > v2 and v1 - v2 > _HALF) or t2 > t1 + _STALE_AFTER
+
+
+class Observation:
+    """A registration with a server for a resource's changes.
+
+    Iterate it (``for response in obs``) to get the first response and then
+    each notification, in order, until ``timeout`` or ``cancel()``; or give a
+    ``callback(response)`` that runs inside ``run_once()``. An error response,
+    or one without an Observe option (the server declined), ends it.
+    ``cancel()`` deregisters with the server.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        register: Callable[[], bytes],
+        callback: Callable[[Response], Any] | None,
+        timeout: float | None,
+        confirmable: bool,
+    ) -> None:
+        self.session = session
+        self._register = register
+        self.callback = callback
+        self.confirmable = confirmable
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.active = True
+        self.error: BaseException | None = None
+        self.last: Response | None = None
+        self._queue: collections.deque[Response] = collections.deque()
+        self._seq: int | None = None
+        self._seen_at = time.monotonic()
+        self._max_age = 60.0
+        self.token = b""
+        self._start()
+
+    def _start(self) -> None:
+        old = self.token
+        self.token = self._register()
+        if old:
+            self.session._observations.pop(old, None)
+        self.session._observations[self.token] = self
+        self._seen_at = time.monotonic()
+
+    # -- from the Context's dispatch -----------------------------------------------------
+
+    def _deliver(self, response: Response) -> None:
+        if not self.active:
+            return
+        now = time.monotonic()
+        raw = response.option(_OBSERVE)
+        seq = None if raw is None else int.from_bytes(raw, "big")
+        if seq is not None and self._seq is not None:
+            if not _newer(self._seq, self._seen_at, seq, now):
+                return  # an older notification overtaken by a newer one
+        if seq is not None:
+            self._seq = seq
+        self._seen_at = now
+        max_age = response.option(_MAX_AGE)
+        self._max_age = 60.0 if max_age is None else float(int.from_bytes(max_age, "big"))
+        code = response.code
+        final = seq is None or not (isinstance(code, int) and code >> 5 == 2)
+        if final:
+            self._end()
+        self.last = response
+        if self.callback is not None:
+            self.callback(response)
+        else:
+            self._queue.append(response)
+
+    def _fail(self, error: BaseException) -> None:
+        if self.active:
+            self.error = error
+            self._end()
+
+    def _end(self) -> None:
+        self.active = False
+        self.session._observations.pop(self.token, None)
+
+    def _maybe_reregister(self) -> None:
+        """Register again when the server has been silent past Max-Age (it may have
+        forgotten us, e.g. after a restart)."""
+        if self.active and time.monotonic() > self._seen_at + self._max_age + _REREGISTER_MARGIN:
+            self._start()
+
+    # -- user side ---------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Deregister with the server (an Observe: 1 request) and end the observation."""
+        if not self.active:
+            return
+        self.active = False
+        ptr = self.session._ptr
+        if ptr is not None:
+            lib.lcp_cancel_observe(ptr, self.token, len(self.token), int(self.confirmable))
+        # Keep the token known a little longer: the answer to the deregistration
+        # (and notifications already on the way) are acknowledged and dropped.
+        self.session._observations[self.token] = self
+
+    def __iter__(self) -> Iterator[Response]:
+        context = self.session._context
+        try:
+            while True:
+                while self._queue:
+                    yield self._queue.popleft()
+                if self.error is not None:
+                    error, self.error = self.error, None
+                    raise error
+                if not self.active:
+                    return
+                wait_ms = 1000
+                if self.deadline is not None:
+                    remaining = self.deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    wait_ms = max(1, min(wait_ms, math.ceil(remaining * 1000)))
+                self.session._live()
+                context._io(wait_ms)
+                self._maybe_reregister()
+        finally:
+            if self.active and self.session._ptr is not None:
+                self.cancel()
+
+    def __enter__(self) -> Observation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.session._ptr is not None:
+            self.cancel()
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "ended"
+        return f"<Observation {self.session.uri} {state}>"
+
+
+def check_supported() -> None:
+    if not lib.LCP_HAS_CLIENT_OBSERVE:
+        raise NotSupportedError("observing needs libcoap 4.3 in this version of libcoap-py")
