@@ -112,6 +112,8 @@ class Resource:
 
     def _set_observable(self, observable: bool, confirmable: bool) -> None:
         self._context._enter()
+        if observable and not lib.LCP_HAS_CLIENT_OBSERVE:
+            raise NotSupportedError("observable resources need libcoap 4.3 in this version")
         if self._ptr is None:
             raise CoapError("the resource was removed")
         lib.lcp_resource_observable(self._ptr, int(observable), int(confirmable))

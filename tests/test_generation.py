@@ -39,3 +39,20 @@ def test_feature_flags_are_consistent() -> None:
         assert lib.LCP_HAS_PSK_CLIENT_SNI and lib.LCP_HAS_BINARY_PSK_IDENTITY
     else:
         assert not lib.LCP_HAS_PEM_BUF and not lib.LCP_HAS_SERVER_SESSION_EVENTS
+
+
+@on_42
+def test_observe_needs_43() -> None:
+    with coap.Context() as ctx:
+        with pytest.raises(coap.NotSupportedError):
+            ctx.add_resource("x").observable = True
+        session = ctx.client_session("coap://127.0.0.1:5683")
+        with pytest.raises(coap.NotSupportedError):
+            session.observe("x")
+
+
+@on_42
+def test_tcp_needs_43() -> None:
+    with coap.Context() as ctx:
+        with pytest.raises(coap.NotSupportedError):
+            ctx.client_session("coap+tcp://127.0.0.1:5683")

@@ -22,8 +22,9 @@ from conftest import CoapServer
 import libcoap_py as coap
 
 pytestmark = pytest.mark.skipif(
-    not coap.lib.LCP_HAS_CLIENT_OBSERVE, reason="observing needs libcoap 4.3 here"
+    not coap.lib.LCP_HAS_CLIENT_OBSERVE, reason="observe needs libcoap 4.3 in this version"
 )
+
 COAP_CLIENT = shutil.which("coap-client-openssl")
 
 
