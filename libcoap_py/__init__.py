@@ -47,8 +47,17 @@ from .library import (
     tls_is_supported,
     tls_library,
 )
+from .linkformat import Link, format_link_format, parse_link_format
 from .log import get_log_level, set_log_level
 from .observe import Observation
+from .options import (
+    CriticalOptionError,
+    OptionFormat,
+    OptionSpec,
+    RawValue,
+    decode_option,
+    encode_option,
+)
 from .pdu import PDU, Response
 from .request import Request, ServerResponse
 from .server import Endpoint, Resource
@@ -66,18 +75,23 @@ __all__ = [
     "Code",
     "ContentFormat",
     "Context",
+    "CriticalOptionError",
     "DTLSError",
     "Endpoint",
     "Event",
+    "Link",
     "LogLevel",
     "MessageType",
     "NackError",
     "NackReason",
     "NotSupportedError",
     "Observation",
+    "OptionFormat",
     "OptionNumber",
+    "OptionSpec",
     "PayloadTooLargeError",
     "Proto",
+    "RawValue",
     "Request",
     "RequestTimeout",
     "ResetError",
@@ -87,12 +101,16 @@ __all__ = [
     "ServerSession",
     "Session",
     "WrongThreadError",
+    "decode_option",
     "dtls_is_supported",
+    "encode_option",
     "ffi",
+    "format_link_format",
     "get_log_level",
     "lib",
     "libcoap_version",
     "package_name",
+    "parse_link_format",
     "set_log_level",
     "tcp_is_supported",
     "tls_is_supported",

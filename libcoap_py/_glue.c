@@ -899,6 +899,12 @@ lcp_cancel_observe(coap_session_t *session, const uint8_t *token, size_t len,
 #endif
 }
 
+/* Let the context accept a (critical) option number it does not know. */
+void
+lcp_register_option(coap_context_t *ctx, uint16_t number) {
+  coap_register_option(ctx, number);
+}
+
 /* 1 if this libcoap can do CoAP over TCP (coap+tcp://). */
 int
 lcp_tcp_supported(void) {

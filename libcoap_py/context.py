@@ -13,7 +13,8 @@ from .codes import Event, NackReason
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError, WrongThreadError
 from .library import check_transport
-from .pdu import PDU, Response, _OptionReader
+from .options import REGISTRY
+from .pdu import PDU, Option, Response, _OptionReader
 from .server import Endpoint, Resource, Serving
 from .session import ServerSession, Session, nack_error
 from .uri import parse_local, parse_uri, resolve
@@ -56,6 +57,7 @@ class Context(Serving):
         self._event_handler: EventHandler | None = None
         self._keepalive = 0
         self._had_psk = False
+        self._registered: set[int] = set()
         self._client_pki_used = False
         self._keep: list[Any] = []  # C buffers the context's DTLS setup points into
         self._endpoints: list[Endpoint] = []
@@ -89,6 +91,14 @@ class Context(Serving):
     def _enter_for_close(self) -> None:
         if self._owner != threading.get_ident():
             raise WrongThreadError("close() must be called from the thread that made the Context")
+
+    def _accept_options(self, options: list[Option]) -> None:
+        """Register unknown critical option numbers a request carries, so that the
+        4.02 answer echoing them is not dropped by libcoap as unparseable."""
+        for number, _ in options:
+            if number & 1 and number not in REGISTRY and number not in self._registered:
+                lib.lcp_register_option(self._ptr, number)
+                self._registered.add(number)
 
     @property
     def ptr(self) -> Any:

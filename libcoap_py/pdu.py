@@ -3,48 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from ._libcoap import ffi, lib
-from .codes import Code, MessageType, OptionNumber
+from .codes import Code, MessageType
 from .errors import CoapError, PayloadTooLargeError
+from .linkformat import Link, parse_link_format
+from .options import MAX_OPTION_NUMBER as MAX_OPTION_NUMBER
+from .options import Option, OptionAccessors, OptionValue, encode_option
 
 if TYPE_CHECKING:
     from .session import Session
 
 __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
-
-OptionValue = Union[bytes, bytearray, memoryview, str, int]
-Option = tuple[int, bytes]
-
-MAX_OPTION_NUMBER = 0xFFFF
-
-
-def encode_option(number: int, value: OptionValue) -> Option:
-    """One option as (number, bytes): ints become minimal big-endian uints, str UTF-8."""
-    if (
-        not isinstance(number, int)
-        or isinstance(number, bool)
-        or not 0 < number <= MAX_OPTION_NUMBER
-    ):
-        raise ValueError(f"unknown option number {number!r} (expected 1..65535)")
-    if isinstance(value, bool):
-        raise TypeError(f"option {number}: bool is not an option value")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"option {number}: uint value must not be negative")
-        data = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    elif isinstance(value, str):
-        data = value.encode("utf-8")
-    elif isinstance(value, (bytes, bytearray, memoryview)):
-        data = bytes(value)
-    else:
-        raise TypeError(
-            f"option {number}: value must be bytes, str or int, not {type(value).__name__}"
-        )
-    if len(data) > 1034:
-        raise ValueError(f"option {number}: value of {len(data)} bytes is too long")
-    return int(number), data
 
 
 def first_option(options: Iterable[Option], number: int) -> bytes | None:
@@ -92,8 +63,13 @@ class _OptionReader:
         return [(numbers[i], buffer(values[i], lengths[i])[:]) for i in range(count)]
 
 
-class Response:
-    """A response as received: code, payload, options, copied out of libcoap."""
+class Response(OptionAccessors):
+    """A response as received: code, payload, options, copied out of libcoap.
+
+    ``options`` holds the raw ``(number, bytes)`` pairs; the typed views
+    (``content_format``, ``etag``, ``max_age``, ``location_path``, ``observe``,
+    ``typed_options``, ...) read them.
+    """
 
     __slots__ = ("code", "mid", "options", "payload", "token", "type")
 
@@ -120,19 +96,20 @@ class Response:
         """The first value of an option, or None."""
         return first_option(self.options, number)
 
-    def option_values(self, number: int) -> list[bytes]:
-        """Every value of a (repeatable) option, in order."""
-        return [value for n, value in self.options if n == number]
-
-    @property
-    def content_format(self) -> int | None:
-        value = self.option(OptionNumber.CONTENT_FORMAT)
-        return None if value is None else int.from_bytes(value, "big")
+    def _option_list(self) -> list[Option]:
+        return self.options
 
     @property
     def text(self) -> str:
         """The payload decoded as UTF-8."""
         return self.payload.decode("utf-8")
+
+    def links(self) -> list[Link]:
+        """The payload parsed as link format (RFC 6690), e.g. of ``/.well-known/core``.
+
+        Raises ``ValueError`` when the payload is not well-formed link format.
+        """
+        return parse_link_format(self.payload)
 
     def __repr__(self) -> str:
         code = self.code.dotted if isinstance(self.code, Code) else str(self.code)
@@ -140,7 +117,7 @@ class Response:
         return f"<Response {code} payload={self.payload[:40]!r}{more}>"
 
 
-class PDU:
+class PDU(OptionAccessors):
     """A CoAP message.
 
     Made by ``Session.new_pdu()`` (owned by you until ``Session.send()``
@@ -280,6 +257,9 @@ class PDU:
     def option(self, number: int) -> bytes | None:
         """The first value of an option, or None."""
         return first_option(self.options, number)
+
+    def _option_list(self) -> list[Option]:
+        return self.options
 
     @property
     def payload(self) -> bytes:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._libcoap import ffi, lib
 from .codes import Code, ContentFormat, MessageType, OptionNumber, Proto
 from .errors import CoapError, PayloadTooLargeError
+from .options import OptionAccessors
 from .pdu import (
     Option,
     OptionValue,
@@ -25,7 +27,9 @@ __all__ = ["Request", "ServerResponse"]
 _URI_PATH = int(OptionNumber.URI_PATH)
 _URI_QUERY = int(OptionNumber.URI_QUERY)
 _CONTENT_FORMAT = int(OptionNumber.CONTENT_FORMAT)
-_ACCEPT = int(OptionNumber.ACCEPT)
+_ETAG = int(OptionNumber.ETAG)
+_MAX_AGE = int(OptionNumber.MAX_AGE)
+_LOCATION_PATH = int(OptionNumber.LOCATION_PATH)
 
 DEFAULT_CODES = {
     Code.GET: Code.CONTENT,
@@ -38,12 +42,12 @@ DEFAULT_CODES = {
 }
 
 
-def _uint(value: bytes | None) -> int | None:
-    return None if value is None else int.from_bytes(value, "big")
+class Request(OptionAccessors):
+    """An incoming request, copied out of libcoap: safe to keep after the handler returns.
 
-
-class Request:
-    """An incoming request, copied out of libcoap: safe to keep after the handler returns."""
+    ``options`` holds the raw ``(number, bytes)`` pairs; ``uri_path``, ``uri_query``,
+    ``content_format``, ``accept``, ``etag``, ``observe``, ``typed_options``, ... read them.
+    """
 
     __slots__ = ("code", "mid", "options", "payload", "session", "token", "type")
 
@@ -93,6 +97,9 @@ class Request:
         """The first value of an option, or None."""
         return first_option(self.options, number)
 
+    def _option_list(self) -> list[Option]:
+        return self.options
+
     @property
     def path(self) -> str:
         """The Uri-Path, segments joined with ``/`` (``""`` for the root)."""
@@ -102,14 +109,6 @@ class Request:
     def query(self) -> tuple[str, ...]:
         """The Uri-Query values, e.g. ``("a=1", "b")``."""
         return tuple(v.decode("utf-8", "replace") for n, v in self.options if n == _URI_QUERY)
-
-    @property
-    def content_format(self) -> int | None:
-        return _uint(self.option(_CONTENT_FORMAT))
-
-    @property
-    def accept(self) -> int | None:
-        return _uint(self.option(_ACCEPT))
 
     @property
     def peer(self) -> tuple[str, int]:
@@ -134,10 +133,12 @@ class Request:
         return f"<Request {self.method} /{self.path} from {self.peer[0]}:{self.peer[1]}>"
 
 
-class ServerResponse:
+class ServerResponse(OptionAccessors):
     """The response a handler fills in; libcoap sends it when the handler returns.
 
     Changing it after the handler returned raises ``CoapError`` (it is gone).
+    ``etag``, ``max_age`` and ``location_path`` may be set (replacing options of
+    that number); every typed view of ``OptionAccessors`` reads what is set so far.
     """
 
     __slots__ = ("_code", "_content_format", "_done", "_options", "_payload")
@@ -194,6 +195,52 @@ class ServerResponse:
     def options(self) -> list[Option]:
         """Options added so far, as (number, bytes)."""
         return list(self._options)
+
+    def _option_list(self) -> list[Option]:
+        options = list(self._options)
+        if self._content_format is not None:
+            options.append(encode_option(_CONTENT_FORMAT, int(self._content_format)))
+        options.sort(key=lambda o: o[0])
+        return options
+
+    def _replace(self, number: int, values: Iterable[Option]) -> None:
+        """Drop every option ``number``, then add ``values`` (already encoded)."""
+        self._check()
+        new = list(values)
+        self._options = [o for o in self._options if o[0] != number] + new
+
+    @property
+    def etag(self) -> bytes | None:
+        """The (first) ETag set, or None; setting replaces it, None removes it."""
+        return self._first_value(_ETAG)
+
+    @etag.setter
+    def etag(self, value: bytes | None) -> None:
+        self._replace(_ETAG, [] if value is None else [encode_option(_ETAG, value)])
+
+    @property
+    def max_age(self) -> int | None:
+        """Max-Age in seconds, or None; setting replaces it, None removes it."""
+        return self._uint_value(_MAX_AGE)
+
+    @max_age.setter
+    def max_age(self, value: int | None) -> None:
+        self._replace(_MAX_AGE, [] if value is None else [encode_option(_MAX_AGE, value)])
+
+    @property
+    def location_path(self) -> tuple[str, ...]:
+        """Location-Path segments; set ``"a/b"`` or ``("a", "b")`` (None or ``""`` removes)."""
+        return self._texts(_LOCATION_PATH)
+
+    @location_path.setter
+    def location_path(self, value: str | Iterable[str] | None) -> None:
+        if value is None:
+            segments: list[str] = []
+        elif isinstance(value, str):
+            segments = [s for s in value.split("/") if s]
+        else:
+            segments = list(value)
+        self._replace(_LOCATION_PATH, [encode_option(_LOCATION_PATH, s) for s in segments])
 
     def add_option(self, number: int, value: OptionValue = b"") -> None:
         """Add an option; ints are sent as uint, str as UTF-8."""

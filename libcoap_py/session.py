@@ -327,12 +327,12 @@ class Session:
             if query is None:
                 query = inline_query
         segments = split_path(path) if path else self.uri.path
-        opts.extend((_URI_PATH, s.encode()) for s in segments)
+        opts.extend(encode_option(_URI_PATH, s) for s in segments)
         if query is not None:
             args = split_query(query) if isinstance(query, str) else tuple(query)
         else:
             args = self.uri.query
-        opts.extend((_URI_QUERY, a.encode()) for a in args)
+        opts.extend(encode_option(_URI_QUERY, a) for a in args)
         if content_format is not None:
             opts.append(encode_option(OptionNumber.CONTENT_FORMAT, int(content_format)))
         if accept is not None:
@@ -346,6 +346,7 @@ class Session:
             if body:
                 opts.append(encode_option(OptionNumber.BLOCK1, szx))
         opts.sort(key=_option_number)
+        self._context._accept_options(opts)
 
         kind = MessageType.CON if confirmable else MessageType.NON
         pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)

@@ -143,6 +143,8 @@ int lcp_resource_notify(coap_resource_t *resource);
 int lcp_cancel_observe(coap_session_t *session, const uint8_t *token, size_t len,
                        int confirmable);
 
+void lcp_register_option(coap_context_t *ctx, uint16_t number);
+
 /* Library information. */
 int lcp_tcp_supported(void);
 const char *lcp_tls_library_name(void);
