@@ -20,3 +20,20 @@ void coap_session_set_mtu(coap_session_t *session, unsigned mtu);
 const char *coap_session_str(const coap_session_t *session);
 void coap_free_endpoint(coap_endpoint_t *endpoint);
 const char *coap_endpoint_str(const coap_endpoint_t *endpoint);
+
+/* The client session constructors of the C sample (same in 4.2 and 4.3). */
+coap_session_t *coap_new_client_session(coap_context_t *ctx,
+                                        const coap_address_t *local_if,
+                                        const coap_address_t *server,
+                                        coap_proto_t proto);
+coap_session_t *coap_new_client_session_psk(coap_context_t *ctx,
+                                            const coap_address_t *local_if,
+                                            const coap_address_t *server,
+                                            coap_proto_t proto,
+                                            const char *identity,
+                                            const uint8_t *key, unsigned key_len);
+coap_session_t *coap_new_client_session_pki(coap_context_t *ctx,
+                                            const coap_address_t *local_if,
+                                            const coap_address_t *server,
+                                            coap_proto_t proto,
+                                            coap_dtls_pki_t *setup_data);

@@ -1,19 +1,4 @@
 /* coap_session.h, libcoap 4.2: sessions are public structures. */
-coap_session_t *coap_new_client_session(coap_context_t *ctx,
-                                        const coap_address_t *local_if,
-                                        const coap_address_t *server,
-                                        coap_proto_t proto);
-coap_session_t *coap_new_client_session_psk(coap_context_t *ctx,
-                                            const coap_address_t *local_if,
-                                            const coap_address_t *server,
-                                            coap_proto_t proto,
-                                            const char *identity,
-                                            const uint8_t *key, unsigned key_len);
-coap_session_t *coap_new_client_session_pki(coap_context_t *ctx,
-                                            const coap_address_t *local_if,
-                                            const coap_address_t *server,
-                                            coap_proto_t proto,
-                                            coap_dtls_pki_t *setup_data);
 void coap_session_set_ack_timeout(coap_session_t *session, coap_fixed_point_t value);
 coap_fixed_point_t coap_session_get_ack_timeout(coap_session_t *session);
 coap_fixed_point_t coap_session_get_ack_random_factor(coap_session_t *session);

@@ -8,26 +8,11 @@ coap_proto_t coap_session_get_proto(const coap_session_t *session);
 coap_context_t *coap_session_get_context(const coap_session_t *session);
 const coap_address_t *coap_session_get_addr_remote(const coap_session_t *session);
 const coap_address_t *coap_session_get_addr_local(const coap_session_t *session);
-coap_session_t *coap_new_client_session(coap_context_t *ctx,
-                                        const coap_address_t *local_if,
-                                        const coap_address_t *server,
-                                        coap_proto_t proto);
-coap_session_t *coap_new_client_session_psk(coap_context_t *ctx,
-                                            const coap_address_t *local_if,
-                                            const coap_address_t *server,
-                                            coap_proto_t proto,
-                                            const char *identity,
-                                            const uint8_t *key, unsigned key_len);
 coap_session_t *coap_new_client_session_psk2(coap_context_t *ctx,
                                              const coap_address_t *local_if,
                                              const coap_address_t *server,
                                              coap_proto_t proto,
                                              coap_dtls_cpsk_t *setup_data);
-coap_session_t *coap_new_client_session_pki(coap_context_t *ctx,
-                                            const coap_address_t *local_if,
-                                            const coap_address_t *server,
-                                            coap_proto_t proto,
-                                            coap_dtls_pki_t *setup_data);
 void coap_session_init_token(coap_session_t *session, size_t length,
                              const uint8_t *token);
 void coap_session_new_token(coap_session_t *session, size_t *length,
