@@ -320,19 +320,21 @@ class Session:
         """Build a request PDU and hand it to libcoap; returns (token, message ID)."""
         ptr = self._live()
         code = Code.method(method)
-        opts: list[Option] = [encode_option(n, v) for n, v in options]
-        opts.extend(extra)
         if "?" in path:
             path, _, inline_query = path.partition("?")
             if query is None:
                 query = inline_query
         segments = split_path(path) if path else self.uri.path
-        opts.extend(encode_option(_URI_PATH, s) for s in segments)
+        # The path and query come first: the sort below is stable, so Uri-Path and
+        # Uri-Query given in options= follow them.
+        opts: list[Option] = [encode_option(_URI_PATH, s) for s in segments]
         if query is not None:
             args = split_query(query) if isinstance(query, str) else tuple(query)
         else:
             args = self.uri.query
         opts.extend(encode_option(_URI_QUERY, a) for a in args)
+        opts.extend(encode_option(n, v) for n, v in options)
+        opts.extend(extra)
         if content_format is not None:
             opts.append(encode_option(OptionNumber.CONTENT_FORMAT, int(content_format)))
         if accept is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from conftest import WELCOME, CoapServer, binary_payload
@@ -192,3 +194,34 @@ def test_ipv6(ctx: coap.Context, coap_server_v6: CoapServer, unique_path: str) -
     data = binary_payload(300)
     assert session.request("PUT", unique_path, payload=data, timeout=5).code is coap.Code.CREATED
     assert session.request("GET", unique_path, timeout=5).payload == data
+
+
+def test_options_follow_the_uri_query(ctx: coap.Context) -> None:
+    """Uri-Query values given in options= come after the path's own query, in order."""
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def serve() -> None:
+        with coap.Context() as server:
+            holder["server"] = server
+            holder["port"] = server.add_endpoint("coap://127.0.0.1:0").port
+
+            @server.resource("q")
+            def echo(request: coap.Request, response: coap.ServerResponse) -> None:
+                response.payload = "&".join(request.query)
+
+            ready.set()
+            server.run(timeout=20)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        session = ctx.client_session(f"coap://127.0.0.1:{holder['port']}")
+        got = session.request(
+            "GET", "q?x=1&w=0", options=[(coap.OptionNumber.URI_QUERY, "y=2")], timeout=5
+        )
+        assert got.payload == b"x=1&w=0&y=2"
+    finally:
+        holder["server"].stop()
+        thread.join(10)
