@@ -651,12 +651,14 @@ class ServerThread(Generic[SetupResult]):
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` passed; return its last value."""
     deadline = time.monotonic() + timeout
+    pause = threading.Event()  # never set: wait() is the bounded pause between polls
     while True:
         if condition():
             return True
-        if time.monotonic() >= deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return False
-        time.sleep(interval)
+        pause.wait(min(interval, remaining))
 
 
 @pytest.fixture

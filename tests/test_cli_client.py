@@ -24,6 +24,7 @@ from conftest import (
     Seen,
     UdpPeer,
     binary_payload,
+    wait_until,
 )
 
 import libcoap_py as coap
@@ -421,11 +422,11 @@ class _Terminal(io.StringIO):
 def test_progress_only_on_a_terminal() -> None:
     terminal = _Terminal()
     with Progress("GET coap://x/big", stream=terminal, delay=0, interval=0.01):
-        time.sleep(0.1)
+        assert wait_until(lambda: " s" in terminal.getvalue(), timeout=5)
     text = terminal.getvalue()
     assert "GET coap://x/big" in text and " s" in text
     assert text.endswith("\r") and text.rsplit("\r", 2)[-2].strip() == ""  # erased at the end
     piped = io.StringIO()
-    with Progress("GET coap://x/big", stream=piped, delay=0, interval=0.01):
-        time.sleep(0.05)
+    with Progress("GET coap://x/big", stream=piped, delay=0, interval=0.01) as progress:
+        assert progress._thread is None  # not a terminal: nothing runs, nothing is written
     assert piped.getvalue() == ""
