@@ -310,13 +310,18 @@ def write_options(ptr: Any, options: Iterable[Option]) -> None:
             raise CoapError(f"option {number} does not fit in the PDU")
 
 
+def pdu_room(max_pdu: int, token_len: int, options: Sequence[Option]) -> int:
+    """Bytes left for the payload in one PDU after header, token, options and marker."""
+    return max_pdu - (4 + token_len + encoded_options_size(options) + 1)
+
+
 def check_fits(max_pdu: int, token_len: int, options: Sequence[Option], payload_len: int) -> None:
     """Raise PayloadTooLargeError if header, token, options and payload exceed max_pdu."""
-    used = 4 + token_len + encoded_options_size(options) + 1
-    if used + payload_len > max_pdu:
-        room = max(0, max_pdu - used)
+    room = pdu_room(max_pdu, token_len, options)
+    if payload_len > room:
         raise PayloadTooLargeError(
             f"payload of {payload_len} bytes does not fit: this session's PDUs hold at most "
-            f"{max_pdu} bytes, leaving {room} bytes for the payload after header, token and "
-            "options (block-wise transfer is not done by this version)"
+            f"{max_pdu} bytes, leaving {max(0, room)} bytes for the payload after header, "
+            "token and options (a raw PDU must fit one datagram; request() and server "
+            "responses go block-wise where libcoap can)"
         )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._libcoap import ffi, lib
 from .codes import Code, ContentFormat, MessageType, OptionNumber, Proto
-from .errors import CoapError, PayloadTooLargeError
+from .errors import CoapError
 from .options import OptionAccessors
 from .pdu import (
     Option,
@@ -16,6 +16,7 @@ from .pdu import (
     check_fits,
     encode_option,
     first_option,
+    pdu_room,
     write_options,
 )
 
@@ -257,14 +258,9 @@ class ServerResponse(OptionAccessors):
         options.sort(key=lambda o: o[0])
         body = self._payload
         payload = body.encode() if isinstance(body, str) else bytes(body)
-        block_wise = False
-        if payload:
-            try:
-                check_fits(max_pdu, token_len, options, len(payload))
-            except PayloadTooLargeError:
-                if not lib.LCP_HAS_BLOCK:
-                    raise
-                block_wise = True
+        block_wise = bool(payload) and len(payload) > pdu_room(max_pdu, token_len, options)
+        if block_wise and not lib.LCP_HAS_BLOCK:
+            check_fits(max_pdu, token_len, options, len(payload))  # raises, naming sizes
         lib.lcp_pdu_set_code(ptr, int(self._code))
         write_options(ptr, options)
         if block_wise:

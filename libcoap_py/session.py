@@ -13,13 +13,21 @@ from .errors import (
     CoapError,
     DTLSError,
     NackError,
-    PayloadTooLargeError,
     RequestTimeout,
     ResetError,
 )
 from .observe import Observation
 from .observe import check_supported as check_observe_supported
-from .pdu import PDU, Option, OptionValue, Response, check_fits, encode_option, write_options
+from .pdu import (
+    PDU,
+    Option,
+    OptionValue,
+    Response,
+    check_fits,
+    encode_option,
+    pdu_room,
+    write_options,
+)
 from .uri import URI, split_path, split_query
 
 if TYPE_CHECKING:
@@ -38,14 +46,6 @@ def block_szx(size: int) -> int:
     if size not in BLOCK_SIZES:
         raise ValueError(f"block_size must be one of {', '.join(map(str, BLOCK_SIZES))}")
     return BLOCK_SIZES.index(size)
-
-
-def fits(ptr: Any, token_len: int, options: list[Option], payload_len: int) -> bool:
-    try:
-        check_fits(lib.coap_session_max_pdu_size(ptr), token_len, options, payload_len)
-    except PayloadTooLargeError:
-        return False
-    return True
 
 
 _STATE_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
@@ -357,18 +357,22 @@ class Session:
         token_len = self._token_len[0]
         try:
             data = bytes(body)
-            large = bool(data) and (
-                block_size is not None or not fits(ptr, token_len, opts, len(data))
+            max_pdu = lib.coap_session_max_pdu_size(ptr)
+            single = not data or (
+                block_size is None and len(data) <= pdu_room(max_pdu, token_len, opts)
             )
-            if large and lib.LCP_HAS_BLOCK:
-                # A Block1 option (block_size given) sets the size libcoap cuts at.
+            if not single and lib.LCP_HAS_BLOCK:
+                # libcoap cuts the body into blocks (of Block1's size, if given).
                 write_options(pdu, opts)
                 if not lib.lcp_add_data_large_request(ptr, pdu, data, len(data)):
                     raise CoapError("libcoap refused the block-wise request body")
             else:
-                write_options(pdu, [o for o in opts if o[0] != _BLOCK1])
+                if block_size is not None:
+                    opts = [o for o in opts if o[0] != _BLOCK1]
+                write_options(pdu, opts)
                 if data:
-                    check_fits(lib.coap_session_max_pdu_size(ptr), token_len, opts, len(data))
+                    if not single:
+                        check_fits(max_pdu, token_len, opts, len(data))  # raises, naming sizes
                     if not lib.coap_add_data(pdu, len(data), data):
                         raise CoapError("libcoap refused the payload")
         except BaseException:
