@@ -10,14 +10,7 @@ typedef struct coap_tls_version_t {
 } coap_tls_version_t;
 coap_tls_version_t *coap_get_tls_library_version(void);
 
-typedef int... coap_pki_key_t;
-typedef int... coap_asn1_privatekey_type_t;
 
-typedef struct coap_pki_key_pem_t {
-  const char *ca_file;
-  const char *public_cert;
-  const char *private_key;
-} coap_pki_key_pem_t;
 
 typedef struct coap_pki_key_pem_buf_t {
   const uint8_t *ca_cert;
@@ -28,15 +21,6 @@ typedef struct coap_pki_key_pem_buf_t {
   size_t private_key_len;
 } coap_pki_key_pem_buf_t;
 
-typedef struct coap_pki_key_asn1_t {
-  const uint8_t *ca_cert;
-  const uint8_t *public_cert;
-  const uint8_t *private_key;
-  size_t ca_cert_len;
-  size_t public_cert_len;
-  size_t private_key_len;
-  coap_asn1_privatekey_type_t private_key_type;
-} coap_pki_key_asn1_t;
 
 typedef struct coap_pki_key_pkcs11_t {
   const char *ca;
