@@ -13,6 +13,7 @@ from .codes import Event, NackReason
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError, WrongThreadError
 from .library import check_transport
+from .observe import Observation
 from .options import REGISTRY
 from .pdu import PDU, Option, Response, _OptionReader
 from .server import Endpoint, Resource, Serving
@@ -58,6 +59,7 @@ class Context(Serving):
         self._keepalive = 0
         self._had_psk = False
         self._registered: set[int] = set()
+        self._observations: set[Observation] = set()  # the active ones, of all sessions
         self._client_pki_used = False
         self._keep: list[Any] = []  # C buffers the context's DTLS setup points into
         self._endpoints: list[Endpoint] = []
@@ -292,10 +294,9 @@ class Context(Serving):
     def _after_io(self) -> None:
         if self._server_sessions and not _SERVER_SESSION_EVENTS:
             self._sweep_server_sessions()
-        for session in self._sessions:
-            if session._observations:
-                for observation in list(session._observations.values()):
-                    observation._maybe_reregister()
+        if self._observations:
+            for observation in list(self._observations):
+                observation._maybe_reregister()
         if self._deferred_release:
             pending, self._deferred_release = self._deferred_release, []
             for ptr in pending:
@@ -326,27 +327,22 @@ class Context(Serving):
     def _on_response(self, session: Session | None, sent: Any, received: Any, mid: int) -> int:
         info = self._info
         lib.lcp_pdu_info(received, info)
-        if session is not None and session._observations:
+        if session is not None and (session._observations or session._pending):
             token = ffi.buffer(info.token, info.token_len)[:]
             observation = session._observations.get(token)
-            if observation is not None:
-                payload = ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
-                observation._deliver(
-                    Response(
-                        info.code, payload, self._reader.read(received), info.type, info.mid, token
-                    )
-                )
-                return 1
-        if session is not None and session._pending:
-            token = ffi.buffer(info.token, info.token_len)[:]
-            pending = session._pending.pop(token, None)
-            if pending is not None:
-                if pending.abandoned:
+            pending = None if observation is not None else session._pending.pop(token, None)
+            if observation is not None or pending is not None:
+                if pending is not None and pending.abandoned:
                     return 1  # request() gave up on it already: acknowledge and drop
                 payload = ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
-                pending.response = Response(
+                response = Response(
                     info.code, payload, self._reader.read(received), info.type, info.mid, token
                 )
+                if observation is not None:
+                    observation._deliver(response)
+                else:
+                    assert pending is not None
+                    pending.response = response
                 return 1
         handler = self._response_handler
         if handler is None:

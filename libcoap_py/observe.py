@@ -69,6 +69,7 @@ class Observation:
         if old:
             self.session._observations.pop(old, None)
         self.session._observations[self.token] = self
+        self.session._context._observations.add(self)
         self._seen_at = time.monotonic()
 
     # -- from the Context's dispatch -----------------------------------------------------
@@ -105,6 +106,7 @@ class Observation:
     def _end(self) -> None:
         self.active = False
         self.session._observations.pop(self.token, None)
+        self.session._context._observations.discard(self)
 
     def _maybe_reregister(self) -> None:
         """Register again when the server has been silent past Max-Age (it may have
@@ -119,6 +121,7 @@ class Observation:
         if not self.active:
             return
         self.active = False
+        self.session._context._observations.discard(self)
         ptr = self.session._ptr
         if ptr is not None:
             lib.lcp_cancel_observe(ptr, self.token, len(self.token), int(self.confirmable))
