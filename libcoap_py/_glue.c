@@ -106,6 +106,9 @@ lcp_on_log(coap_log_t level, const char *message) {
 #define LCP_HAS_BINARY_PSK_IDENTITY 1
 #define LCP_HAS_BLOCK 1
 #define LCP_HAS_CLIENT_OBSERVE 1
+#define LCP_HAS_SERVER_OBSERVE 1
+#define LCP_HAS_CANCEL_OBSERVE 1
+#define LCP_NOTIFY_WITHOUT_REQUEST 0
 #define LCP_HAS_SERVER_SESSION_EVENTS 1
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
@@ -332,6 +335,14 @@ lcp_session_alive(coap_context_t *ctx, const coap_session_t *session,
 static int lcp_ifindex_of(const coap_session_t *s) { return coap_session_get_ifindex(s); }
 #define LCP_OPT_NUMBER(it) ((it).number)
 
+/* 4.3 adds the Observe option to responses and notifications itself. */
+static int
+lcp_observe_by_handler(coap_resource_t *resource, coap_session_t *session,
+                       const uint8_t *token, size_t len, unsigned int *value) {
+  (void)resource; (void)session; (void)token; (void)len; (void)value;
+  return 0;
+}
+
 static coap_endpoint_t *
 lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
   return coap_new_endpoint(ctx, addr, (coap_proto_t)proto);
@@ -346,16 +357,29 @@ lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
 #define LCP_HAS_PSK_CLIENT_SNI 0
 #define LCP_HAS_BINARY_PSK_IDENTITY 0
 #define LCP_HAS_BLOCK 0
-#define LCP_HAS_CLIENT_OBSERVE 0
+#define LCP_HAS_CLIENT_OBSERVE 1
+#define LCP_HAS_SERVER_OBSERVE 1
+/* No coap_cancel_observe: the Python side sends the deregistering GET itself. */
+#define LCP_HAS_CANCEL_OBSERVE 0
+/* coap_notify_observers runs the GET handler with request == NULL. */
+#define LCP_NOTIFY_WITHOUT_REQUEST 1
 #define LCP_HAS_SERVER_SESSION_EVENTS 0
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
 static void
 lcp_on_response(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
                 coap_pdu_t *received, const coap_tid_t id) {
+  coap_opt_iterator_t it;
   (void)ctx;
-  /* 4.2 has no return value: the ACK is libcoap's; an unknown token gets no RST. */
-  lcp_py_response(session, sent, received, (int)id);
+  /* 4.2's handler returns nothing and libcoap has already ACKed a CON. A
+   * response nobody wanted is rejected with RST as 4.3 does when it is a NON,
+   * or a notification (RFC 7641, 3.6: the RST ends the server's registration;
+   * 4.2 and 4.3 servers match it to the last notification's message ID). */
+  if (!lcp_py_response(session, sent, received, (int)id) &&
+      (received->type == COAP_MESSAGE_NON ||
+       (received->type == COAP_MESSAGE_CON &&
+        coap_check_option(received, COAP_OPTION_OBSERVE, &it))))
+    coap_send_message_type(session, received, COAP_MESSAGE_RST);
 }
 
 static void
@@ -517,6 +541,23 @@ static unsigned int lcp_max_retransmit_of(const coap_session_t *s) {
 }
 static int lcp_ifindex_of(const coap_session_t *s) { return s->ifindex; }
 #define LCP_OPT_NUMBER(it) ((it).type)
+
+/* 4.2 leaves the Observe option to the GET handler (its own example does it
+ * in coap_add_data_blocked_response): add it when the session observes the
+ * resource with this token. handle_request registers the observer before the
+ * handler runs; coap_notify_observers runs the handler for observers only.
+ * coap_find_observer only compares the session pointer: it may be stale. */
+static int
+lcp_observe_by_handler(coap_resource_t *resource, coap_session_t *session,
+                       const uint8_t *token, size_t len, unsigned int *value) {
+  coap_binary_t bin;
+  bin.length = len;
+  bin.s = (uint8_t *)token;
+  if (!resource->observable || !coap_find_observer(resource, session, &bin))
+    return 0;
+  *value = resource->observe;
+  return 1;
+}
 
 /* 4.2.1's coap_new_endpoint crashes when its bind fails on a context with no
  * endpoint yet (its error path unlinks from an empty list): try the bind
@@ -881,6 +922,36 @@ lcp_resource_observable(coap_resource_t *resource, int observable, int confirmab
 int
 lcp_resource_notify(coap_resource_t *resource) {
   return coap_resource_notify_observers(resource, NULL);
+}
+
+/* 1 when the handler must add the Observe option (value in *value) to its
+ * response: this libcoap leaves that to the handler, and the session observes
+ * the resource with this token. 0 when there is nothing to add (no such
+ * observer, or libcoap adds the option itself). */
+int
+lcp_observe_option(coap_resource_t *resource, coap_session_t *session,
+                   const uint8_t *token, size_t len, unsigned int *value) {
+  return lcp_observe_by_handler(resource, session, token, len, value);
+}
+
+/* Observe, client side: a request with the token of an earlier one (the GET
+ * with Observe 1 that deregisters, where libcoap has no coap_cancel_observe). */
+coap_pdu_t *
+lcp_new_request_with_token(coap_session_t *session, int type, int code,
+                           const uint8_t *token, size_t len) {
+  uint8_t fresh[8];
+  size_t fresh_len = 0;
+  coap_pdu_t *pdu;
+  if (len > 8)
+    return NULL;
+  pdu = lcp_pdu_new(session, type, code, fresh, &fresh_len);
+  if (!pdu)
+    return NULL;
+  if (!coap_add_token(pdu, len, token)) {
+    coap_delete_pdu(pdu);
+    return NULL;
+  }
+  return pdu;
 }
 
 /* Observe, client side: deregister the observation that used this token. */

@@ -44,12 +44,14 @@ class Observation:
         self,
         session: Session,
         register: Callable[[], bytes],
+        deregister: Callable[[bytes], Any],
         callback: Callable[[Response], Any] | None,
         timeout: float | None,
         confirmable: bool,
     ) -> None:
         self.session = session
         self._register = register
+        self._deregister = deregister
         self.callback = callback
         self.confirmable = confirmable
         self.deadline = None if timeout is None else time.monotonic() + timeout
@@ -124,7 +126,10 @@ class Observation:
         self.session._context._observations.discard(self)
         ptr = self.session._ptr
         if ptr is not None:
-            lib.lcp_cancel_observe(ptr, self.token, len(self.token), int(self.confirmable))
+            if lib.LCP_HAS_CANCEL_OBSERVE:
+                lib.lcp_cancel_observe(ptr, self.token, len(self.token), int(self.confirmable))
+            else:
+                self._deregister(self.token)
         # Keep the token known a little longer: the answer to the deregistration
         # (and notifications already on the way) are acknowledged and dropped.
         self.session._observations[self.token] = self
@@ -167,4 +172,4 @@ class Observation:
 
 def check_supported() -> None:
     if not lib.LCP_HAS_CLIENT_OBSERVE:
-        raise NotSupportedError("observing needs libcoap 4.3 in this version of libcoap-py")
+        raise NotSupportedError("this libcoap build cannot observe resources")

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
-from .codes import Code, Proto
+from .codes import Code, MessageType, OptionNumber, Proto
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
 from .library import check_transport
+from .pdu import encode_option, first_option
 from .request import DEFAULT_CODES, Request, ServerResponse
 from .session import ServerSession
 from .uri import parse_uri, resolve
@@ -32,6 +33,8 @@ R = TypeVar("R", bound=RequestHandler)
 MethodSpec = Union[str, Code, int]
 
 _SLICE_MS = 250  # run() wakes at least this often to notice stop() and signals
+_OBSERVE = int(OptionNumber.OBSERVE)
+_URI_PATH = int(OptionNumber.URI_PATH)
 
 
 def _methods(methods: MethodSpec | Iterable[MethodSpec]) -> list[Code]:
@@ -81,6 +84,9 @@ class Resource:
         self._handlers: dict[int, RequestHandler] = {}
         self._observable = False
         self._confirmable = False
+        # Where a notification runs the GET handler without the request (libcoap
+        # 4.2): the registering requests, by (session address, token).
+        self._registrations: dict[tuple[int, bytes], tuple[Any, Request]] = {}
         self._handle = ffi.new_handle(self)
         if path is None:
             ptr = lib.lcp_resource_unknown_new(self._handle)
@@ -112,8 +118,8 @@ class Resource:
 
     def _set_observable(self, observable: bool, confirmable: bool) -> None:
         self._context._enter()
-        if observable and not lib.LCP_HAS_CLIENT_OBSERVE:
-            raise NotSupportedError("observable resources need libcoap 4.3 in this version")
+        if observable and not lib.LCP_HAS_SERVER_OBSERVE:
+            raise NotSupportedError("this libcoap build cannot serve observable resources")
         if self._ptr is None:
             raise CoapError("the resource was removed")
         lib.lcp_resource_observable(self._ptr, int(observable), int(confirmable))
@@ -126,7 +132,47 @@ class Resource:
         self._context._enter()
         if self._ptr is None:
             raise CoapError("the resource was removed")
+        if self._registrations:
+            self._prune_registrations()
         lib.lcp_resource_notify(self._ptr)
+
+    # -- Observe where libcoap leaves the option to the handler (4.2) ------------------------
+
+    def _observe_option(self, session_ptr: Any, request: Request, reply: ServerResponse) -> None:
+        """Add the Observe option to a 2.xx answer to an observer, where libcoap leaves that
+        to the handler; keep a registering request for the notifications."""
+        token = request.token
+        value = ffi.new("unsigned int *")
+        if not lib.lcp_observe_option(self._ptr, session_ptr, token, len(token), value):
+            return
+        code = int(reply._code)
+        if code >> 5 != 2:
+            return  # libcoap ends the registration
+        if first_option(reply._options, _OBSERVE) is None:
+            reply._options.append(encode_option(_OBSERVE, int(value[0])))
+        if lib.LCP_NOTIFY_WITHOUT_REQUEST and request.mid >= 0:
+            key = (int(ffi.cast("uintptr_t", session_ptr)), token)
+            if key not in self._registrations:
+                self._prune_registrations()
+            self._registrations[key] = (session_ptr, request)
+
+    def _prune_registrations(self) -> None:
+        """Forget registering requests of observers libcoap no longer has."""
+        value = ffi.new("unsigned int *")
+        for key, (session_ptr, request) in list(self._registrations.items()):
+            token = request.token
+            if not lib.lcp_observe_option(self._ptr, session_ptr, token, len(token), value):
+                del self._registrations[key]
+
+    def _registration(self, session_ptr: Any, session: ServerSession, token: bytes) -> Request:
+        """The request that registered this observer (a notification has none here)."""
+        found = self._registrations.get((int(ffi.cast("uintptr_t", session_ptr)), token))
+        if found is not None:
+            return found[1]
+        # Not seen (it cannot normally happen): a GET for the resource's path.
+        options = [encode_option(_OBSERVE, 0)]
+        options += [encode_option(_URI_PATH, p) for p in (self.path or "").split("/") if p]
+        return Request(Code.GET, MessageType.CON, -1, token, b"", options, session)
 
     def handle(self, methods: MethodSpec | Iterable[MethodSpec], handler: RequestHandler) -> None:
         """Let ``handler(request, response)`` answer these methods."""
@@ -303,6 +349,7 @@ class Serving:
         resource = self._resources.pop(path.strip("/"))
         lib.coap_delete_resource(ctx, resource._ptr)
         resource._ptr = None
+        resource._registrations.clear()
 
     @property
     def resources(self) -> dict[str, Resource]:
@@ -386,7 +433,13 @@ class Serving:
         self, resource: Resource, session_ptr: Any, request: Any, query: Any, response: Any
     ) -> None:
         session = self._server_session(session_ptr)
-        req = Request._from_pdu(request, self._info, self._reader, session)
+        if request == ffi.NULL:
+            # A notification from a libcoap that runs the GET handler without a request.
+            lib.lcp_pdu_info(response, self._info)
+            token = ffi.buffer(self._info.token, self._info.token_len)[:]
+            req = resource._registration(session_ptr, session, token)
+        else:
+            req = Request._from_pdu(request, self._info, self._reader, session)
         handler = resource._handlers.get(int(req.code))
         if handler is None:
             lib.lcp_pdu_set_code(response, int(Code.METHOD_NOT_ALLOWED))
@@ -401,6 +454,8 @@ class Serving:
         try:
             handler(req, reply)
             reply._done = True
+            if resource._observable:
+                resource._observe_option(session_ptr, req, reply)
             reply._write(
                 response,
                 lib.coap_session_max_pdu_size(session_ptr),

@@ -293,16 +293,24 @@ class Session:
         """
         check_observe_supported()
         self._live()
-        extra = [encode_option(OptionNumber.OBSERVE, 0)]
         option_list = list(options)
 
         def register() -> bytes:
+            extra = [encode_option(OptionNumber.OBSERVE, 0)]
             token, _ = self._send_request(
                 "GET", path, b"", query, option_list, None, accept, confirmable, None, extra
             )
             return token
 
-        return Observation(self, register, callback, timeout, confirmable)
+        def deregister(token: bytes) -> None:
+            # The same request with Observe 1 and the registration's token (RFC 7641, 3.6).
+            extra = [encode_option(OptionNumber.OBSERVE, 1)]
+            self._send_request(
+                "GET", path, b"", query, option_list, None, accept, confirmable, None, extra,
+                token=token,
+            )  # fmt: skip
+
+        return Observation(self, register, deregister, callback, timeout, confirmable)
 
     def _send_request(
         self,
@@ -316,8 +324,12 @@ class Session:
         confirmable: bool,
         block_size: int | None,
         extra: Iterable[Option],
+        token: bytes | None = None,
     ) -> tuple[bytes, int]:
-        """Build a request PDU and hand it to libcoap; returns (token, message ID)."""
+        """Build a request PDU and hand it to libcoap; returns (token, message ID).
+
+        ``token`` reuses an earlier request's token (to deregister an observation).
+        """
         ptr = self._live()
         code = Code.method(method)
         if "?" in path:
@@ -351,10 +363,14 @@ class Session:
         self._context._accept_options(opts)
 
         kind = MessageType.CON if confirmable else MessageType.NON
-        pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+        if token is None:
+            pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+            token_len = self._token_len[0]
+        else:
+            pdu = lib.lcp_new_request_with_token(ptr, kind, code, token, len(token))
+            token_len = len(token)
         if pdu == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")
-        token_len = self._token_len[0]
         try:
             data = bytes(body)
             max_pdu = lib.coap_session_max_pdu_size(ptr)
@@ -378,7 +394,8 @@ class Session:
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
-        token = ffi.buffer(self._token, token_len)[:]
+        if token is None:
+            token = ffi.buffer(self._token, token_len)[:]
         mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
         if mid < 0:
             raise CoapError(f"libcoap could not send the request to {self.uri}")

@@ -263,17 +263,13 @@ def test_block_size_needs_libcoap_43(coap_server: CoapServer) -> None:
 @pytest.mark.skipif(not hasattr(coap.Session, "observe"), reason="Session.observe is missing")
 def test_observe_time(coap_server: CoapServer) -> None:
     started = time.monotonic()
-    out = cli("get", coap_server.coap_uri + "/time", "-s", "3", "-w")
+    out = cli("get", coap_server.coap_uri + "/time", "-s", "5", "-w")
     elapsed = time.monotonic() - started
-    if LIBCOAP_42:
-        assert out.returncode == 1
-        assert "4.3" in one_line(out.stderr)
-        return
     assert out.returncode == 0, out.stderr
-    assert 3 <= elapsed < 15
+    assert 5 <= elapsed < 20
     lines = out.stdout.decode().splitlines()
-    # the first response, then a notification a second (coap-server's /time)
-    assert len(lines) >= 3, out.stdout
+    # the first response, then notifications (coap-server's /time: every 1 s, 4.2's every 2 s)
+    assert len(lines) >= 2, out.stdout
     assert all(lines), lines
 
 

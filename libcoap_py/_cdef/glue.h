@@ -12,6 +12,11 @@ static const int LCP_HAS_PSK_CLIENT_SNI;
 static const int LCP_HAS_BINARY_PSK_IDENTITY;
 static const int LCP_HAS_BLOCK;
 static const int LCP_HAS_CLIENT_OBSERVE;
+static const int LCP_HAS_SERVER_OBSERVE;
+/* libcoap deregisters an observation itself (coap_cancel_observe). */
+static const int LCP_HAS_CANCEL_OBSERVE;
+/* A notification runs the GET handler without the registering request. */
+static const int LCP_NOTIFY_WITHOUT_REQUEST;
 
 /* Bytes handed back to libcoap (a PSK key); the layout of 4.3's coap_bin_const_t. */
 typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
@@ -140,6 +145,10 @@ int lcp_add_data_large_response(coap_resource_t *resource, coap_session_t *sessi
 /* Observe. */
 void lcp_resource_observable(coap_resource_t *resource, int observable, int confirmable);
 int lcp_resource_notify(coap_resource_t *resource);
+int lcp_observe_option(coap_resource_t *resource, coap_session_t *session,
+                       const uint8_t *token, size_t len, unsigned int *value);
+coap_pdu_t *lcp_new_request_with_token(coap_session_t *session, int type, int code,
+                                       const uint8_t *token, size_t len);
 int lcp_cancel_observe(coap_session_t *session, const uint8_t *token, size_t len,
                        int confirmable);
 

@@ -151,7 +151,7 @@ def _add_client_arguments(parser: argparse.ArgumentParser, method: str | None) -
         metavar="seconds",
         type=_positive_seconds,
         help="observe the resource (RFC 7641) for this long: write the response, then "
-        "every notification; deregister at the end (GET only; libcoap 4.3)",
+        "every notification; deregister at the end (GET only)",
     )
     general.add_argument(
         "-b",
