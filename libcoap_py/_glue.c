@@ -109,6 +109,9 @@ lcp_on_log(coap_log_t level, const char *message) {
 #define LCP_HAS_SERVER_OBSERVE 1
 #define LCP_HAS_CANCEL_OBSERVE 1
 #define LCP_NOTIFY_WITHOUT_REQUEST 0
+/* 4.3.1's coap_notify_observers frees the observer when the handler answers a
+ * notification with an error, then still uses it (fixed in 4.3.2). */
+#define LCP_NOTIFY_ERROR_UNSAFE (LIBCOAP_VERSION < 4003002U)
 #define LCP_HAS_SERVER_SESSION_EVENTS 1
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
@@ -363,6 +366,7 @@ lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
 #define LCP_HAS_CANCEL_OBSERVE 0
 /* coap_notify_observers runs the GET handler with request == NULL. */
 #define LCP_NOTIFY_WITHOUT_REQUEST 1
+#define LCP_NOTIFY_ERROR_UNSAFE 0
 #define LCP_HAS_SERVER_SESSION_EVENTS 0
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
@@ -373,12 +377,12 @@ lcp_on_response(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
   (void)ctx;
   /* 4.2's handler returns nothing and libcoap has already ACKed a CON. A
    * response nobody wanted is rejected with RST as 4.3 does when it is a NON,
-   * or a notification (RFC 7641, 3.6: the RST ends the server's registration;
-   * 4.2 and 4.3 servers match it to the last notification's message ID). */
+   * or a separate CON (a notification: RFC 7641, 3.6, the RST ends the server's
+   * registration; 4.2 and 4.3 servers match it to the last notification). */
   if (!lcp_py_response(session, sent, received, (int)id) &&
       (received->type == COAP_MESSAGE_NON ||
        (received->type == COAP_MESSAGE_CON &&
-        coap_check_option(received, COAP_OPTION_OBSERVE, &it))))
+        (!sent || coap_check_option(received, COAP_OPTION_OBSERVE, &it)))))
     coap_send_message_type(session, received, COAP_MESSAGE_RST);
 }
 

@@ -363,7 +363,7 @@ class Context(Serving):
         if session is not None:
             token = self._token_of(sent) if sent != ffi.NULL else None
             if token is not None and token in session._observations:
-                session._observations[token]._fail(nack_error(reason, session))
+                session._observations[token]._nack(reason, nack_error(reason, session))
                 return
             pending = session._take_pending(token, mid)
             if reason == NackReason.TLS_FAILED:
@@ -442,6 +442,11 @@ class Context(Serving):
             endpoint._ptr = None  # coap_free_context frees endpoints
         self._endpoints = []
         for resource in self._resources.values():
+            if resource._observable:
+                # A shutdown is not a deletion: libcoap 4.3 would tell every observer
+                # 4.04, ending observations that could outlive a restart (they
+                # re-register after Max-Age). libcoap 4.2 says nothing either.
+                lib.lcp_resource_observable(resource._ptr, 0, int(resource._confirmable))
             resource._ptr = None
         if self._unknown is not None:
             self._unknown._ptr = None

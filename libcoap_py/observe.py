@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._libcoap import lib
-from .codes import OptionNumber
+from .codes import NackReason, OptionNumber
 from .errors import NotSupportedError
 from .pdu import Response
 
@@ -25,6 +25,17 @@ _STALE_AFTER = 128.0  # seconds after which any notification counts as newer
 _REREGISTER_MARGIN = 5.0  # seconds past Max-Age before registering again
 
 
+# Message-layer failures after which a re-registration is tried again later.
+_RETRY_LATER = frozenset(
+    {int(NackReason.TOO_MANY_RETRIES), int(NackReason.NOT_DELIVERABLE), int(NackReason.ICMP_ISSUE)}
+)
+
+
+def _success(response: Response) -> bool:
+    code = response.code
+    return isinstance(code, int) and code >> 5 == 2
+
+
 def _newer(v1: int, t1: float, v2: int, t2: float) -> bool:
     """RFC 7641, 3.4: is notification (v2, t2) newer than (v1, t1)?"""
     return (v1 < v2 and v2 - v1 < _HALF) or (v1 > v2 and v1 - v2 > _HALF) or t2 > t1 + _STALE_AFTER
@@ -36,14 +47,21 @@ class Observation:
     Iterate it (``for response in obs``) to get the first response and then
     each notification, in order, until ``timeout`` or ``cancel()``; or give a
     ``callback(response)`` that runs inside ``run_once()``. An error response,
-    or one without an Observe option (the server declined), ends it.
-    ``cancel()`` deregisters with the server.
+    or one without an Observe option (the server declined or dropped the
+    registration), ends it. ``cancel()`` deregisters with the server.
+
+    When nothing arrived for the last response's Max-Age (60 s without one)
+    plus 5 s, the observation registers again, with the same request and token
+    (RFC 7641, 3.3.1): a server that restarted and forgot its observers takes
+    it up again. A re-registration that gets no answer (timeout, ICMP error) is
+    repeated after the next such period; one the server rejects with RST ends
+    the observation with ``ResetError``.
     """
 
     def __init__(
         self,
         session: Session,
-        register: Callable[[], bytes],
+        register: Callable[[bytes | None], bytes],
         deregister: Callable[[bytes], Any],
         callback: Callable[[Response], Any] | None,
         timeout: float | None,
@@ -58,29 +76,36 @@ class Observation:
         self.active = True
         self.error: BaseException | None = None
         self.last: Response | None = None
+        #: How often the observation registered again after the server fell silent.
+        self.reregistrations = 0
         self._queue: collections.deque[Response] = collections.deque()
         self._seq: int | None = None
         self._seen_at = time.monotonic()
         self._max_age = 60.0
+        self._renewing = False
         self.token = b""
         self._start()
 
     def _start(self) -> None:
-        old = self.token
-        self.token = self._register()
-        if old:
-            self.session._observations.pop(old, None)
+        """Register; again with the same token when the server fell silent."""
+        self.token = self._register(self.token or None)
         self.session._observations[self.token] = self
         self.session._context._observations.add(self)
         self._seen_at = time.monotonic()
+        # The answer starts a new sequence: a restarted server numbers anew.
+        self._seq = None
 
     # -- from the Context's dispatch -----------------------------------------------------
 
     def _deliver(self, response: Response) -> None:
+        raw = response.option(_OBSERVE)
         if not self.active:
+            if raw is None or not _success(response):
+                # the answer to cancel()'s deregistration: forget the token
+                if self.session._observations.get(self.token) is self:
+                    del self.session._observations[self.token]
             return
         now = time.monotonic()
-        raw = response.option(_OBSERVE)
         seq = None if raw is None else int.from_bytes(raw, "big")
         if seq is not None and self._seq is not None:
             if not _newer(self._seq, self._seen_at, seq, now):
@@ -88,17 +113,22 @@ class Observation:
         if seq is not None:
             self._seq = seq
         self._seen_at = now
+        self._renewing = False
         max_age = response.option(_MAX_AGE)
         self._max_age = 60.0 if max_age is None else float(int.from_bytes(max_age, "big"))
-        code = response.code
-        final = seq is None or not (isinstance(code, int) and code >> 5 == 2)
-        if final:
+        if seq is None or not _success(response):
             self._end()
         self.last = response
         if self.callback is not None:
             self.callback(response)
         else:
             self._queue.append(response)
+
+    def _nack(self, reason: int, error: BaseException) -> None:
+        """libcoap gave up on the (re-)registration."""
+        if self._renewing and reason in _RETRY_LATER:
+            return  # the server may still be restarting: the next period tries again
+        self._fail(error)
 
     def _fail(self, error: BaseException) -> None:
         if self.active:
@@ -114,6 +144,8 @@ class Observation:
         """Register again when the server has been silent past Max-Age (it may have
         forgotten us, e.g. after a restart)."""
         if self.active and time.monotonic() > self._seen_at + self._max_age + _REREGISTER_MARGIN:
+            self.reregistrations += 1
+            self._renewing = True
             self._start()
 
     # -- user side ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ from .codes import Code, MessageType, OptionNumber, Proto
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
 from .library import check_transport
-from .pdu import encode_option, first_option
+from .pdu import encode_option, first_option, write_options
 from .request import DEFAULT_CODES, Request, ServerResponse
 from .session import ServerSession
 from .uri import parse_uri, resolve
@@ -456,6 +456,8 @@ class Serving:
             reply._done = True
             if resource._observable:
                 resource._observe_option(session_ptr, req, reply)
+                if lib.LCP_NOTIFY_ERROR_UNSAFE and int(reply._code) >> 5 > 2:
+                    reply = self._error_notification(session_ptr, req, response, reply)
             reply._write(
                 response,
                 lib.coap_session_max_pdu_size(session_ptr),
@@ -468,6 +470,37 @@ class Serving:
         finally:
             reply._done = True
             self._dispatching -= 1
+
+    def _error_notification(
+        self, session_ptr: Any, request: Request, response: Any, reply: ServerResponse
+    ) -> ServerResponse:
+        """An error answer to what may be a notification, where libcoap would free the
+        observer and then use it: send the error as a message of its own, and let
+        libcoap send a 2.03 that the client, no longer observing, rejects with RST
+        (which ends the registration)."""
+        lib.lcp_pdu_info(response, self._info)
+        kind = self._info.type
+        if request.observe != 0 or kind == MessageType.ACK:
+            return reply  # the answer to a request: libcoap handles that safely
+        pdu = lib.lcp_new_request_with_token(
+            session_ptr, kind, int(reply._code), request.token, len(request.token)
+        )
+        if pdu == ffi.NULL:
+            raise CoapError("libcoap could not allocate a PDU")
+        options = [o for o in reply._option_list() if o[0] != _OBSERVE]
+        body = reply._payload
+        payload = body.encode() if isinstance(body, str) else bytes(body)
+        try:
+            write_options(pdu, options)
+            if payload and not lib.coap_add_data(pdu, len(payload), payload):
+                raise CoapError("libcoap refused the payload")
+        except BaseException:
+            lib.coap_delete_pdu(pdu)
+            raise
+        lib.lcp_send(session_ptr, pdu)  # consumes the PDU
+        valid = ServerResponse(Code.VALID)
+        valid._done = True
+        return valid
 
     def _on_cn(self, session_ptr: Any, session: Any, cn: str, depth: int) -> None:
         if depth != 0:

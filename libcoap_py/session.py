@@ -295,12 +295,14 @@ class Session:
         self._live()
         option_list = list(options)
 
-        def register() -> bytes:
+        def register(token: bytes | None) -> bytes:
+            # token: re-register with the registration's own token (RFC 7641, 3.3.1)
             extra = [encode_option(OptionNumber.OBSERVE, 0)]
-            token, _ = self._send_request(
-                "GET", path, b"", query, option_list, None, accept, confirmable, None, extra
-            )
-            return token
+            sent, _ = self._send_request(
+                "GET", path, b"", query, option_list, None, accept, confirmable, None, extra,
+                token=token,
+            )  # fmt: skip
+            return sent
 
         def deregister(token: bytes) -> None:
             # The same request with Observe 1 and the registration's token (RFC 7641, 3.6).

@@ -1,42 +1,61 @@
-"""Observe (RFC 7641): the client against libcoap's server and ours; our server against
-libcoap's client and aiocoap; in order, CON and NON, cancel.
+"""Observe (RFC 7641) on both libcoap generations: the client against libcoap's server
+(coap-server-openssl's /time), aiocoap and ours; our server against libcoap's client and
+aiocoap; in order, CON and NON, cancel.
 
-Re-registration after the server forgets is not tested yet: with libcoap 4.3.1's block
-mode, libcoap itself refreshes the registration after Max-Age with a request that a
-restarted server answers 4.04 (seen in a trial), which ends the observation.
+Re-registration after the server forgets: an observation survives a restart of our
+server (a new Context on the same port), of coap-server-openssl (a new process) and of
+an aiocoap server, and goes on within Max-Age + 5 s (small Max-Age values keep these
+short). A server that comes back without observe, or answers with an error, ends it;
+one that rejects the re-registration with RST ends it with ResetError.
+
+coap-server-openssl 4.2.1 flushes notifications only when some I/O wakes it (its loop
+selects on the epoll descriptor and calls coap_run_once only then): its /time may stay
+silent until the client re-registers after Max-Age (1 s) + 5 s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import CoapServer
+from conftest import CoapServer, coap_ping, free_port_pair, wait_until
 
 import libcoap_py as coap
 
-pytestmark = pytest.mark.skipif(
-    not coap.lib.LCP_HAS_CLIENT_OBSERVE, reason="observe needs libcoap 4.3 in this version"
-)
-
 COAP_CLIENT = shutil.which("coap-client-openssl")
+COAP_SERVER = shutil.which("coap-server-openssl")
+OBSERVE = coap.OptionNumber.OBSERVE
 
 
 class Counter:
-    """Our server in a thread: an observable /counter that changes every 100 ms."""
+    """Our server in a thread: an observable /counter that changes every 100 ms.
 
-    def __init__(self, port: int = 0, confirmable: bool = False, max_age: int | None = None):
-        self.value = 0
+    ``notify()`` runs between ``run_once()`` calls (outside any handler), as a timer would.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        confirmable: bool = False,
+        max_age: int | None = None,
+        value: int = 0,
+        observable: bool = True,
+    ):
+        self.value = value
         self.port = port
         self.confirmable = confirmable
         self.max_age = max_age
+        self.observable = observable
         self.paused = False
+        self.gone = False  # answer 4.04 from now on
+        self.registrations = 0  # GETs with Observe 0 seen
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -47,8 +66,17 @@ class Counter:
         with coap.Context() as ctx:
             self.port = ctx.add_endpoint(f"coap://127.0.0.1:{self.port}").port
 
-            @ctx.resource("counter", observable=True, confirmable_notifications=self.confirmable)
+            @ctx.resource(
+                "counter",
+                observable=self.observable,
+                confirmable_notifications=self.confirmable,
+            )
             def counter(request: coap.Request, response: coap.ServerResponse) -> None:
+                if request.observe == 0:
+                    self.registrations += 1
+                if self.gone:
+                    response.code = coap.Code.NOT_FOUND
+                    return
                 response.payload = f"{self.value}\n"
                 if self.max_age is not None:
                     response.add_option(coap.OptionNumber.MAX_AGE, self.max_age)
@@ -65,6 +93,72 @@ class Counter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+class AioCounter:
+    """An aiocoap server in a thread: an observable /counter that changes every 100 ms."""
+
+    def __init__(self, port: int, max_age: int, value: int = 0):
+        aiocoap = pytest.importorskip("aiocoap", reason="aiocoap is not installed")
+        from aiocoap import resource
+
+        self.port = port
+        self.max_age = max_age
+        self.value = value
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        outer = self
+
+        class Count(resource.ObservableResource):  # type: ignore[misc]
+            async def render_get(self, request: Any) -> Any:
+                message = aiocoap.Message(payload=f"{outer.value}\n".encode())
+                message.opt.max_age = outer.max_age
+                return message
+
+        self._resource = Count()
+        self._site = resource.Site()
+        self._site.add_resource(["counter"], self._resource)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _serve(self) -> None:
+        loop = self._loop
+        aiocoap = pytest.importorskip("aiocoap")
+        server = loop.run_until_complete(
+            aiocoap.Context.create_server_context(self._site, bind=("127.0.0.1", self.port))
+        )
+
+        def tick() -> None:  # the resource changes: a timer in the server's loop
+            self.value += 1
+            self._resource.updated_state()
+            loop.call_later(0.1, tick)
+
+        loop.call_later(0.1, tick)
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(server.shutdown())
+        loop.close()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def drive(ctx: coap.Context, condition: Callable[[], bool], timeout: float) -> bool:
+    """Run the client's loop until ``condition()`` holds, at most ``timeout`` seconds."""
+
+    def step() -> bool:
+        ctx.run_once(50)
+        return condition()
+
+    return wait_until(step, timeout, interval=0)
 
 
 @pytest.fixture
@@ -178,3 +272,159 @@ def test_aiocoap_observes_our_server(counter: Counter) -> None:
 
     values: Any = asyncio.run(asyncio.wait_for(watch(), 20))
     assert len(values) >= 6 and values == sorted(values)
+
+
+# --------------------------------------------------------------------------
+# the server forgets: restarts, and what ends an observation
+
+
+def test_survives_a_restart_of_our_server(ctx: coap.Context) -> None:
+    server = Counter(max_age=2)
+    port = server.port
+    session = ctx.client_session(f"coap://127.0.0.1:{port}")
+    got: list[int] = []
+    observation = session.observe("counter", lambda r: got.append(int(r.payload)))
+    try:
+        assert drive(ctx, lambda: len(got) >= 3, 10), got
+        server.stop()  # closing the Context tells the observers nothing
+        server = Counter(port=port, max_age=2, value=1000)  # a new Context, same port
+        # Max-Age 2 + 5 s after the last notification, the client registers again.
+        assert drive(ctx, lambda: sum(v >= 1000 for v in got) >= 3, 20), got
+        assert observation.active and observation.reregistrations >= 1
+        assert server.registrations >= 1
+        after = [v for v in got if v >= 1000]
+        assert after == sorted(after)
+    finally:
+        observation.cancel()
+        server.stop()
+
+
+def _start_coap_server(port: int) -> subprocess.Popen[bytes]:
+    assert COAP_SERVER is not None
+    process = subprocess.Popen(
+        [COAP_SERVER, "-A", "127.0.0.1", "-p", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    if not wait_until(lambda: coap_ping("127.0.0.1", port), 10):
+        process.kill()
+        process.wait()
+        raise RuntimeError("coap-server-openssl did not come up")
+    return process
+
+
+@pytest.mark.skipif(COAP_SERVER is None, reason="coap-server-openssl is not installed")
+def test_survives_a_restart_of_the_c_server(ctx: coap.Context) -> None:
+    port = free_port_pair()
+    process = _start_coap_server(port)
+    try:
+        session = ctx.client_session(f"coap://127.0.0.1:{port}")
+        got: list[coap.Response] = []
+        observation = session.observe("time", got.append)
+        assert drive(ctx, lambda: len(got) >= 1, 10)
+        process.kill()  # gone without a word, as after a crash
+        process.wait()
+        before = len(got)
+        process = _start_coap_server(port)  # a new process on the same port
+        # /time has Max-Age 1: the client registers again 6 s after the last response.
+        assert drive(ctx, lambda: len(got) >= before + 2, 25), got
+        assert observation.active and observation.reregistrations >= 1
+        assert all(r.code is coap.Code.CONTENT for r in got)
+        observation.cancel()
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_survives_a_restart_of_an_aiocoap_server(ctx: coap.Context) -> None:
+    port = free_udp_port()
+    server = AioCounter(port, max_age=2)
+    session = ctx.client_session(f"coap://127.0.0.1:{port}")
+    got: list[int] = []
+    observation = session.observe("counter", lambda r: got.append(int(r.payload)))
+    try:
+        assert drive(ctx, lambda: len(got) >= 3, 10), got
+        server.stop()
+        server = AioCounter(port, max_age=2, value=1000)
+        assert drive(ctx, lambda: sum(v >= 1000 for v in got) >= 3, 20), got
+        assert observation.active and observation.reregistrations >= 1
+        after = [v for v in got if v >= 1000]
+        assert after == sorted(after)
+    finally:
+        observation.cancel()
+        server.stop()
+
+
+def test_a_server_back_without_observe_ends_it(ctx: coap.Context) -> None:
+    server = Counter(max_age=1)
+    port = server.port
+    session = ctx.client_session(f"coap://127.0.0.1:{port}")
+    observation = session.observe("counter", timeout=20)
+    seen: list[coap.Response] = []
+    try:
+        for response in observation:
+            seen.append(response)
+            if len(seen) == 2:
+                server.stop()
+                server = Counter(port=port, max_age=1, value=1000, observable=False)
+        # The re-registration got a 2.05 without Observe: the server declined (RFC 7641, 3.2).
+        assert not observation.active and observation.error is None
+        assert observation.reregistrations == 1
+        last = seen[-1]
+        assert last.code is coap.Code.CONTENT and last.option(OBSERVE) is None
+        assert int(last.payload) >= 1000
+    finally:
+        server.stop()
+
+
+def test_an_error_notification_ends_it(ctx: coap.Context, counter: Counter) -> None:
+    session = ctx.client_session(f"coap://127.0.0.1:{counter.port}")
+    seen: list[coap.Response] = []
+    for response in session.observe("counter", timeout=10):
+        seen.append(response)
+        if len(seen) == 3:
+            counter.gone = True  # the next notification is a 4.04
+    assert seen[-1].code is coap.Code.NOT_FOUND
+    assert all(r.code is coap.Code.CONTENT for r in seen[:-1])
+
+
+def _answer_rst(port: int, stop: threading.Event) -> threading.Thread:
+    """A peer on ``port`` that rejects every CON with RST (a server that does not know us)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", port))
+    sock.settimeout(0.05)
+
+    def run() -> None:
+        with sock:
+            while not stop.is_set():
+                try:
+                    data, peer = sock.recvfrom(2048)
+                except socket.timeout:
+                    continue
+                if len(data) >= 4 and (data[0] >> 4) & 3 == 0:
+                    sock.sendto(bytes([0x70, 0]) + data[2:4], peer)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_reregistration_rejected_with_rst_ends_it(ctx: coap.Context) -> None:
+    server = Counter(max_age=1)
+    port = server.port
+    session = ctx.client_session(f"coap://127.0.0.1:{port}")
+    observation = session.observe("counter", timeout=20)
+    stop = threading.Event()
+    seen: list[coap.Response] = []
+    try:
+        with pytest.raises(coap.ResetError):
+            for response in observation:
+                seen.append(response)
+                if len(seen) == 2:
+                    server.stop()
+                    _answer_rst(port, stop)
+        assert not observation.active and observation.reregistrations == 1
+    finally:
+        stop.set()
+        server.stop()

@@ -17,6 +17,8 @@ static const int LCP_HAS_SERVER_OBSERVE;
 static const int LCP_HAS_CANCEL_OBSERVE;
 /* A notification runs the GET handler without the registering request. */
 static const int LCP_NOTIFY_WITHOUT_REQUEST;
+/* libcoap breaks when a handler answers a notification with an error code. */
+static const int LCP_NOTIFY_ERROR_UNSAFE;
 
 /* Bytes handed back to libcoap (a PSK key); the layout of 4.3's coap_bin_const_t. */
 typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
