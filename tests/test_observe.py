@@ -125,22 +125,26 @@ class AioCounter:
     def _serve(self) -> None:
         loop = self._loop
         aiocoap = pytest.importorskip("aiocoap")
-        server = loop.run_until_complete(
+        self._server = loop.run_until_complete(
             aiocoap.Context.create_server_context(self._site, bind=("127.0.0.1", self.port))
         )
 
         def tick() -> None:  # the resource changes: a timer in the server's loop
             self.value += 1
             self._resource.updated_state()
-            loop.call_later(0.1, tick)
+            self._timer = loop.call_later(0.1, tick)
 
-        loop.call_later(0.1, tick)
+        self._timer = loop.call_later(0.1, tick)
         self._ready.set()
         loop.run_forever()
-        loop.run_until_complete(server.shutdown())
         loop.close()
 
     def stop(self) -> None:
+        async def shutdown() -> None:
+            self._timer.cancel()
+            await self._server.shutdown()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
@@ -337,6 +341,8 @@ def test_survives_a_restart_of_the_c_server(ctx: coap.Context) -> None:
         process.wait()
 
 
+# aiocoap may still hold the deregistration's request, unrendered, when it shuts down.
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_survives_a_restart_of_an_aiocoap_server(ctx: coap.Context) -> None:
     port = free_udp_port()
     server = AioCounter(port, max_age=2)
