@@ -56,6 +56,7 @@ class Counter:
         self.paused = False
         self.gone = False  # answer 4.04 from now on
         self.registrations = 0  # GETs with Observe 0 seen
+        self.deregistrations = 0  # and with Observe 1
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -74,6 +75,8 @@ class Counter:
             def counter(request: coap.Request, response: coap.ServerResponse) -> None:
                 if request.observe == 0:
                     self.registrations += 1
+                elif request.observe == 1:
+                    self.deregistrations += 1
                 if self.gone:
                     response.code = coap.Code.NOT_FOUND
                     return
@@ -224,6 +227,8 @@ def test_callback_and_cancel(ctx: coap.Context, counter: Counter) -> None:
         ctx.run_once(100)
     observation.cancel()
     assert not observation.active
+    # the server got the deregistration (a GET with Observe 1)
+    assert drive(ctx, lambda: counter.deregistrations == 1, 5)
     settle = time.monotonic() + 0.5
     while time.monotonic() < settle:
         ctx.run_once(50)
@@ -232,6 +237,37 @@ def test_callback_and_cancel(ctx: coap.Context, counter: Counter) -> None:
     while time.monotonic() < later:
         ctx.run_once(50)
     assert len(got) == count, "notifications kept coming after cancel()"
+
+
+def test_notify_from_a_handler(ctx: coap.Context, serve: Callable[..., Any]) -> None:
+    state = {"value": "a"}
+
+    def setup(server: coap.Context) -> int:
+        resource = server.add_resource("state")
+        resource.observable = True
+
+        @resource.handler("GET")
+        def get(request: coap.Request, response: coap.ServerResponse) -> None:
+            response.payload = state["value"]
+
+        @resource.handler("PUT")
+        def put(request: coap.Request, response: coap.ServerResponse) -> None:
+            state["value"] = request.text
+            resource.notify()  # inside a handler: sent on the next pass
+
+        return int(server.add_endpoint("coap://127.0.0.1:0").port)
+
+    port = serve(setup)
+    session = ctx.client_session(f"coap://127.0.0.1:{port}")
+    got: list[str] = []
+    observation = session.observe("state", lambda r: got.append(r.text))
+    assert drive(ctx, lambda: got == ["a"], 5), got
+    writer = ctx.client_session(f"coap://127.0.0.1:{port}")
+    for value in ("b", "c"):
+        assert writer.request("PUT", "state", value, timeout=5).code is coap.Code.CHANGED
+        assert drive(ctx, lambda: got[-1] == value, 5), got  # noqa: B023
+    assert got == ["a", "b", "c"]
+    observation.cancel()
 
 
 def test_error_response_ends_the_observation(ctx: coap.Context, counter: Counter) -> None:
