@@ -910,8 +910,10 @@ int
 lcp_tcp_supported(void) {
 #if LCP_GENERATION >= 3
   return coap_tcp_is_supported();
+#elif defined(COAP_DISABLE_TCP)
+  return 0;
 #else
-  return 0; /* not offered through this binding on 4.2 */
+  return 1; /* 4.2 has no coap_tcp_is_supported(); TCP is built in unless disabled */
 #endif
 }
 

@@ -49,6 +49,8 @@ def block_szx(size: int) -> int:
 
 
 _STATE_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
+_STATE_NONE = lib.COAP_SESSION_STATE_NONE
+_RELIABLE = (int(Proto.TCP), int(Proto.TLS))
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 
 
@@ -245,6 +247,8 @@ class Session:
                 "request() waits for its response and cannot run inside a handler; "
                 "use session.send(pdu) there"
             )
+        if payload:
+            self._await_csm(timeout)
         token, mid = self._send_request(
             method, path, payload, query, options, content_format, accept, confirmable,
             block_size, (),
@@ -273,6 +277,28 @@ class Session:
             raise pending.error
         assert pending.response is not None
         return pending.response
+
+    def _await_csm(self, timeout: float | None) -> None:
+        """Over TCP/TLS, wait until the peer's CSM has set the session's message size.
+
+        Until then RFC 8323 allows only 1152 bytes (libcoap 4.2 applies that), so a
+        larger body sent on a fresh session would be cut into blocks or refused
+        although the peer would take it whole. Bounded by ``timeout``; a session
+        that does not get there fails on the request itself.
+        """
+        ptr = self._ptr
+        if ptr is None or lib.lcp_session_proto(ptr) not in _RELIABLE:
+            return
+        wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
+        deadline = time.monotonic() + wait
+        while lib.lcp_session_state(ptr) not in (_STATE_ESTABLISHED, _STATE_NONE):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._context._io(max(1, min(100, math.ceil(remaining * 1000))))
+            ptr = self._ptr
+            if ptr is None:
+                return
 
     def observe(
         self,
