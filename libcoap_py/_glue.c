@@ -839,6 +839,25 @@ lcp_new_request(coap_session_t *session, int type, int code,
   return pdu;
 }
 
+/* A request PDU with the caller's token (0 to 8 bytes) instead of a new one. */
+coap_pdu_t *
+lcp_new_request_with_token(coap_session_t *session, int type, int code,
+                           const uint8_t *token, size_t token_len) {
+  uint8_t unused[8];
+  size_t unused_len = 0;
+  coap_pdu_t *pdu;
+  if (token_len > 8)
+    return NULL;
+  pdu = lcp_pdu_new(session, type, code, unused, &unused_len);
+  if (!pdu)
+    return NULL;
+  if (!coap_add_token(pdu, token_len, token)) {
+    coap_delete_pdu(pdu);
+    return NULL;
+  }
+  return pdu;
+}
+
 int
 lcp_add_option(coap_pdu_t *pdu, uint16_t number, const uint8_t *value,
                size_t len) {

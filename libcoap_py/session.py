@@ -224,6 +224,7 @@ class Session:
         confirmable: bool = True,
         timeout: float | None = None,
         block_size: int | None = None,
+        token: bytes | None = None,
     ) -> Response:
         """Send a request and drive the Context until its response arrives.
 
@@ -236,6 +237,9 @@ class Session:
         Bodies larger than one PDU, both ways, go block-wise (RFC 7959) with
         libcoap 4.3; ``block_size`` (16, 32, ..., 1024) picks the block size.
 
+        ``token`` (0 to 8 bytes) sends this token instead of a fresh one; it must
+        not be in use by another request of this session that is still waiting.
+
         Raises ``RequestTimeout``, ``DTLSError``, ``ResetError`` or another
         ``NackError`` when the exchange fails, and re-raises what a handler
         raised meanwhile.
@@ -247,11 +251,13 @@ class Session:
                 "request() waits for its response and cannot run inside a handler; "
                 "use session.send(pdu) there"
             )
+        if token is not None:
+            token = self._check_token(token)
         if payload:
             self._await_csm(timeout)
         token, mid = self._send_request(
             method, path, payload, query, options, content_format, accept, confirmable,
-            block_size, (),
+            block_size, (), token,
         )  # fmt: skip
         pending = _Pending(mid)
         self._pending[token] = pending
@@ -277,6 +283,17 @@ class Session:
             raise pending.error
         assert pending.response is not None
         return pending.response
+
+    def _check_token(self, token: bytes) -> bytes:
+        if not isinstance(token, (bytes, bytearray, memoryview)):
+            raise TypeError(f"token must be bytes, not {type(token).__name__}")
+        token = bytes(token)
+        if len(token) > 8:
+            raise ValueError(f"a CoAP token has at most 8 bytes, got {len(token)}")
+        current = self._pending.get(token)
+        if (current is not None and not current.abandoned) or token in self._observations:
+            raise ValueError(f"token {token.hex() or '(empty)'} is in use by a waiting request")
+        return token
 
     def _await_csm(self, timeout: float | None) -> None:
         """Over TCP/TLS, wait until the peer's CSM has set the session's message size.
@@ -342,6 +359,7 @@ class Session:
         confirmable: bool,
         block_size: int | None,
         extra: Iterable[Option],
+        token: bytes | None = None,
     ) -> tuple[bytes, int]:
         """Build a request PDU and hand it to libcoap; returns (token, message ID)."""
         ptr = self._live()
@@ -377,10 +395,14 @@ class Session:
         self._context._accept_options(opts)
 
         kind = MessageType.CON if confirmable else MessageType.NON
-        pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+        if token is None:
+            pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+            token_len = self._token_len[0]
+        else:
+            pdu = lib.lcp_new_request_with_token(ptr, kind, code, token, len(token))
+            token_len = len(token)
         if pdu == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")
-        token_len = self._token_len[0]
         try:
             data = bytes(body)
             max_pdu = lib.coap_session_max_pdu_size(ptr)
@@ -404,7 +426,8 @@ class Session:
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
-        token = ffi.buffer(self._token, token_len)[:]
+        if token is None:
+            token = ffi.buffer(self._token, token_len)[:]
         mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
         if mid < 0:
             raise CoapError(f"libcoap could not send the request to {self.uri}")

@@ -186,9 +186,9 @@ def _add_client_arguments(parser: argparse.ArgumentParser, method: str | None) -
         "-T",
         dest="token",
         metavar="token",
-        help="the initial token, as text (coap-client's form) or 0xHEX, 1 to 8 bytes; "
-        "libcoap counts up from it, so the request carries token+1, as with coap-client "
-        "(libcoap 4.3)",
+        help="the token, as text (coap-client's form) or 0xHEX, 1 to 8 bytes; as with "
+        "coap-client, libcoap 4.3 counts up from it, so the request carries token+1, "
+        "and libcoap 4.2 sends it as given",
     )
     general.add_argument(
         "-N", dest="non", action="store_true", help="send a NON-confirmable request (default: CON)"
@@ -382,8 +382,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
             )
     if args.token is not None:
         plan.token = token_argument(args.token)
-        if not hasattr(coap.lib, "coap_session_init_token"):
-            raise CliError(f"-T needs libcoap 4.3 (this is {coap.libcoap_version()})")
     plan.confirmable = not args.non
     plan.wait = args.wait
     if args.observe is not None:
@@ -486,7 +484,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with coap.Context() as ctx:
             session = _open_session(ctx, plan)
-            if plan.token is not None:
+            if plan.token is not None and _counts_tokens():
                 _init_token(session, plan.token)
             if plan.observe is not None:
                 return _observe(session, plan, output)
@@ -509,6 +507,13 @@ def _open_session(ctx: Context, plan: Plan) -> Session:
         raise CliError(str(exc), 2) from None
     except OSError as exc:  # unknown host, local address not usable
         raise CliError(str(exc), EXIT_NO_RESPONSE) from None
+
+
+def _counts_tokens() -> bool:
+    """True if libcoap derives tokens from a base (4.3), as its coap-client's -T does."""
+    from .._libcoap import lib
+
+    return hasattr(lib, "coap_session_init_token")
 
 
 def _init_token(session: Session, token: bytes) -> None:
@@ -535,6 +540,7 @@ def _request(session: Session, plan: Plan, output: Output) -> int:
             confirmable=plan.confirmable,
             timeout=plan.wait,
             block_size=plan.block_size,
+            token=None if _counts_tokens() else plan.token,
         )
     return _handle(response, plan, output)
 
