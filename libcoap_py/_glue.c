@@ -41,6 +41,8 @@ typedef struct {
   int cert_chain_validation;
   int cert_chain_verify_depth;
   int check_cert_revocation;
+  int allow_no_crl;
+  int allow_expired_crl;
   int use_buffers;
   const char *cert_file;
   const char *key_file;
@@ -688,6 +690,8 @@ lcp_fill_pki(coap_dtls_pki_t *setup, const lcp_pki_t *pki) {
   setup->cert_chain_validation = (uint8_t)pki->cert_chain_validation;
   setup->cert_chain_verify_depth = (uint8_t)pki->cert_chain_verify_depth;
   setup->check_cert_revocation = (uint8_t)pki->check_cert_revocation;
+  setup->allow_no_crl = (uint8_t)pki->allow_no_crl;
+  setup->allow_expired_crl = (uint8_t)pki->allow_expired_crl;
   setup->validate_cn_call_back = lcp_on_cn;
   setup->cn_call_back_arg = pki->cn_arg;
   setup->pki_key.key_type = COAP_PKI_KEY_PEM;

@@ -51,6 +51,8 @@ typedef struct {
   int cert_chain_validation;
   int cert_chain_verify_depth;
   int check_cert_revocation;
+  int allow_no_crl;
+  int allow_expired_crl;
   int use_buffers;          /* 0: the three paths, 1: the three PEM buffers */
   const char *cert_file;
   const char *key_file;

@@ -230,7 +230,8 @@ def _add_client_arguments(parser: argparse.ArgumentParser, method: str | None) -
         "-c",
         dest="cert",
         metavar="certfile",
-        help="the client certificate; the file may also hold its private key",
+        help="the client certificate; the file may also hold its private key "
+        "(without -c, -C or -R alone check the server and show it no certificate)",
     )
     pki.add_argument(
         "-j",
@@ -440,15 +441,13 @@ def _credentials(args: argparse.Namespace, uri: str) -> PKI | PSK | None:
         return None
     try:
         if pki_flags:
-            if not args.cert:
-                raise CliError(
-                    "-C/-R/-j need -c certfile: libcoap-py always presents a client certificate",
-                    2,
-                )
+            if args.key and not args.cert:
+                raise CliError("-j keyfile needs -c certfile (the certificate it belongs to)", 2)
             checked = bool(args.ca or args.root_cas)
+            # Without -c the client shows no certificate and only checks the server's.
             return coap.PKI(
-                args.cert,
-                args.key or args.cert,
+                args.cert or None,
+                (args.key or args.cert) or None,
                 args.ca,
                 verify_peer_cert=checked and not args.no_verify,
                 require_peer_cert=bool(args.ca) and not args.root_cas,
