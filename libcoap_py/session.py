@@ -49,6 +49,8 @@ def block_szx(size: int) -> int:
 
 
 _STATE_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
+_STATE_NONE = lib.COAP_SESSION_STATE_NONE
+_RELIABLE = (int(Proto.TCP), int(Proto.TLS))
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 
 
@@ -222,6 +224,7 @@ class Session:
         confirmable: bool = True,
         timeout: float | None = None,
         block_size: int | None = None,
+        token: bytes | None = None,
     ) -> Response:
         """Send a request and drive the Context until its response arrives.
 
@@ -234,6 +237,9 @@ class Session:
         Bodies larger than one PDU, both ways, go block-wise (RFC 7959) with
         libcoap 4.3; ``block_size`` (16, 32, ..., 1024) picks the block size.
 
+        ``token`` (0 to 8 bytes) sends this token instead of a fresh one; it must
+        not be in use by another request of this session that is still waiting.
+
         Raises ``RequestTimeout``, ``DTLSError``, ``ResetError`` or another
         ``NackError`` when the exchange fails, and re-raises what a handler
         raised meanwhile.
@@ -245,9 +251,13 @@ class Session:
                 "request() waits for its response and cannot run inside a handler; "
                 "use session.send(pdu) there"
             )
+        if token is not None:
+            token = self._check_token(token)
+        if payload:
+            self._await_csm(timeout)
         token, mid = self._send_request(
             method, path, payload, query, options, content_format, accept, confirmable,
-            block_size, (),
+            block_size, (), token,
         )  # fmt: skip
         pending = _Pending(mid)
         self._pending[token] = pending
@@ -273,6 +283,39 @@ class Session:
             raise pending.error
         assert pending.response is not None
         return pending.response
+
+    def _check_token(self, token: bytes) -> bytes:
+        if not isinstance(token, (bytes, bytearray, memoryview)):
+            raise TypeError(f"token must be bytes, not {type(token).__name__}")
+        token = bytes(token)
+        if len(token) > 8:
+            raise ValueError(f"a CoAP token has at most 8 bytes, got {len(token)}")
+        current = self._pending.get(token)
+        if (current is not None and not current.abandoned) or token in self._observations:
+            raise ValueError(f"token {token.hex() or '(empty)'} is in use by a waiting request")
+        return token
+
+    def _await_csm(self, timeout: float | None) -> None:
+        """Over TCP/TLS, wait until the peer's CSM has set the session's message size.
+
+        Until then RFC 8323 allows only 1152 bytes (libcoap 4.2 applies that), so a
+        larger body sent on a fresh session would be cut into blocks or refused
+        although the peer would take it whole. Bounded by ``timeout``; a session
+        that does not get there fails on the request itself.
+        """
+        ptr = self._ptr
+        if ptr is None or lib.lcp_session_proto(ptr) not in _RELIABLE:
+            return
+        wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
+        deadline = time.monotonic() + wait
+        while lib.lcp_session_state(ptr) not in (_STATE_ESTABLISHED, _STATE_NONE):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._context._io(max(1, min(100, math.ceil(remaining * 1000))))
+            ptr = self._ptr
+            if ptr is None:
+                return
 
     def observe(
         self,
@@ -330,7 +373,8 @@ class Session:
     ) -> tuple[bytes, int]:
         """Build a request PDU and hand it to libcoap; returns (token, message ID).
 
-        ``token`` reuses an earlier request's token (to deregister an observation).
+        ``token`` is sent instead of a fresh one (``request(token=...)``, and an
+        observation's re-registration and deregistration).
         """
         ptr = self._live()
         code = Code.method(method)
