@@ -54,8 +54,8 @@ class Observation:
     plus 5 s, the observation registers again, with the same request and token
     (RFC 7641, 3.3.1): a server that restarted and forgot its observers takes
     it up again. A re-registration that gets no answer (timeout, ICMP error) is
-    repeated after the next such period; one the server rejects with RST ends
-    the observation with ``ResetError``.
+    repeated after the next such period, over coaps:// with a new DTLS handshake;
+    one the server rejects with RST ends the observation with ``ResetError``.
     """
 
     def __init__(
@@ -83,6 +83,7 @@ class Observation:
         self._seen_at = time.monotonic()
         self._max_age = 60.0
         self._renewing = False
+        self._forgetting = False
         self.token = b""
         self._start()
 
@@ -126,7 +127,7 @@ class Observation:
 
     def _nack(self, reason: int, error: BaseException) -> None:
         """libcoap gave up on the (re-)registration."""
-        if self._renewing and reason in _RETRY_LATER:
+        if self._forgetting or (self._renewing and reason in _RETRY_LATER):
             return  # the server may still be restarting: the next period tries again
         self._fail(error)
 
@@ -145,7 +146,18 @@ class Observation:
         forgotten us, e.g. after a restart)."""
         if self.active and time.monotonic() > self._seen_at + self._max_age + _REREGISTER_MARGIN:
             self.reregistrations += 1
+            unanswered = self._renewing
             self._renewing = True
+            self._seen_at = time.monotonic()
+            if unanswered:
+                # A restarted server does not know our DTLS association either.
+                self._forgetting = True
+                try:
+                    self.session._forget_dtls()
+                finally:
+                    self._forgetting = False
+                if not self.active or self.session._ptr is None:
+                    return
             self._start()
 
     # -- user side ---------------------------------------------------------------------

@@ -497,6 +497,14 @@ class Session:
 
     # -- callbacks from the Context ---------------------------------------------------------
 
+    def _forget_dtls(self) -> None:
+        """Drop an established DTLS association the peer may no longer have (it
+        restarted): the next message starts a new handshake. Messages still queued on
+        the session fail with NACK TLS_FAILED."""
+        ptr = self._ptr
+        if ptr is not None and self.uri.secure:
+            self._context._guarded(lib.coap_session_disconnected, ptr, lib.COAP_NACK_TLS_FAILED)
+
     def _abort_handshake(self) -> None:
         """Give up a DTLS handshake that never completes (a wrong PSK gets no alert).
 
