@@ -471,10 +471,23 @@ class Serving:
             )
         except Exception:
             log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
-            lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))
+            self._answer_error(resource, session_ptr, req, response)
+        except BaseException as error:  # e.g. KeyboardInterrupt: run_once() re-raises it
+            self._store_error(error)
+            self._answer_error(resource, session_ptr, req, response)
         finally:
             reply._done = True
             self._dispatching -= 1
+
+    def _answer_error(
+        self, resource: Resource, session_ptr: Any, req: Request, response: Any
+    ) -> None:
+        """Answer 5.00 for a handler that failed (safely, where it was a notification)."""
+        code: Code | int = Code.INTERNAL_SERVER_ERROR
+        if resource._observable and lib.LCP_NOTIFY_ERROR_UNSAFE:
+            failed = ServerResponse(Code.INTERNAL_SERVER_ERROR)
+            code = self._error_notification(session_ptr, req, response, failed)._code
+        lib.lcp_pdu_set_code(response, int(code))
 
     def _error_notification(
         self, session_ptr: Any, request: Request, response: Any, reply: ServerResponse

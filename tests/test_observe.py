@@ -58,6 +58,7 @@ class Counter:
         self.psk = psk
         self.paused = False
         self.gone = False  # answer 4.04 from now on
+        self.broken = False  # the handler raises from now on
         self.registrations = 0  # GETs with Observe 0 seen
         self.deregistrations = 0  # and with Observe 1
         self._stop = threading.Event()
@@ -86,6 +87,8 @@ class Counter:
                 if self.gone:
                     response.code = coap.Code.NOT_FOUND
                     return
+                if self.broken:
+                    raise RuntimeError("the sensor is gone")  # the server answers 5.00
                 response.payload = f"{self.value}\n"
                 if self.max_age is not None:
                     response.add_option(coap.OptionNumber.MAX_AGE, self.max_age)
@@ -448,14 +451,19 @@ def test_a_server_back_without_observe_ends_it(ctx: coap.Context) -> None:
         server.stop()
 
 
-def test_an_error_notification_ends_it(ctx: coap.Context, counter: Counter) -> None:
+@pytest.mark.parametrize("failure", ["4.04", "raises"])
+def test_an_error_notification_ends_it(ctx: coap.Context, counter: Counter, failure: str) -> None:
     session = ctx.client_session(f"coap://127.0.0.1:{counter.port}")
     seen: list[coap.Response] = []
     for response in session.observe("counter", timeout=10):
         seen.append(response)
-        if len(seen) == 3:
-            counter.gone = True  # the next notification is a 4.04
-    assert seen[-1].code is coap.Code.NOT_FOUND
+        if len(seen) == 3:  # the next notification is an error
+            if failure == "4.04":
+                counter.gone = True
+            else:
+                counter.broken = True
+    expected = coap.Code.NOT_FOUND if failure == "4.04" else coap.Code.INTERNAL_SERVER_ERROR
+    assert seen[-1].code is expected
     assert all(r.code is coap.Code.CONTENT for r in seen[:-1])
 
 
