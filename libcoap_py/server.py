@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
+from .blockwise import LIBCOAP_BLOCKS, BlockServer
 from .codes import Code, Proto
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
@@ -168,6 +169,7 @@ class Serving:
     _dtls_pki: PKI | None
     _dtls_psk: PSK | None
     _client_pki_used: bool
+    _block_server: BlockServer | None = None  # made on first use (libcoap 4.2)
 
     def _enter(self) -> Any:
         raise NotImplementedError
@@ -386,11 +388,21 @@ class Serving:
         self, resource: Resource, session_ptr: Any, request: Any, query: Any, response: Any
     ) -> None:
         session = self._server_session(session_ptr)
-        req = Request._from_pdu(request, self._info, self._reader, session)
+        req: Request | None = Request._from_pdu(request, self._info, self._reader, session)
+        assert req is not None
         handler = resource._handlers.get(int(req.code))
         if handler is None:
             lib.lcp_pdu_set_code(response, int(Code.METHOD_NOT_ALLOWED))
             return
+        max_pdu = lib.coap_session_max_pdu_size(session_ptr)
+        blocks, block1 = None, None
+        if not LIBCOAP_BLOCKS:
+            # libcoap 4.2 leaves block-wise transfers to us: reassemble Block1
+            # uploads, serve later Block2 blocks from the body rendered for block 0.
+            blocks = self._blocks()
+            req, block1 = blocks.receive(req, response)
+            if req is None or blocks.answer_later_block(req, response, max_pdu):
+                return
         default = (
             DEFAULT_CODES.get(req.code, Code.CONTENT)
             if isinstance(req.code, Code)
@@ -401,18 +413,26 @@ class Serving:
         try:
             handler(req, reply)
             reply._done = True
-            reply._write(
-                response,
-                lib.coap_session_max_pdu_size(session_ptr),
-                len(req.token),
-                (resource._ptr, session_ptr, request, query),
-            )
+            if blocks is not None:
+                blocks.respond(req, reply, response, max_pdu, block1)
+            else:
+                reply._write(
+                    response,
+                    max_pdu,
+                    len(req.token),
+                    (resource._ptr, session_ptr, request, query),
+                )
         except Exception:
             log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
             lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))
         finally:
             reply._done = True
             self._dispatching -= 1
+
+    def _blocks(self) -> BlockServer:
+        if self._block_server is None:
+            self._block_server = BlockServer()
+        return self._block_server
 
     def _on_cn(self, session_ptr: Any, session: Any, cn: str, depth: int) -> None:
         if depth != 0:
