@@ -134,17 +134,14 @@ class _Exchanges:
         self.what = ""  # how far the transfer got, for error messages
 
     def __call__(self, options: list[Option], payload: bytes) -> Response:
-        if self.deadline is None:
-            wait = None  # each exchange waits as long as libcoap retransmits
-        else:
-            wait = self.deadline - time.monotonic()
-            if wait <= 0:
-                self._timed_out()
+        # Without a timeout, each exchange waits as long as libcoap retransmits.
+        if self.deadline is not None and self.deadline <= time.monotonic():
+            self._timed_out()
         options.sort(key=_by_number)
         token, mid = self.session._send_pdu(self.code, options, payload, self.confirmable)
         self.count += 1
         try:
-            return self.session._wait(token, mid, wait)
+            return self.session._wait(token, mid, self.timeout, self.deadline)
         except NackError as error:
             if self.what:
                 error.args = (f"{error} (block-wise transfer: {self.what})",)

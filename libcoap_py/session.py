@@ -269,13 +269,20 @@ class Session:
             progress(len(response.payload), len(response.payload))
         return response
 
-    def _wait(self, token: bytes, mid: int, timeout: float | None) -> Response:
-        """Drive the Context until the answer to (token, mid) arrives, or raise."""
+    def _wait(
+        self, token: bytes, mid: int, timeout: float | None, deadline: float | None = None
+    ) -> Response:
+        """Drive the Context until the answer to (token, mid) arrives, or raise.
+
+        ``deadline`` (monotonic) ends the wait earlier than ``timeout`` would, for a
+        request of several exchanges whose ``timeout`` covers them all.
+        """
         context = self._context
         pending = _Pending(mid)
         self._pending[token] = pending
         wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
-        deadline = time.monotonic() + wait
+        if deadline is None:
+            deadline = time.monotonic() + wait
         try:
             while pending.response is None and pending.error is None:
                 remaining = deadline - time.monotonic()
