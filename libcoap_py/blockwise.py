@@ -130,7 +130,6 @@ class _Exchanges:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.progress = progress
         self.last_report: tuple[int, int | None] | None = None
-        self.count = 0
         self.what = ""  # how far the transfer got, for error messages
 
     def __call__(self, options: list[Option], payload: bytes) -> Response:
@@ -139,7 +138,6 @@ class _Exchanges:
             self._timed_out()
         options.sort(key=_by_number)
         token, mid = self.session._send_pdu(self.code, options, payload, self.confirmable)
-        self.count += 1
         try:
             return self.session._wait(token, mid, self.timeout, self.deadline)
         except NackError as error:
