@@ -225,7 +225,8 @@ class Session:
         ``a`` and ``b``; ``"a?x=1"`` also Uri-Query ``x=1``); empty uses the
         path of the session URI. ``timeout`` is in seconds, for the whole
         request (all its blocks); None waits as long as libcoap retransmits
-        (``max_transmit_wait()`` plus one second) for each message.
+        (``max_transmit_wait()`` plus one second; where the binding does the
+        blocks, libcoap 4.2, that much for each block).
 
         Bodies larger than one PDU, both ways, go block-wise (RFC 7959):
         ``block_size`` (16, 32, ..., 1024) picks the block size (the server

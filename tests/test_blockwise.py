@@ -264,8 +264,37 @@ def test_a_transfer_failing_midway_raises(ctx: coap.Context) -> None:
         session = ctx.client_session(f"coap://127.0.0.1:{port}")
         session.ack_timeout = 1.0
         session.max_retransmit = 1
-        with pytest.raises(coap.NackError):
+        with pytest.raises(coap.NackError) as info:
             session.request("GET", "big", timeout=8)
+        if not coap.lib.LCP_HAS_BLOCK:  # the Python layer says how far it got
+            assert "1024 response body bytes received" in str(info.value)
+    finally:
+        stop.set()
+
+
+def test_an_upload_whose_peer_goes_silent_raises(ctx: coap.Context) -> None:
+    """The peer takes block 0 of a request body (2.31), then goes silent."""
+
+    def handle(sock: socket.socket, data: bytes, address: Any) -> None:
+        message = decode_message(data)
+        if message.type != 0:
+            return
+        value = dict(message.options).get(int(coap.OptionNumber.BLOCK1), b"")
+        raw = int.from_bytes(value, "big")
+        if raw >> 4 == 0:
+            options = [(int(coap.OptionNumber.BLOCK1), value)]
+            sock.sendto(encode_message(2, int(coap.Code.CONTINUE), message.mid, message.token,
+                                       options), address)  # fmt: skip
+
+    port, stop = _peer(handle)
+    try:
+        session = ctx.client_session(f"coap://127.0.0.1:{port}")
+        session.ack_timeout = 1.0
+        session.max_retransmit = 1
+        with pytest.raises(coap.NackError) as info:
+            session.request("PUT", "big", bytes(4000), block_size=1024, timeout=6)
+        if not coap.lib.LCP_HAS_BLOCK:
+            assert "1024 of 4000 request body bytes acknowledged" in str(info.value)
     finally:
         stop.set()
 
