@@ -437,11 +437,14 @@ def test_progress_bar_with_bytes_done() -> None:
         progress.update(3000, None)  # no total known: a byte counter
         assert wait_until(lambda: "3000 bytes" in terminal.getvalue(), timeout=5)
     text = terminal.getvalue()
-    assert "[######..................]  25% 1024/4096 bytes  GET coap://x/big" in text
+    assert "[######..................]  25% 1024/4096 bytes  " in text
+    assert "s  GET coap://x/big" in text
     assert text.rsplit("\r", 2)[-2].strip() == ""  # erased at the end
     progress = Progress("PUT coap://x/big", stream=terminal)
-    progress.update(4096, 4096)
-    assert progress.line(1.25).startswith("[" + "#" * Progress.BAR + "] 100% 4096/4096 bytes")
+    progress.update(4095, 4096)
+    assert (
+        progress.line(1.25) == "[" + "#" * 23 + ".]  99% 4095/4096 bytes  1.2 s  PUT coap://x/big"
+    )
 
 
 def test_progress_is_fed_per_block(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:

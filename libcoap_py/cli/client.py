@@ -4,6 +4,7 @@ a CoAP client with libcoap's ``coap-client`` flags."""
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import re
@@ -725,6 +726,7 @@ class Progress:
         self._thread: threading.Thread | None = None
         self._width = 0
         self._state: tuple[int, int | None] | None = None
+        self._columns = _columns(self.stream) if self.enabled else 0
 
     def update(self, done: int, total: int | None) -> None:
         """Bytes done so far and the total if known (the request's ``progress=``)."""
@@ -746,18 +748,22 @@ class Progress:
             self.stream.flush()
 
     def line(self, elapsed: float, frame: int = 0) -> str:
-        """What is shown after ``elapsed`` seconds."""
+        """What is shown after ``elapsed`` seconds (cut to the terminal's width)."""
         state = self._state
-        if state is None:
-            return f"{self.FRAMES[frame % len(self.FRAMES)]} {self.label}  {elapsed:.1f} s"
-        done, total = state
-        if total:
-            share = min(1.0, done / total)
-            filled = int(share * self.BAR)
-            bar = "#" * filled + "." * (self.BAR - filled)
-            return f"[{bar}] {share:4.0%} {done}/{total} bytes  {self.label}  {elapsed:.1f} s"
         spinner = self.FRAMES[frame % len(self.FRAMES)]
-        return f"{spinner} {done} bytes  {self.label}  {elapsed:.1f} s"
+        if state is None:
+            status = spinner
+        else:
+            done, total = state
+            if total:
+                share = min(1.0, done / total)
+                filled = int(share * self.BAR)
+                bar = "#" * filled + "." * (self.BAR - filled)
+                status = f"[{bar}] {int(share * 100):3d}% {done}/{total} bytes"
+            else:
+                status = f"{spinner} {done} bytes"
+        text = f"{status}  {elapsed:.1f} s  {self.label}"
+        return text[: self._columns - 1] if self._columns > 1 else text
 
     def _spin(self) -> None:
         start = time.monotonic()
@@ -771,6 +777,14 @@ class Progress:
             self.stream.flush()
             frame += 1
             self._stop.wait(self.interval)
+
+
+def _columns(stream: IO[str]) -> int:
+    """The width of the terminal behind ``stream`` (0 if unknown)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return 0
 
 
 def _isatty(stream: IO[str]) -> bool:
