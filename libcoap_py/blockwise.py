@@ -49,6 +49,7 @@ _ETAG = int(OptionNumber.ETAG)
 _ACCEPT = int(OptionNumber.ACCEPT)
 _CONTINUE = int(Code.CONTINUE)
 _MAX_SZX = 6  # 1024 bytes; 7 is BERT (CoAP over TCP only)
+_MAX_NUM = 0xFFFFF  # block numbers have 20 bits
 #: Room kept for the options a block adds: Block1/Block2 (up to 3 bytes), Size1/Size2
 #: (up to 4) and an ETag (8), each with a 1-byte header (a generous bound).
 _BLOCK_OVERHEAD: list[Option] = [(_BLOCK1, bytes(3)), (_SIZE1, bytes(4)), (_SIZE2, bytes(8))]
@@ -200,6 +201,10 @@ def _upload(
     """Send ``body`` in Block1 blocks; the answer to the last one is the result."""
     total = len(body)
     szx = fits if want is None else min(want, fits)
+    if total > (_MAX_NUM + 1) << (szx + 4):
+        raise PayloadTooLargeError(
+            f"a body of {total} bytes is larger than Block1 can number in {16 << szx}-byte blocks"
+        )
     offset = 0
     while True:
         size = 16 << szx
@@ -286,6 +291,8 @@ def _download(exchange: _Exchanges, base: list[Option], first: Response) -> Resp
             f" of {total}" if total is not None else ""
         )
         num = done >> (szx + 4)
+        if num > _MAX_NUM:
+            raise BlockwiseError(f"the response of {uri} is larger than Block2 can number")
         last = exchange([*base, block_option(_BLOCK2, num, False, szx)], b"")
         if last.code != code:
             raise BlockwiseError(
