@@ -41,6 +41,8 @@ typedef struct {
   int cert_chain_validation;
   int cert_chain_verify_depth;
   int check_cert_revocation;
+  int allow_no_crl;
+  int allow_expired_crl;
   int use_buffers;
   const char *cert_file;
   const char *key_file;
@@ -688,6 +690,8 @@ lcp_fill_pki(coap_dtls_pki_t *setup, const lcp_pki_t *pki) {
   setup->cert_chain_validation = (uint8_t)pki->cert_chain_validation;
   setup->cert_chain_verify_depth = (uint8_t)pki->cert_chain_verify_depth;
   setup->check_cert_revocation = (uint8_t)pki->check_cert_revocation;
+  setup->allow_no_crl = (uint8_t)pki->allow_no_crl;
+  setup->allow_expired_crl = (uint8_t)pki->allow_expired_crl;
   setup->validate_cn_call_back = lcp_on_cn;
   setup->cn_call_back_arg = pki->cn_arg;
   setup->pki_key.key_type = COAP_PKI_KEY_PEM;
@@ -839,6 +843,25 @@ lcp_new_request(coap_session_t *session, int type, int code,
   return pdu;
 }
 
+/* A request PDU with the caller's token (0 to 8 bytes) instead of a new one. */
+coap_pdu_t *
+lcp_new_request_with_token(coap_session_t *session, int type, int code,
+                           const uint8_t *token, size_t token_len) {
+  uint8_t unused[8];
+  size_t unused_len = 0;
+  coap_pdu_t *pdu;
+  if (token_len > 8)
+    return NULL;
+  pdu = lcp_pdu_new(session, type, code, unused, &unused_len);
+  if (!pdu)
+    return NULL;
+  if (!coap_add_token(pdu, token_len, token)) {
+    coap_delete_pdu(pdu);
+    return NULL;
+  }
+  return pdu;
+}
+
 int
 lcp_add_option(coap_pdu_t *pdu, uint16_t number, const uint8_t *value,
                size_t len) {
@@ -910,8 +933,10 @@ int
 lcp_tcp_supported(void) {
 #if LCP_GENERATION >= 3
   return coap_tcp_is_supported();
+#elif defined(COAP_DISABLE_TCP)
+  return 0;
 #else
-  return 0; /* not offered through this binding on 4.2 */
+  return 1; /* 4.2 has no coap_tcp_is_supported(); TCP is built in unless disabled */
 #endif
 }
 

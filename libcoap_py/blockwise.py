@@ -123,8 +123,10 @@ class _Exchanges:
         confirmable: bool,
         timeout: float | None,
         progress: ProgressCallback | None,
+        token: bytes | None,
     ) -> None:
         self.session = session
+        self.token = token  # the caller's token, for the first message only
         self.code = code
         self.confirmable = confirmable
         self.timeout = timeout
@@ -138,7 +140,8 @@ class _Exchanges:
         if self.deadline is not None and self.deadline <= time.monotonic():
             self._timed_out()
         options.sort(key=_by_number)
-        token, mid = self.session._send_pdu(self.code, options, payload, self.confirmable)
+        chosen, self.token = self.token, None
+        token, mid = self.session._send_pdu(self.code, options, payload, self.confirmable, chosen)
         try:
             return self.session._wait(token, mid, self.timeout, self.deadline)
         except NackError as error:
@@ -168,6 +171,7 @@ def request(
     block_size: int | None,
     timeout: float | None,
     progress: ProgressCallback | None,
+    token: bytes | None = None,
 ) -> Response:
     """One request() where libcoap does no block-wise transfers: the body goes out in
     Block1 blocks if it must, and a response in Block2 blocks is fetched to the end."""
@@ -178,9 +182,9 @@ def request(
         want = block_szx(block_size)
     elif user_block2 is not None:
         want = parse_block(user_block2)[2]
-    exchange = _Exchanges(session, code, confirmable, timeout, progress)
+    exchange = _Exchanges(session, code, confirmable, timeout, progress, token)
     max_pdu = session.max_pdu_size
-    token_len = 8
+    token_len = 8 if token is None else len(token)
     total = len(body)
     room = pdu_room(max_pdu, token_len, base)
     if body and (total > room or (want is not None and total > 16 << want)):

@@ -44,7 +44,9 @@ class PKI:
 
     ``cert``, ``key`` and ``ca`` are PEM file paths or PEM bytes in memory.
     Every file is checked when the PKI is made, so a missing file raises
-    ``FileNotFoundError`` naming it before any packet is sent.
+    ``FileNotFoundError`` naming it before any packet is sent. A client may
+    leave out ``cert`` and ``key`` (both) to authenticate only the server, as
+    ``coap-client -C ca.pem`` does; a server always needs them.
 
     ``require_peer_cert`` asks that the peer's certificate be signed by
     ``ca`` (libcoap 4.3 calls this ``check_common_ca``); with it off, only
@@ -54,12 +56,17 @@ class PKI:
     ``validate_cn(common_name, depth)`` may refuse a peer whose certificate
     passed those checks (depth 0 is the peer's own certificate). The peer's
     common name is available as ``Session.peer_cn`` / ``Request.peer_cn``.
+
+    ``check_cert_revocation`` checks the peer's chain against CRLs (OpenSSL
+    finds them next to the trusted roots of ``root_cas``); ``allow_no_crl``
+    lets a certificate pass when no CRL is there for it, ``allow_expired_crl``
+    when its CRL is out of date.
     """
 
     def __init__(
         self,
-        cert: PemSource,
-        key: PemSource,
+        cert: PemSource | None = None,
+        key: PemSource | None = None,
         ca: PemSource | None = None,
         *,
         verify_peer_cert: bool = True,
@@ -69,14 +76,24 @@ class PKI:
         cert_chain_validation: bool = True,
         cert_chain_verify_depth: int = 2,
         check_cert_revocation: bool = False,
+        allow_no_crl: bool = False,
+        allow_expired_crl: bool = False,
         client_sni: str | None = None,
         root_cas: str | os.PathLike[str] | None = None,
         validate_cn: Callable[[str, int], bool] | None = None,
     ) -> None:
-        sources = {"certificate": cert, "private key": key}
+        if (cert is None) != (key is None):
+            missing = "key" if key is None else "cert"
+            raise ValueError(
+                f"PKI: {missing} is missing; give a certificate and its private key "
+                "together, or neither (a client that only checks the server)"
+            )
+        sources: dict[str, PemSource] = {}
+        if cert is not None and key is not None:
+            sources = {"certificate": cert, "private key": key}
         if ca is not None:
             sources["CA certificate"] = ca
-        if all(not _is_pem_bytes(v) for v in sources.values()):
+        if not any(_is_pem_bytes(v) for v in sources.values()):
             self.use_buffers = False
             self.files = {what: _check_file(what, v) for what, v in sources.items()}
             self.buffers: dict[str, bytes] = {}
@@ -100,6 +117,8 @@ class PKI:
         self.cert_chain_validation = cert_chain_validation
         self.cert_chain_verify_depth = cert_chain_verify_depth
         self.check_cert_revocation = check_cert_revocation
+        self.allow_no_crl = allow_no_crl
+        self.allow_expired_crl = allow_expired_crl
         self.client_sni = client_sni
         self.validate_cn = validate_cn
         self.root_cas = None if root_cas is None else os.fspath(root_cas)
@@ -118,6 +137,8 @@ class PKI:
         setup.cert_chain_validation = int(self.cert_chain_validation)
         setup.cert_chain_verify_depth = self.cert_chain_verify_depth
         setup.check_cert_revocation = int(self.check_cert_revocation)
+        setup.allow_no_crl = int(self.allow_no_crl)
+        setup.allow_expired_crl = int(self.allow_expired_crl)
         setup.use_buffers = int(self.use_buffers)
 
         def c_string(text: str | bytes) -> Any:
@@ -155,8 +176,9 @@ class PKI:
                 setattr(setup, f"{field}_len", len(data) + 1)
         if not setup.use_buffers or not lib.LCP_HAS_PEM_BUF:
             setup.use_buffers = 0
-            setup.cert_file = c_string(files["certificate"])
-            setup.key_file = c_string(files["private key"])
+            if "certificate" in files:
+                setup.cert_file = c_string(files["certificate"])
+                setup.key_file = c_string(files["private key"])
             if "CA certificate" in files:
                 setup.ca_file = c_string(files["CA certificate"])
         if self.client_sni:
@@ -165,6 +187,11 @@ class PKI:
         keep.append(handle)
         setup.cn_arg = handle
         return setup, keep
+
+    @property
+    def has_certificate(self) -> bool:
+        """True if this PKI carries its own certificate and key (a server needs them)."""
+        return "certificate" in self.files or "certificate" in self.buffers
 
     def __repr__(self) -> str:
         where = "in memory" if self.use_buffers else self.files.get("certificate")

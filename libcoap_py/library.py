@@ -73,7 +73,7 @@ def check_transport(proto: Proto) -> None:
         raise NotSupportedError("this libcoap build has no DTLS support (coaps://)")
     if proto in (Proto.TCP, Proto.TLS) and not tcp_is_supported():
         raise NotSupportedError(
-            "CoAP over TCP (coap+tcp://, coaps+tcp://) needs libcoap 4.3 built with TCP"
+            "CoAP over TCP (coap+tcp://, coaps+tcp://) needs a libcoap built with TCP"
         )
     if proto == Proto.TLS and not tls_is_supported():
         raise NotSupportedError("this libcoap build has no TLS support (coaps+tcp://)")

@@ -240,6 +240,11 @@ class Serving:
                     "certificate setup per Context, so serving with a certificate would "
                     "break them (and theirs would replace the server's). Use two Contexts."
                 )
+            if not dtls.has_certificate:
+                raise ValueError(
+                    "a server PKI needs its own certificate and private key "
+                    "(PKI(cert, key, ...)); only a client may go without"
+                )
             if dtls.root_cas is not None:
                 self._set_root_cas(dtls.root_cas)
             setup, keep = dtls._setup()

@@ -44,6 +44,8 @@ _URI_QUERY = int(OptionNumber.URI_QUERY)
 _BLOCK1 = int(OptionNumber.BLOCK1)
 
 _STATE_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
+_STATE_NONE = lib.COAP_SESSION_STATE_NONE
+_RELIABLE = (int(Proto.TCP), int(Proto.TLS))
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 
 
@@ -217,6 +219,7 @@ class Session:
         confirmable: bool = True,
         timeout: float | None = None,
         block_size: int | None = None,
+        token: bytes | None = None,
         progress: ProgressCallback | None = None,
     ) -> Response:
         """Send a request and drive the Context until its response arrives.
@@ -237,6 +240,9 @@ class Session:
         body. (libcoap 4.3 reassembles the blocks itself: there only the last
         call is made.)
 
+        ``token`` (0 to 8 bytes) sends this token instead of a fresh one; it must
+        not be in use by another request of this session that is still waiting.
+
         Raises ``RequestTimeout``, ``DTLSError``, ``ResetError`` or another
         ``NackError`` when the exchange fails, ``BlockwiseError`` when a
         block-wise transfer breaks off midway (never a truncated body), and
@@ -249,6 +255,10 @@ class Session:
                 "request() waits for its response and cannot run inside a handler; "
                 "use session.send(pdu) there"
             )
+        if token is not None:
+            token = self._check_token(token)
+        if payload:
+            self._await_csm(timeout)
         if block_size is not None:
             block_szx(block_size)  # ValueError before anything is sent
         if not blockwise.LIBCOAP_BLOCKS:
@@ -259,11 +269,11 @@ class Session:
             body = payload.encode() if isinstance(payload, str) else bytes(payload)
             return blockwise.request(
                 self, code, opts, body, confirmable=confirmable, block_size=block_size,
-                timeout=timeout, progress=progress,
+                timeout=timeout, progress=progress, token=token,
             )  # fmt: skip
         token, mid = self._send_request(
             method, path, payload, query, options, content_format, accept, confirmable,
-            block_size, (),
+            block_size, (), token,
         )  # fmt: skip
         response = self._wait(token, mid, timeout)
         if progress is not None:
@@ -304,6 +314,39 @@ class Session:
             raise pending.error
         assert pending.response is not None
         return pending.response
+
+    def _check_token(self, token: bytes) -> bytes:
+        if not isinstance(token, (bytes, bytearray, memoryview)):
+            raise TypeError(f"token must be bytes, not {type(token).__name__}")
+        token = bytes(token)
+        if len(token) > 8:
+            raise ValueError(f"a CoAP token has at most 8 bytes, got {len(token)}")
+        current = self._pending.get(token)
+        if (current is not None and not current.abandoned) or token in self._observations:
+            raise ValueError(f"token {token.hex() or '(empty)'} is in use by a waiting request")
+        return token
+
+    def _await_csm(self, timeout: float | None) -> None:
+        """Over TCP/TLS, wait until the peer's CSM has set the session's message size.
+
+        Until then RFC 8323 allows only 1152 bytes (libcoap 4.2 applies that), so a
+        larger body sent on a fresh session would be cut into blocks or refused
+        although the peer would take it whole. Bounded by ``timeout``; a session
+        that does not get there fails on the request itself.
+        """
+        ptr = self._ptr
+        if ptr is None or lib.lcp_session_proto(ptr) not in _RELIABLE:
+            return
+        wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
+        deadline = time.monotonic() + wait
+        while lib.lcp_session_state(ptr) not in (_STATE_ESTABLISHED, _STATE_NONE):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._context._io(max(1, min(100, math.ceil(remaining * 1000))))
+            ptr = self._ptr
+            if ptr is None:
+                return
 
     def observe(
         self,
@@ -347,6 +390,7 @@ class Session:
         confirmable: bool,
         block_size: int | None,
         extra: Iterable[Option],
+        token: bytes | None = None,
     ) -> tuple[bytes, int]:
         """Build a request PDU and hand it to libcoap; returns (token, message ID)."""
         ptr = self._live()
@@ -363,10 +407,14 @@ class Session:
                 opts.append(encode_option(OptionNumber.BLOCK1, szx))
             opts.sort(key=_option_number)
         kind = MessageType.CON if confirmable else MessageType.NON
-        pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+        if token is None:
+            pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+            token_len = self._token_len[0]
+        else:
+            pdu = lib.lcp_new_request_with_token(ptr, kind, code, token, len(token))
+            token_len = len(token)
         if pdu == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")
-        token_len = self._token_len[0]
         try:
             data = bytes(body)
             max_pdu = lib.coap_session_max_pdu_size(ptr)
@@ -390,7 +438,8 @@ class Session:
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
-        token = ffi.buffer(self._token, token_len)[:]
+        if token is None:
+            token = ffi.buffer(self._token, token_len)[:]
         mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
         if mid < 0:
             raise CoapError(f"libcoap could not send the request to {self.uri}")
@@ -433,15 +482,24 @@ class Session:
         return code, opts
 
     def _send_pdu(
-        self, code: int, opts: list[Option], data: bytes, confirmable: bool
+        self,
+        code: int,
+        opts: list[Option],
+        data: bytes,
+        confirmable: bool,
+        token: bytes | None = None,
     ) -> tuple[bytes, int]:
         """Send one request PDU whose payload must fit; returns (token, message ID)."""
         ptr = self._live()
         kind = MessageType.CON if confirmable else MessageType.NON
-        pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+        if token is None:
+            pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+            token_len = self._token_len[0]
+        else:
+            pdu = lib.lcp_new_request_with_token(ptr, kind, code, token, len(token))
+            token_len = len(token)
         if pdu == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")
-        token_len = self._token_len[0]
         try:
             write_options(pdu, opts)
             if data:
@@ -451,7 +509,8 @@ class Session:
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
-        token = ffi.buffer(self._token, token_len)[:]
+        if token is None:
+            token = ffi.buffer(self._token, token_len)[:]
         mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
         if mid < 0:
             raise CoapError(f"libcoap could not send the request to {self.uri}")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import WELCOME, CoapServer, binary_payload
+from conftest import WELCOME, CoapServer, binary_payload, decode_message
 
 import libcoap_py as coap
 
@@ -225,3 +225,33 @@ def test_options_follow_the_uri_query(ctx: coap.Context) -> None:
     finally:
         holder["server"].stop()
         thread.join(10)
+
+
+@pytest.mark.parametrize("token", [b"\xca\xfe", b"", b"12345678"])
+def test_request_sends_the_given_token(
+    ctx: coap.Context, coap_server: CoapServer, token: bytes
+) -> None:
+    session = ctx.client_session(coap_server.coap_uri)
+    r = session.request("GET", "", token=token, timeout=5)
+    assert r.code is coap.Code.CONTENT and r.token == token
+
+
+def test_given_token_is_on_the_wire(ctx: coap.Context, silent_peer: Any) -> None:
+    session = ctx.client_session(silent_peer.uri)
+    session.max_retransmit = 1
+    with pytest.raises(coap.RequestTimeout):
+        session.request("GET", "t", token=b"\x01\x02\x03", timeout=0.3)
+    sent = decode_message(silent_peer.wait_for(1)[0])
+    assert sent.token == b"\x01\x02\x03"
+
+
+@pytest.mark.parametrize(
+    ("token", "error", "text"),
+    [(b"123456789", ValueError, "at most 8 bytes"), ("cafe", TypeError, "must be bytes")],
+)
+def test_bad_token_is_refused(
+    ctx: coap.Context, coap_server: CoapServer, token: Any, error: type, text: str
+) -> None:
+    session = ctx.client_session(coap_server.coap_uri)
+    with pytest.raises(error, match=text):
+        session.request("GET", "", token=token, timeout=5)

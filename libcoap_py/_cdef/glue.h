@@ -51,6 +51,8 @@ typedef struct {
   int cert_chain_validation;
   int cert_chain_verify_depth;
   int check_cert_revocation;
+  int allow_no_crl;
+  int allow_expired_crl;
   int use_buffers;          /* 0: the three paths, 1: the three PEM buffers */
   const char *cert_file;
   const char *key_file;
@@ -123,6 +125,8 @@ typedef struct {
  * copied to token_out, at most 8 bytes). NULL when out of memory. */
 coap_pdu_t *lcp_new_request(coap_session_t *session, int type, int code,
                             uint8_t *token_out, size_t *token_len);
+coap_pdu_t *lcp_new_request_with_token(coap_session_t *session, int type, int code,
+                                       const uint8_t *token, size_t token_len);
 int lcp_add_option(coap_pdu_t *pdu, uint16_t number, const uint8_t *value,
                    size_t len);
 int lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out);

@@ -188,9 +188,9 @@ def _add_client_arguments(parser: argparse.ArgumentParser, method: str | None) -
         "-T",
         dest="token",
         metavar="token",
-        help="the initial token, as text (coap-client's form) or 0xHEX, 1 to 8 bytes; "
-        "libcoap counts up from it, so the request carries token+1, as with coap-client "
-        "(libcoap 4.3)",
+        help="the token, as text (coap-client's form) or 0xHEX, 1 to 8 bytes; as with "
+        "coap-client, libcoap 4.3 counts up from it, so the request carries token+1, "
+        "and libcoap 4.2 sends it as given",
     )
     general.add_argument(
         "-N", dest="non", action="store_true", help="send a NON-confirmable request (default: CON)"
@@ -232,7 +232,8 @@ def _add_client_arguments(parser: argparse.ArgumentParser, method: str | None) -
         "-c",
         dest="cert",
         metavar="certfile",
-        help="the client certificate; the file may also hold its private key",
+        help="the client certificate; the file may also hold its private key "
+        "(without -c, -C or -R alone check the server and show it no certificate)",
     )
     pki.add_argument(
         "-j",
@@ -364,7 +365,6 @@ class Plan:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Check and convert the flags (CliError naming the flag for what is wrong)."""
-    import libcoap_py as coap
 
     plan = Plan(method=args.method.upper(), uri=_scheme(args.uri, args.reliable))
     if args.text is not None:
@@ -380,8 +380,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
         plan.block_size = block_size(args.block)
     if args.token is not None:
         plan.token = token_argument(args.token)
-        if not hasattr(coap.lib, "coap_session_init_token"):
-            raise CliError(f"-T needs libcoap 4.3 (this is {coap.libcoap_version()})")
     plan.confirmable = not args.non
     plan.wait = args.wait
     if args.observe is not None:
@@ -440,15 +438,13 @@ def _credentials(args: argparse.Namespace, uri: str) -> PKI | PSK | None:
         return None
     try:
         if pki_flags:
-            if not args.cert:
-                raise CliError(
-                    "-C/-R/-j need -c certfile: libcoap-py always presents a client certificate",
-                    2,
-                )
+            if args.key and not args.cert:
+                raise CliError("-j keyfile needs -c certfile (the certificate it belongs to)", 2)
             checked = bool(args.ca or args.root_cas)
+            # Without -c the client shows no certificate and only checks the server's.
             return coap.PKI(
-                args.cert,
-                args.key or args.cert,
+                args.cert or None,
+                (args.key or args.cert) or None,
                 args.ca,
                 verify_peer_cert=checked and not args.no_verify,
                 require_peer_cert=bool(args.ca) and not args.root_cas,
@@ -484,7 +480,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with coap.Context() as ctx:
             session = _open_session(ctx, plan)
-            if plan.token is not None:
+            if plan.token is not None and _counts_tokens():
                 _init_token(session, plan.token)
             if plan.observe is not None:
                 return _observe(session, plan, output)
@@ -507,6 +503,13 @@ def _open_session(ctx: Context, plan: Plan) -> Session:
         raise CliError(str(exc), 2) from None
     except OSError as exc:  # unknown host, local address not usable
         raise CliError(str(exc), EXIT_NO_RESPONSE) from None
+
+
+def _counts_tokens() -> bool:
+    """True if libcoap derives tokens from a base (4.3), as its coap-client's -T does."""
+    from .._libcoap import lib
+
+    return hasattr(lib, "coap_session_init_token")
 
 
 def _init_token(session: Session, token: bytes) -> None:
@@ -533,6 +536,7 @@ def _request(session: Session, plan: Plan, output: Output) -> int:
             confirmable=plan.confirmable,
             timeout=plan.wait,
             block_size=plan.block_size,
+            token=None if _counts_tokens() else plan.token,
             progress=progress.update,
         )
     return _handle(response, plan, output)
