@@ -672,3 +672,34 @@ def test_own_client_both_ways_with_an_aiocoap_server(ctx: coap.Context) -> None:
     finally:
         state["loop"].call_soon_threadsafe(state["loop"].stop)
         thread.join(10)
+
+
+@pytest.mark.skipif(not PYTHON_BLOCKS, reason="the Python layer's server (libcoap 4.2)")
+def test_an_expired_body_is_rendered_again_and_its_etag_tells(
+    ctx: coap.Context, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing kept (lifetime < 0), a GET for a later block runs the handler
+    again: the same body passes, a changed one is caught by its ETag; a POST's
+    answer cannot be rendered again (4.08)."""
+    monkeypatch.setattr(coap.blockwise.BlockServer, "lifetime", -1.0)
+    renders: list[int] = []
+
+    def setup(server: coap.Context) -> int:
+        @server.resource("same", methods=("GET",))
+        def same(request: coap.Request, response: coap.ServerResponse) -> None:
+            response.payload = MIB[:5000]
+
+        @server.resource("moving", methods=("GET", "POST"))
+        def moving(request: coap.Request, response: coap.ServerResponse) -> None:
+            renders.append(1)
+            response.payload = bytes([len(renders) % 256]) * 5000
+
+        return server.add_endpoint("coap://127.0.0.1:0").port
+
+    session = ctx.client_session(f"coap://127.0.0.1:{serve(setup)}")
+    assert session.request("GET", "same", block_size=1024, timeout=10).payload == MIB[:5000]
+    with pytest.raises(coap.BlockwiseError, match="changed"):
+        session.request("GET", "moving", block_size=1024, timeout=10)
+    with pytest.raises(coap.BlockwiseError, match=r"4\.08") as info:
+        session.request("POST", "moving", b"x", block_size=1024, timeout=10)
+    assert info.value.response.code is coap.Code.REQUEST_ENTITY_INCOMPLETE
