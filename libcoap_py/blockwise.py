@@ -338,6 +338,17 @@ class _Upload:
 
 
 @dataclass
+class _Done:
+    """The answer to the last block of a finished upload, for a retransmission of it."""
+
+    num: int
+    code: int
+    options: list[Option]
+    payload: bytes
+    touched: float
+
+
+@dataclass
 class _Body:
     code: int
     options: list[Option]
@@ -365,10 +376,13 @@ class BlockServer:
     cache_bytes = 32 << 20
     #: Seconds a partial upload or a kept body lives without being touched.
     lifetime = 120.0
+    #: Finished uploads whose last answer is kept, for a retransmitted last block.
+    done_count = 64
 
     def __init__(self) -> None:
         self._uploads: OrderedDict[tuple[Any, ...], _Upload] = OrderedDict()
         self._bodies: OrderedDict[tuple[Any, ...], _Body] = OrderedDict()
+        self._done: OrderedDict[tuple[Any, ...], _Done] = OrderedDict()
         self._upload_total = 0
         self._body_total = 0
 
@@ -386,6 +400,11 @@ class BlockServer:
             if body.touched >= limit and self._body_total <= self.cache_bytes:
                 break
             self._drop_body(key)
+        while self._done:
+            key, done = next(iter(self._done.items()))
+            if done.touched >= limit and len(self._done) <= self.done_count:
+                break
+            del self._done[key]
 
     def _drop_upload(self, key: tuple[Any, ...]) -> None:
         upload = self._uploads.pop(key, None)
@@ -435,6 +454,7 @@ class BlockServer:
             return None, None
         if num == 0:
             self._drop_upload(key)
+            self._done.pop(key, None)
             announced = _read_uint(request.options, _SIZE1)
             if announced is not None and announced > self.max_body:
                 self._too_large(response)
@@ -442,6 +462,12 @@ class BlockServer:
             upload = self._uploads[key] = _Upload(touched=now)
         else:
             found = self._uploads.get(key)
+            finished = self._done.get(key)
+            if found is None and finished is not None and finished.num == num and not more:
+                # libcoap 4.2 does not filter retransmissions: our answer to the last
+                # block was lost, so give it again (the handler has run already).
+                _answer(response, finished.code, finished.options, finished.payload)
+                return None, None
             if found is None or offset > len(found.data):
                 self._drop_upload(key)
                 have = 0 if found is None else len(found.data)
@@ -532,6 +558,7 @@ class BlockServer:
                 asked = None
         fits = len(payload) <= pdu_room(max_pdu, len(request.token), sorted(options))
         if fits and (asked is None or (asked[0] == 0 and len(payload) <= 16 << asked[2])):
+            self._remember(request, block1, int(reply.code), options, payload)
             _answer(response, reply.code, options, payload)
             return
         if first_option(options, _ETAG) is None:
@@ -544,7 +571,23 @@ class BlockServer:
             self._bodies[key] = _Body(int(reply.code), later, payload, time.monotonic())
             self._body_total += len(payload)
             self._expire(time.monotonic())
-        self._send_block(request, response, max_pdu, int(reply.code), options, payload)
+        written = self._send_block(request, response, max_pdu, int(reply.code), options, payload)
+        self._remember(request, block1, *written)
+
+    def _remember(
+        self,
+        request: Request,
+        block1: Option | None,
+        code: int,
+        options: list[Option],
+        payload: bytes,
+    ) -> None:
+        if block1 is not None and self.done_count > 0:
+            key = self._upload_key(request)
+            num = parse_block(block1[1])[0]
+            self._done[key] = _Done(num, code, options, payload, time.monotonic())
+            self._done.move_to_end(key)
+            self._expire(time.monotonic())
 
     def _send_block(
         self,
@@ -554,7 +597,8 @@ class BlockServer:
         code: int,
         options: list[Option],
         payload: bytes,
-    ) -> None:
+    ) -> tuple[int, list[Option], bytes]:
+        """Answer with the block the request asks for; returns what was written."""
         value = request.option(_BLOCK2)
         num, szx = 0, _MAX_SZX
         if value is not None:
@@ -566,13 +610,14 @@ class BlockServer:
         if offset and offset >= len(payload):
             message = f"there is no block {num} of {16 << szx} bytes in {len(payload)} bytes"
             _answer(response, Code.BAD_REQUEST, [], message.encode())
-            return
+            return int(Code.BAD_REQUEST), [], message.encode()
         szx = min(szx, fit_szx(max_pdu, len(request.token), options))
         size = 16 << szx
         chunk = payload[offset : offset + size]
         more = offset + size < len(payload)
         block = [block_option(_BLOCK2, offset // size, more, szx), (_SIZE2, _uint(len(payload)))]
         _answer(response, code, [*options, *block], chunk)
+        return code, [*options, *block], chunk
 
 
 def _answer(response: Any, code: Code | int, options: list[Option], payload: bytes = b"") -> None:

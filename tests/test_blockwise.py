@@ -614,6 +614,9 @@ def test_upload_rules_of_the_own_server(serve: Any, monkeypatch: pytest.MonkeyPa
     assert last.code == coap.Code.CHANGED
     assert dict(last.options)[BLOCK1] == block_value(2, False, 2)
     assert seen == [b"a" * 64 + b"b" * 64 + b"end"]
+    again = put(2, False, b"end")  # the answer was lost: the same answer, no second run
+    assert (again.code, again.options) == (last.code, last.options)
+    assert len(seen) == 1
     # stale partial uploads are dropped (here at once)
     monkeypatch.setattr(coap.blockwise.BlockServer, "lifetime", -1.0)
     assert put(0, True, bytes(64)).code == coap.Code.CONTINUE
