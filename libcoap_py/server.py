@@ -393,8 +393,7 @@ class Serving:
         self, resource: Resource, session_ptr: Any, request: Any, query: Any, response: Any
     ) -> None:
         session = self._server_session(session_ptr)
-        req: Request | None = Request._from_pdu(request, self._info, self._reader, session)
-        assert req is not None
+        req = Request._from_pdu(request, self._info, self._reader, session)
         handler = resource._handlers.get(int(req.code))
         if handler is None:
             lib.lcp_pdu_set_code(response, int(Code.METHOD_NOT_ALLOWED))
@@ -405,9 +404,10 @@ class Serving:
             # libcoap 4.2 leaves block-wise transfers to us: reassemble Block1
             # uploads, serve later Block2 blocks from the body rendered for block 0.
             blocks = self._blocks()
-            req, block1 = blocks.receive(req, response)
-            if req is None or blocks.answer_later_block(req, response, max_pdu):
+            whole, block1 = blocks.receive(req, response)
+            if whole is None or blocks.answer_later_block(whole, response, max_pdu):
                 return
+            req = whole
         default = (
             DEFAULT_CODES.get(req.code, Code.CONTENT)
             if isinstance(req.code, Code)
