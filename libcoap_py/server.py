@@ -404,8 +404,15 @@ class Serving:
             # libcoap 4.2 leaves block-wise transfers to us: reassemble Block1
             # uploads, serve later Block2 blocks from the body rendered for block 0.
             blocks = self._blocks()
-            whole, block1 = blocks.receive(req, response)
-            if whole is None or blocks.answer_later_block(whole, response, max_pdu):
+            try:
+                whole, block1 = blocks.receive(req, response)
+                if whole is None or blocks.answer_later_block(whole, response, max_pdu):
+                    return
+            except Exception:
+                log.exception(
+                    "block-wise %s /%s from %s:%d failed", req.method, req.path, *req.peer
+                )
+                lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))
                 return
             req = whole
         default = (
