@@ -30,6 +30,7 @@ from .codes import (
 from .context import Context
 from .dtls import PKI, PSK
 from .errors import (
+    BlockwiseError,
     CoapError,
     DTLSError,
     NackError,
@@ -71,6 +72,7 @@ __all__ = [
     "PDU",
     "PKI",
     "PSK",
+    "BlockwiseError",
     "CoapError",
     "Code",
     "ContentFormat",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .codes import NackReason
 
 __all__ = [
+    "BlockwiseError",
     "CoapError",
     "DTLSError",
     "NackError",
@@ -55,6 +58,17 @@ class NotSupportedError(CoapError):
 
 class PayloadTooLargeError(CoapError, ValueError):
     """The payload does not fit in one PDU of the session."""
+
+
+class BlockwiseError(CoapError):
+    """A block-wise transfer (RFC 7959) broke off midway: the server answered an error
+    to a later block, sent blocks out of order, or the body changed (ETag) during
+    the transfer. No partial body is returned; ``response`` is the answer that
+    ended it, if there was one."""
+
+    def __init__(self, message: str, response: Any = None) -> None:
+        super().__init__(message)
+        self.response = response
 
 
 class WrongThreadError(CoapError, RuntimeError):

@@ -323,5 +323,5 @@ def check_fits(max_pdu: int, token_len: int, options: Sequence[Option], payload_
             f"payload of {payload_len} bytes does not fit: this session's PDUs hold at most "
             f"{max_pdu} bytes, leaving {max(0, room)} bytes for the payload after header, "
             "token and options (a raw PDU must fit one datagram; request() and server "
-            "responses go block-wise where libcoap can)"
+            "responses go block-wise)"
         )

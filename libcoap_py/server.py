@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
+from .blockwise import LIBCOAP_BLOCKS, BlockServer
 from .codes import Code, MessageType, OptionNumber, Proto
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
@@ -214,6 +215,7 @@ class Serving:
     _dtls_pki: PKI | None
     _dtls_psk: PSK | None
     _client_pki_used: bool
+    _block_server: BlockServer | None = None  # made on first use (libcoap 4.2)
 
     def _enter(self) -> Any:
         raise NotImplementedError
@@ -449,6 +451,23 @@ class Serving:
         if handler is None:
             lib.lcp_pdu_set_code(response, int(Code.METHOD_NOT_ALLOWED))
             return
+        max_pdu = lib.coap_session_max_pdu_size(session_ptr)
+        blocks, block1 = None, None
+        if not LIBCOAP_BLOCKS:
+            # libcoap 4.2 leaves block-wise transfers to us: reassemble Block1
+            # uploads, serve later Block2 blocks from the body rendered for block 0.
+            blocks = self._blocks()
+            try:
+                whole, block1 = blocks.receive(req, response)
+                if whole is None or blocks.answer_later_block(whole, response, max_pdu):
+                    return
+            except Exception:
+                log.exception(
+                    "block-wise %s /%s from %s:%d failed", req.method, req.path, *req.peer
+                )
+                lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))
+                return
+            req = whole
         default = (
             DEFAULT_CODES.get(req.code, Code.CONTENT)
             if isinstance(req.code, Code)
@@ -463,12 +482,15 @@ class Serving:
                 resource._observe_option(session_ptr, req, reply)
                 if lib.LCP_NOTIFY_ERROR_UNSAFE and int(reply._code) >> 5 > 2:
                     reply = self._error_notification(session_ptr, req, response, reply)
-            reply._write(
-                response,
-                lib.coap_session_max_pdu_size(session_ptr),
-                len(req.token),
-                (resource._ptr, session_ptr, request, query),
-            )
+            if blocks is not None:
+                blocks.respond(req, reply, response, max_pdu, block1)
+            else:
+                reply._write(
+                    response,
+                    max_pdu,
+                    len(req.token),
+                    (resource._ptr, session_ptr, request, query),
+                )
         except Exception:
             log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
             self._answer_error(resource, session_ptr, req, response)
@@ -478,6 +500,11 @@ class Serving:
         finally:
             reply._done = True
             self._dispatching -= 1
+
+    def _blocks(self) -> BlockServer:
+        if self._block_server is None:
+            self._block_server = BlockServer()
+        return self._block_server
 
     def _answer_error(
         self, resource: Resource, session_ptr: Any, req: Request, response: Any

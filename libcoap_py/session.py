@@ -7,7 +7,11 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import blockwise
 from ._libcoap import ffi, lib
+from .blockwise import BLOCK_SIZES as BLOCK_SIZES
+from .blockwise import ProgressCallback
+from .blockwise import block_szx as block_szx
 from .codes import Code, ContentFormat, MessageType, NackReason, OptionNumber, Proto
 from .errors import (
     CoapError,
@@ -38,15 +42,6 @@ __all__ = ["ServerSession", "Session"]
 _URI_PATH = int(OptionNumber.URI_PATH)
 _URI_QUERY = int(OptionNumber.URI_QUERY)
 _BLOCK1 = int(OptionNumber.BLOCK1)
-BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024)
-
-
-def block_szx(size: int) -> int:
-    """The SZX exponent of a block size (RFC 7959: 16 to 1024, powers of two)."""
-    if size not in BLOCK_SIZES:
-        raise ValueError(f"block_size must be one of {', '.join(map(str, BLOCK_SIZES))}")
-    return BLOCK_SIZES.index(size)
-
 
 _STATE_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
 _STATE_NONE = lib.COAP_SESSION_STATE_NONE
@@ -225,24 +220,33 @@ class Session:
         timeout: float | None = None,
         block_size: int | None = None,
         token: bytes | None = None,
+        progress: ProgressCallback | None = None,
     ) -> Response:
         """Send a request and drive the Context until its response arrives.
 
         ``path`` is relative to the server root (``"a/b"`` sends Uri-Path
         ``a`` and ``b``; ``"a?x=1"`` also Uri-Query ``x=1``); empty uses the
-        path of the session URI. ``timeout``
-        is in seconds; None waits as long as libcoap retransmits
-        (``max_transmit_wait()`` plus one second).
+        path of the session URI. ``timeout`` is in seconds, for the whole
+        request (all its blocks); None waits as long as libcoap retransmits
+        (``max_transmit_wait()`` plus one second; where the binding does the
+        blocks, libcoap 4.2, that much for each block).
 
-        Bodies larger than one PDU, both ways, go block-wise (RFC 7959) with
-        libcoap 4.3; ``block_size`` (16, 32, ..., 1024) picks the block size.
+        Bodies larger than one PDU, both ways, go block-wise (RFC 7959):
+        ``block_size`` (16, 32, ..., 1024) picks the block size (the server
+        may ask for smaller blocks). ``progress(done, total)`` is called as
+        blocks go: for the request body, bytes acknowledged of its size; for
+        the response body, bytes received of the size the server announced
+        (Size2), or None; a last call ``(n, n)`` reports the whole response
+        body. (libcoap 4.3 reassembles the blocks itself: there only the last
+        call is made.)
 
         ``token`` (0 to 8 bytes) sends this token instead of a fresh one; it must
         not be in use by another request of this session that is still waiting.
 
         Raises ``RequestTimeout``, ``DTLSError``, ``ResetError`` or another
-        ``NackError`` when the exchange fails, and re-raises what a handler
-        raised meanwhile.
+        ``NackError`` when the exchange fails, ``BlockwiseError`` when a
+        block-wise transfer breaks off midway (never a truncated body), and
+        re-raises what a handler raised meanwhile.
         """
         context = self._context
         self._live()
@@ -255,14 +259,41 @@ class Session:
             token = self._check_token(token)
         if payload:
             self._await_csm(timeout)
+        if block_size is not None:
+            block_szx(block_size)  # ValueError before anything is sent
+        if not blockwise.LIBCOAP_BLOCKS:
+            # libcoap leaves block-wise transfers to us (4.2): blockwise.py does them.
+            code, opts = self._request_options(
+                method, path, query, options, content_format, accept, ()
+            )
+            body = payload.encode() if isinstance(payload, str) else bytes(payload)
+            return blockwise.request(
+                self, code, opts, body, confirmable=confirmable, block_size=block_size,
+                timeout=timeout, progress=progress, token=token,
+            )  # fmt: skip
         token, mid = self._send_request(
             method, path, payload, query, options, content_format, accept, confirmable,
             block_size, (), token,
         )  # fmt: skip
+        response = self._wait(token, mid, timeout)
+        if progress is not None:
+            progress(len(response.payload), len(response.payload))
+        return response
+
+    def _wait(
+        self, token: bytes, mid: int, timeout: float | None, deadline: float | None = None
+    ) -> Response:
+        """Drive the Context until the answer to (token, mid) arrives, or raise.
+
+        ``deadline`` (monotonic) ends the wait earlier than ``timeout`` would, for a
+        request of several exchanges whose ``timeout`` covers them all.
+        """
+        context = self._context
         pending = _Pending(mid)
         self._pending[token] = pending
         wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
-        deadline = time.monotonic() + wait
+        if deadline is None:
+            deadline = time.monotonic() + wait
         try:
             while pending.response is None and pending.error is None:
                 remaining = deadline - time.monotonic()
@@ -377,26 +408,9 @@ class Session:
         observation's re-registration and deregistration).
         """
         ptr = self._live()
-        code = Code.method(method)
-        if "?" in path:
-            path, _, inline_query = path.partition("?")
-            if query is None:
-                query = inline_query
-        segments = split_path(path) if path else self.uri.path
-        # The path and query come first: the sort below is stable, so Uri-Path and
-        # Uri-Query given in options= follow them.
-        opts: list[Option] = [encode_option(_URI_PATH, s) for s in segments]
-        if query is not None:
-            args = split_query(query) if isinstance(query, str) else tuple(query)
-        else:
-            args = self.uri.query
-        opts.extend(encode_option(_URI_QUERY, a) for a in args)
-        opts.extend(encode_option(n, v) for n, v in options)
-        opts.extend(extra)
-        if content_format is not None:
-            opts.append(encode_option(OptionNumber.CONTENT_FORMAT, int(content_format)))
-        if accept is not None:
-            opts.append(encode_option(OptionNumber.ACCEPT, int(accept)))
+        code, opts = self._request_options(
+            method, path, query, options, content_format, accept, extra
+        )
         body = payload.encode() if isinstance(payload, str) else payload
         if block_size is not None:
             szx = block_szx(block_size)
@@ -405,9 +419,7 @@ class Session:
             opts.append(encode_option(OptionNumber.BLOCK2, szx))
             if body:
                 opts.append(encode_option(OptionNumber.BLOCK1, szx))
-        opts.sort(key=_option_number)
-        self._context._accept_options(opts)
-
+            opts.sort(key=_option_number)
         kind = MessageType.CON if confirmable else MessageType.NON
         if token is None:
             pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
@@ -437,6 +449,77 @@ class Session:
                         check_fits(max_pdu, token_len, opts, len(data))  # raises, naming sizes
                     if not lib.coap_add_data(pdu, len(data), data):
                         raise CoapError("libcoap refused the payload")
+        except BaseException:
+            lib.coap_delete_pdu(pdu)
+            raise
+        if token is None:
+            token = ffi.buffer(self._token, token_len)[:]
+        mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
+        if mid < 0:
+            raise CoapError(f"libcoap could not send the request to {self.uri}")
+        return token, mid
+
+    def _request_options(
+        self,
+        method: str | Code | int,
+        path: str,
+        query: str | Iterable[str] | None,
+        options: Iterable[tuple[int, OptionValue]],
+        content_format: ContentFormat | int | None,
+        accept: ContentFormat | int | None,
+        extra: Iterable[Option],
+    ) -> tuple[Code, list[Option]]:
+        """The method's code and the request's options, sorted by number."""
+        code = Code.method(method)
+        if "?" in path:
+            path, _, inline_query = path.partition("?")
+            if query is None:
+                query = inline_query
+        segments = split_path(path) if path else self.uri.path
+        # The path and query come first: the sort below is stable, so Uri-Path and
+        # Uri-Query given in options= follow them.
+        opts: list[Option] = [encode_option(_URI_PATH, s) for s in segments]
+        if query is not None:
+            args = split_query(query) if isinstance(query, str) else tuple(query)
+        else:
+            args = self.uri.query
+        opts.extend(encode_option(_URI_QUERY, a) for a in args)
+        opts.extend(encode_option(n, v) for n, v in options)
+        opts.extend(extra)
+        if content_format is not None:
+            opts.append(encode_option(OptionNumber.CONTENT_FORMAT, int(content_format)))
+        if accept is not None:
+            opts.append(encode_option(OptionNumber.ACCEPT, int(accept)))
+        opts.sort(key=_option_number)
+        self._context._accept_options(opts)
+
+        return code, opts
+
+    def _send_pdu(
+        self,
+        code: int,
+        opts: list[Option],
+        data: bytes,
+        confirmable: bool,
+        token: bytes | None = None,
+    ) -> tuple[bytes, int]:
+        """Send one request PDU whose payload must fit; returns (token, message ID)."""
+        ptr = self._live()
+        kind = MessageType.CON if confirmable else MessageType.NON
+        if token is None:
+            pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+            token_len = self._token_len[0]
+        else:
+            pdu = lib.lcp_new_request_with_token(ptr, kind, code, token, len(token))
+            token_len = len(token)
+        if pdu == ffi.NULL:
+            raise CoapError("libcoap could not allocate a PDU")
+        try:
+            write_options(pdu, opts)
+            if data:
+                check_fits(lib.coap_session_max_pdu_size(ptr), token_len, opts, len(data))
+                if not lib.coap_add_data(pdu, len(data), data):
+                    raise CoapError("libcoap refused the payload")
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise

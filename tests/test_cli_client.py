@@ -214,7 +214,6 @@ def test_missing_credentials_and_files(coap_server: CoapServer, tmp_path: Path) 
     assert one_line(out.stderr).startswith("libcoap-py: error: -f: cannot read")
 
 
-@pytest.mark.skipif(not coap.lib.LCP_HAS_BLOCK, reason="block-wise transfer needs libcoap 4.3")
 def test_block_wise_200_kib(coap_server: CoapServer, unique_path: str, tmp_path: Path) -> None:
     body = os.urandom(200 * 1024)
     source, target = tmp_path / "big.bin", tmp_path / "big.out"
@@ -229,9 +228,13 @@ def test_block_wise_200_kib(coap_server: CoapServer, unique_path: str, tmp_path:
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout == body
     assert piped.stderr == b""  # no progress indicator when stderr is not a terminal
+    small_uri, small_body = f"{uri}-small", body[:20_000]  # 16-byte blocks: 1250 each way
+    assert cli("put", small_uri, "-f", "-", "-b", "16", stdin=small_body).returncode == 0
+    small = cli("get", small_uri, "-b", "16")
+    assert small.returncode == 0, small.stderr
+    assert small.stdout == small_body
 
 
-@pytest.mark.skipif(not coap.lib.LCP_HAS_BLOCK, reason="block-wise transfer needs libcoap 4.3")
 def test_reader_going_away_is_quiet(coap_server: CoapServer, unique_path: str) -> None:
     uri = f"{coap_server.coap_uri}/{unique_path}"
     assert cli("put", uri, "-f", "-", stdin=os.urandom(300 * 1024)).returncode == 0
@@ -252,13 +255,6 @@ def test_reader_going_away_is_quiet(coap_server: CoapServer, unique_path: str) -
             process.kill()
             process.wait()
     assert stderr == b""
-
-
-@pytest.mark.skipif(coap.lib.LCP_HAS_BLOCK, reason="libcoap 4.3 has block-wise transfers")
-def test_block_size_needs_libcoap_43(coap_server: CoapServer) -> None:
-    out = cli("get", coap_server.coap_uri + "/", "-b", "64")
-    assert out.returncode == 1
-    assert "libcoap 4.3" in one_line(out.stderr)
 
 
 @pytest.mark.skipif(not hasattr(coap.Session, "observe"), reason="Session.observe is missing")
@@ -429,4 +425,55 @@ def test_progress_only_on_a_terminal() -> None:
     piped = io.StringIO()
     with Progress("GET coap://x/big", stream=piped, delay=0, interval=0.01) as progress:
         assert progress._thread is None  # not a terminal: nothing runs, nothing is written
+        progress.update(1024, 4096)
     assert piped.getvalue() == ""
+
+
+def test_progress_bar_with_bytes_done() -> None:
+    terminal = _Terminal()
+    with Progress("GET coap://x/big", stream=terminal, delay=0, interval=0.01) as progress:
+        progress.update(1024, 4096)
+        assert wait_until(lambda: "1024/4096 bytes" in terminal.getvalue(), timeout=5)
+        progress.update(3000, None)  # no total known: a byte counter
+        assert wait_until(lambda: "3000 bytes" in terminal.getvalue(), timeout=5)
+    text = terminal.getvalue()
+    assert "[######..................]  25% 1024/4096 bytes  " in text
+    assert "s  GET coap://x/big" in text
+    assert text.rsplit("\r", 2)[-2].strip() == ""  # erased at the end
+    progress = Progress("PUT coap://x/big", stream=terminal)
+    progress.update(4095, 4096)
+    assert (
+        progress.line(1.25) == "[" + "#" * 23 + ".]  99% 4095/4096 bytes  1.2 s  PUT coap://x/big"
+    )
+
+
+def test_progress_is_fed_per_block(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client's request() reports each block (libcoap 4.2) or the end (4.3)."""
+    from libcoap_py.cli import client
+
+    def setup(ctx: coap.Context) -> int:
+        @ctx.resource("big", methods=("GET",))
+        def big(request: Any, response: Any) -> None:
+            response.payload = bytes(50_000)
+
+        return ctx.add_endpoint("coap://127.0.0.1:0").port
+
+    port = serve(setup)
+    seen: list[tuple[int, int | None]] = []
+
+    class Recording(Progress):
+        def update(self, done: int, total: int | None) -> None:
+            seen.append((done, total))
+            super().update(done, total)
+
+    monkeypatch.setattr(client, "Progress", Recording)
+    args = client.build_client_parser().parse_args(
+        [f"coap://127.0.0.1:{port}/big", "-b", "1024", "-o", os.devnull]
+    )
+    plan = client.make_plan(args)
+    with coap.Context() as ctx:
+        session = ctx.client_session(plan.uri)
+        assert client._request(session, plan, client.Output(plan.output, False)) == 0
+    assert seen[-1] == (50_000, 50_000)
+    if not coap.lib.LCP_HAS_BLOCK:
+        assert seen[0] == (1024, 50_000) and len(seen) >= 49

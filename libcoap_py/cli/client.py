@@ -4,6 +4,7 @@ a CoAP client with libcoap's ``coap-client`` flags."""
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import re
@@ -77,7 +78,8 @@ output
   On a terminal, text is shown as text and binary payloads as a hex dump.
   Anything else is a one-line reason on standard error, e.g.
   "libcoap-py: 4.04 Not Found". -v 4 also shows the response code and options.
-  Block-wise transfers show a spinner on standard error when it is a terminal.
+  While a request runs, standard error shows its progress when it is a terminal:
+  a bar of bytes done (of the total when the peer says it), else a spinner.
 
 exit status
   0 a 2.xx response (with -s: the last one was 2.xx)
@@ -158,7 +160,7 @@ def _add_client_arguments(parser: argparse.ArgumentParser, method: str | None) -
         dest="block",
         metavar="[num,]size",
         help="block size for block-wise transfers (RFC 7959): 16, 32, 64, 128, 256, 512 "
-        "or 1024 (libcoap 4.3); num, the first block, must be 0",
+        "or 1024; num, the first block, must be 0",
     )
     general.add_argument(
         "-t",
@@ -363,7 +365,6 @@ class Plan:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Check and convert the flags (CliError naming the flag for what is wrong)."""
-    import libcoap_py as coap
 
     plan = Plan(method=args.method.upper(), uri=_scheme(args.uri, args.reliable))
     if args.text is not None:
@@ -377,10 +378,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
         plan.accept = content_format(args.accept, "-A")
     if args.block is not None:
         plan.block_size = block_size(args.block)
-        if not coap.lib.LCP_HAS_BLOCK:
-            raise CliError(
-                f"-b: block-wise transfers need libcoap 4.3 (this is {coap.libcoap_version()})"
-            )
     if args.token is not None:
         plan.token = token_argument(args.token)
     plan.confirmable = not args.non
@@ -528,7 +525,7 @@ def _request(session: Session, plan: Plan, output: Output) -> int:
     label = f"{plan.method} {plan.uri}"
     if plan.payload:
         label += f" ({len(plan.payload)} bytes)"
-    with Progress(label, enabled=plan.verbosity <= SHOW_RESPONSE_AT):
+    with Progress(label, enabled=plan.verbosity <= SHOW_RESPONSE_AT) as progress:
         response = session.request(
             plan.method,
             "",
@@ -540,6 +537,7 @@ def _request(session: Session, plan: Plan, output: Output) -> int:
             timeout=plan.wait,
             block_size=plan.block_size,
             token=None if _counts_tokens() else plan.token,
+            progress=progress.update,
         )
     return _handle(response, plan, output)
 
@@ -701,14 +699,18 @@ class Output:
 
 
 class Progress:
-    """A spinner with the elapsed time on stderr while a request runs, only on a terminal.
+    """The progress of a request on stderr while it runs, only on a terminal.
 
-    libcoap reassembles block-wise bodies itself and hands over the whole body
-    at the end, so there is no byte count to show, only that it is still going.
-    It appears after ``delay`` seconds and is erased when the request ends.
+    ``update(done, total)`` is the request's progress callback: with a total (the
+    body size, or the Size2 the server announced) a bar of bytes done of it, else
+    a byte counter. Until the first block is reported (libcoap 4.3 reassembles
+    blocks itself and reports only the end) a spinner with the elapsed time shows
+    that the request is still going. It appears after ``delay`` seconds and is
+    erased when the request ends.
     """
 
     FRAMES = "|/-\\"
+    BAR = 24
 
     def __init__(
         self,
@@ -727,6 +729,12 @@ class Progress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._width = 0
+        self._state: tuple[int, int | None] | None = None
+        self._columns = _columns(self.stream) if self.enabled else 0
+
+    def update(self, done: int, total: int | None) -> None:
+        """Bytes done so far and the total if known (the request's ``progress=``)."""
+        self._state = (done, total)
 
     def __enter__(self) -> Progress:
         if self.enabled:
@@ -743,19 +751,44 @@ class Progress:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
 
+    def line(self, elapsed: float, frame: int = 0) -> str:
+        """What is shown after ``elapsed`` seconds (cut to the terminal's width)."""
+        state = self._state
+        spinner = self.FRAMES[frame % len(self.FRAMES)]
+        if state is None:
+            status = spinner
+        else:
+            done, total = state
+            if total:
+                share = min(1.0, done / total)
+                filled = int(share * self.BAR)
+                bar = "#" * filled + "." * (self.BAR - filled)
+                status = f"[{bar}] {int(share * 100):3d}% {done}/{total} bytes"
+            else:
+                status = f"{spinner} {done} bytes"
+        text = f"{status}  {elapsed:.1f} s  {self.label}"
+        return text[: self._columns - 1] if self._columns > 1 else text
+
     def _spin(self) -> None:
         start = time.monotonic()
         if self._stop.wait(self.delay):
             return
         frame = 0
         while not self._stop.is_set():
-            elapsed = time.monotonic() - start
-            line = f"{self.FRAMES[frame % len(self.FRAMES)]} {self.label}  {elapsed:.1f} s"
+            line = self.line(time.monotonic() - start, frame)
             self._width = max(self._width, len(line))
             self.stream.write("\r" + line.ljust(self._width))
             self.stream.flush()
             frame += 1
             self._stop.wait(self.interval)
+
+
+def _columns(stream: IO[str]) -> int:
+    """The width of the terminal behind ``stream`` (0 if unknown)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return 0
 
 
 def _isatty(stream: IO[str]) -> bool:
