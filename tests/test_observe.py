@@ -6,7 +6,7 @@ Re-registration after the server forgets: an observation survives a restart of o
 server (a new Context on the same port, also over coaps://), of coap-server-openssl (a
 new process) and of an aiocoap server, and goes on within Max-Age + 5 s (small Max-Age
 values keep these short; over DTLS, libcoap 4.2 needs a second period and a new
-handshake). A server that comes back without observe, or answers with an error, ends it;
+handshake); a re-registration sent while the server is down does not end it. A server that comes back without observe, or answers with an error, ends it;
 one that rejects the re-registration with RST ends it with ResetError.
 
 coap-server-openssl 4.2.1 flushes notifications only when some I/O wakes it (its loop
@@ -343,6 +343,27 @@ def test_survives_a_restart_of_our_server(ctx: coap.Context) -> None:
         assert server.registrations >= 1
         after = [v for v in got if v >= 1000]
         assert after == sorted(after)
+    finally:
+        observation.cancel()
+        server.stop()
+
+
+def test_survives_a_server_that_stays_down_a_while(ctx: coap.Context) -> None:
+    server = Counter(max_age=1)
+    port = server.port
+    session = ctx.client_session(f"coap://127.0.0.1:{port}")
+    got: list[int] = []
+    observation = session.observe("counter", lambda r: got.append(int(r.payload)))
+    try:
+        assert drive(ctx, lambda: len(got) >= 3, 10), got
+        server.stop()
+        # A re-registration while nobody listens (an ICMP error, or no answer) ...
+        assert drive(ctx, lambda: observation.reregistrations >= 1, 15)
+        assert drive(ctx, lambda: not observation.active, 0.5) is False
+        # ... does not end it: libcoap retransmits it, and the next period tries again.
+        server = Counter(port=port, max_age=1, value=1000)
+        assert drive(ctx, lambda: any(v >= 1000 for v in got), 20), got
+        assert observation.active and observation.error is None
     finally:
         observation.cancel()
         server.stop()
