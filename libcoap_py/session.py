@@ -358,19 +358,23 @@ class Session:
         accept: ContentFormat | int | None = None,
         timeout: float | None = None,
         confirmable: bool = True,
+        token: bytes | None = None,
     ) -> Observation:
         """Observe a resource (RFC 7641): a GET with Observe 0, then its notifications.
 
         Iterate the returned Observation, or pass ``callback(response)``, which runs
         inside ``run_once()``/``run()``. ``timeout`` (seconds) ends the iteration and
-        deregisters. ``Observation.cancel()`` deregisters at any time.
+        deregisters. ``Observation.cancel()`` deregisters at any time. ``token``
+        (0 to 8 bytes) registers with this token instead of a fresh one.
         """
         check_observe_supported()
         self._live()
         option_list = list(options)
+        chosen = None if token is None else self._check_token(token)
 
-        def register(token: bytes | None) -> bytes:
-            # token: re-register with the registration's own token (RFC 7641, 3.3.1)
+        def register(again: bytes | None) -> bytes:
+            # again: re-register with the registration's own token (RFC 7641, 3.3.1)
+            token = again if again is not None else chosen
             extra = [encode_option(OptionNumber.OBSERVE, 0)]
             sent, _ = self._send_request(
                 "GET", path, b"", query, option_list, None, accept, confirmable, None, extra,

@@ -356,6 +356,24 @@ def test_token(serve: Serve) -> None:
     assert len(seen) == 3 and seen[2].token == seen[1].token
 
 
+def test_token_of_an_observation(serve: Serve) -> None:
+    tokens: list[bytes] = []
+
+    def setup(ctx: coap.Context) -> int:
+        @ctx.resource("obs", observable=True)
+        def obs(request: Any, response: Any) -> None:
+            tokens.append(request.token)
+            response.payload = b"1"
+
+        return ctx.add_endpoint("coap://127.0.0.1:0").port
+
+    port = serve(setup)
+    out = cli("get", f"coap://127.0.0.1:{port}/obs", "-s", "1", "-T", "0x0102")
+    assert out.returncode == 0, out.stderr
+    # as for a plain request: 4.2 sends the token as given, 4.3 counts up from it
+    assert tokens[0] == (b"\x01\x02" if LIBCOAP_42 else b"\x01\x03")
+
+
 def test_server_error_exit_status(serve: Serve) -> None:
     port = serve(lambda ctx: _recording_server(ctx, []))
     out = cli("get", f"coap://127.0.0.1:{port}/boom")

@@ -214,6 +214,14 @@ def test_notifications_arrive_in_order(ctx: coap.Context, counter: Counter) -> N
     assert values == sorted(values)
 
 
+def test_observe_with_a_chosen_token(ctx: coap.Context, counter: Counter) -> None:
+    session = ctx.client_session(f"coap://127.0.0.1:{counter.port}")
+    got = list(session.observe("counter", timeout=0.5, token=b"\x0b\x5e"))
+    assert len(got) >= 2 and {r.token for r in got} == {b"\x0b\x5e"}
+    with pytest.raises(ValueError, match="at most 8 bytes"):
+        session.observe("counter", token=b"123456789")
+
+
 @pytest.mark.parametrize("confirmable", [True, False])
 def test_con_and_non_notifications(ctx: coap.Context, confirmable: bool) -> None:
     server = Counter(confirmable=confirmable)

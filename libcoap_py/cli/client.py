@@ -556,7 +556,11 @@ def _observe(session: Session, plan: Plan, output: Output) -> int:
         options.append(encode_option(OptionNumber.BLOCK2, block_szx(plan.block_size)))
     assert plan.observe is not None
     observation = session.observe(
-        "", options=options, timeout=plan.observe, confirmable=plan.confirmable
+        "",
+        options=options,
+        timeout=plan.observe,
+        confirmable=plan.confirmable,
+        token=None if _counts_tokens() else plan.token,
     )
     status, count = 0, 0
     try:
