@@ -114,6 +114,8 @@ lcp_on_log(coap_log_t level, const char *message) {
 /* 4.3.1's coap_notify_observers frees the observer when the handler answers a
  * notification with an error, then still uses it (fixed in 4.3.2). */
 #define LCP_NOTIFY_ERROR_UNSAFE (LIBCOAP_VERSION < 4003002U)
+/* libcoap drops a response that carries an unknown critical option itself. */
+#define LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE 1
 #define LCP_HAS_SERVER_SESSION_EVENTS 1
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 
@@ -369,6 +371,8 @@ lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
 /* coap_notify_observers runs the GET handler with request == NULL. */
 #define LCP_NOTIFY_WITHOUT_REQUEST 1
 #define LCP_NOTIFY_ERROR_UNSAFE 0
+/* 4.2 checks a separate response, not one piggybacked on the ACK. */
+#define LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE 0
 #define LCP_HAS_SERVER_SESSION_EVENTS 0
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
 

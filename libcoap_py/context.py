@@ -14,7 +14,7 @@ from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError, WrongThreadError
 from .library import check_transport
 from .observe import Observation
-from .options import REGISTRY
+from .options import REGISTRY, CriticalOptionError, unknown_critical_options
 from .pdu import PDU, Option, Response, _OptionReader
 from .server import Endpoint, Resource, Serving
 from .session import ServerSession, Session, nack_error
@@ -33,6 +33,7 @@ _PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
 _SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 _DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
+_LIBCOAP_DROPS_CRITICAL = bool(lib.LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE)
 
 
 class Context(Serving):
@@ -101,6 +102,23 @@ class Context(Serving):
             if number & 1 and number not in REGISTRY and number not in self._registered:
                 lib.lcp_register_option(self._ptr, number)
                 self._registered.add(number)
+
+    def register_option(self, number: int) -> None:
+        """Accept responses carrying critical option ``number``, unknown to libcoap.
+
+        RFC 7252 (5.4.1) has a client reject a response with a critical option
+        it does not recognise: libcoap 4.3 drops it (``request()`` then times
+        out), and on 4.2 ``request()`` raises ``CriticalOptionError``.
+        Registering the number, as a C client does with ``coap_register_option``,
+        lets such responses through. Requests register the critical numbers they
+        send themselves, so a 4.02 naming them arrives.
+        """
+        if not isinstance(number, int) or not 0 <= number <= 0xFFFF:
+            raise ValueError(f"an option number is an int 0..65535, not {number!r}")
+        ctx = self._enter()
+        if number not in self._registered:
+            lib.lcp_register_option(ctx, number)
+            self._registered.add(number)
 
     @property
     def ptr(self) -> Any:
@@ -338,6 +356,16 @@ class Context(Serving):
                 response = Response(
                     info.code, payload, self._reader.read(received), info.type, info.mid, token
                 )
+                if not _LIBCOAP_DROPS_CRITICAL:
+                    unknown = unknown_critical_options(response.options, self._registered)
+                    if unknown:  # rejected, as libcoap 4.3 does (RFC 7252, 5.4.1)
+                        error = CriticalOptionError(unknown)
+                        if observation is not None:
+                            observation._fail(error)
+                        else:
+                            assert pending is not None
+                            pending.error = error
+                        return 1
                 if observation is not None:
                     observation._deliver(response)
                 else:

@@ -6,12 +6,20 @@ binding's own server in a thread (``serve`` in conftest).
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
-from conftest import CREATE_METHOD, LIBCOAP_42, CoapServer, UdpPeer
+from conftest import (
+    CREATE_METHOD,
+    LIBCOAP_42,
+    CoapServer,
+    UdpPeer,
+    decode_message,
+    encode_message,
+)
 
 import libcoap_py as coap
 from libcoap_py import options as opts
@@ -502,13 +510,11 @@ def test_own_server_answers_unknown_critical_option_with_4_02(
 def accept_echoed_option(ctx: coap.Context, number: int) -> None:
     """Let this client take responses carrying ``number`` (a 4.02 echoes the bad option).
 
-    libcoap 4.3 drops a response with a critical option its context does not know,
-    even the 4.02 that names the one the client sent (the request then times out);
-    registering the number is what a C client does. libcoap 4.2 takes such responses
-    as they are (and has no ``coap_register_option`` in this binding).
+    A client rejects a response with a critical option its context does not know,
+    even the 4.02 that names the one the client sent; registering the number is what
+    a C client does. (``request()`` registers what it sends by itself as well.)
     """
-    if hasattr(coap.lib, "coap_register_option"):
-        coap.lib.coap_register_option(ctx.ptr, number)
+    ctx.register_option(number)
 
 
 def test_repeated_options_keep_their_order_through_own_server(
@@ -634,3 +640,70 @@ def test_handlers_in_server_thread_see_typed_views(serve: Serve, ctx: coap.Conte
     assert (max_age, etag) == (7, b"t")
     assert (N.MAX_AGE, 7) in typed
     assert sent_path in (("v",), None)
+
+
+# --------------------------------------------------------------------------
+# a response that carries a critical option the client does not know
+
+
+class OptionEchoPeer:
+    """A UDP peer on loopback answering each CON GET with a piggybacked 2.05 that
+    carries ``options`` (raw, so the options need no CoAP library's approval)."""
+
+    def __init__(self, options: list[tuple[int, bytes]]) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = int(self.sock.getsockname()[1])
+        self._stop = threading.Event()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    data, addr = self.sock.recvfrom(2048)
+                except OSError:
+                    continue
+                got = decode_message(data)
+                answer = encode_message(2, 69, got.mid, got.token, options, b"hi")  # ACK 2.05
+                self.sock.sendto(answer, addr)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def critical_peer() -> Iterator[OptionEchoPeer]:
+    peer = OptionEchoPeer([(CRITICAL, b"x")])
+    yield peer
+    peer.close()
+
+
+def test_response_with_unknown_critical_option_is_rejected(
+    ctx: coap.Context, critical_peer: OptionEchoPeer
+) -> None:
+    session = ctx.client_session(f"coap://127.0.0.1:{critical_peer.port}")
+    session.max_retransmit = 1
+    if LIBCOAP_42:  # the binding checks: a clear error at once
+        with pytest.raises(coap.CriticalOptionError, match=str(CRITICAL)) as info:
+            session.request("GET", "x", timeout=5)
+        assert info.value.numbers == (CRITICAL,)
+    else:  # libcoap 4.3 drops it before the binding sees it
+        with pytest.raises(coap.RequestTimeout):
+            session.request("GET", "x", timeout=2)
+
+
+def test_registered_option_lets_the_response_through(
+    ctx: coap.Context, critical_peer: OptionEchoPeer
+) -> None:
+    ctx.register_option(CRITICAL)
+    session = ctx.client_session(f"coap://127.0.0.1:{critical_peer.port}")
+    response = session.request("GET", "x", timeout=5)
+    assert response.code is coap.Code.CONTENT and response.payload == b"hi"
+    assert response.option_values(CRITICAL) == [b"x"]
+    with pytest.raises(ValueError, match=r"0\.\.65535"):
+        ctx.register_option(70000)

@@ -19,6 +19,8 @@ static const int LCP_HAS_CANCEL_OBSERVE;
 static const int LCP_NOTIFY_WITHOUT_REQUEST;
 /* libcoap breaks when a handler answers a notification with an error code. */
 static const int LCP_NOTIFY_ERROR_UNSAFE;
+/* libcoap itself drops every response carrying an unknown critical option. */
+static const int LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE;
 
 /* Bytes handed back to libcoap (a PSK key); the layout of 4.3's coap_bin_const_t. */
 typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
