@@ -425,14 +425,7 @@ class Session:
                 opts.append(encode_option(OptionNumber.BLOCK1, szx))
             opts.sort(key=_option_number)
         kind = MessageType.CON if confirmable else MessageType.NON
-        if token is None:
-            pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
-            token_len = self._token_len[0]
-        else:
-            pdu = lib.lcp_new_request_with_token(ptr, kind, code, token, len(token))
-            token_len = len(token)
-        if pdu == ffi.NULL:
-            raise CoapError("libcoap could not allocate a PDU")
+        pdu, token_len = self._new_request_pdu(ptr, kind, code, token)
         try:
             data = bytes(body)
             max_pdu = lib.coap_session_max_pdu_size(ptr)
@@ -499,6 +492,20 @@ class Session:
 
         return code, opts
 
+    def _new_request_pdu(
+        self, ptr: Any, kind: int, code: int, token: bytes | None
+    ) -> tuple[Any, int]:
+        """A request PDU (owned by the caller until lcp_send) with a fresh or the given token."""
+        if token is None:
+            pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
+            token_len = int(self._token_len[0])
+        else:
+            pdu = lib.lcp_new_request_with_token(ptr, kind, code, token, len(token))
+            token_len = len(token)
+        if pdu == ffi.NULL:
+            raise CoapError("libcoap could not allocate a PDU")
+        return pdu, token_len
+
     def _send_pdu(
         self,
         code: int,
@@ -510,14 +517,7 @@ class Session:
         """Send one request PDU whose payload must fit; returns (token, message ID)."""
         ptr = self._live()
         kind = MessageType.CON if confirmable else MessageType.NON
-        if token is None:
-            pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
-            token_len = self._token_len[0]
-        else:
-            pdu = lib.lcp_new_request_with_token(ptr, kind, code, token, len(token))
-            token_len = len(token)
-        if pdu == ffi.NULL:
-            raise CoapError("libcoap could not allocate a PDU")
+        pdu, token_len = self._new_request_pdu(ptr, kind, code, token)
         try:
             write_options(pdu, opts)
             if data:
