@@ -1,0 +1,208 @@
+"""libcoap-py contenders of the benchmarks: one measurement, one JSON line on stdout.
+
+    python -I benchmarks/pyclient.py API MODE URI N [options]
+
+API is ``request`` (``Session.request``) or ``loop`` (the C sample's handler loop:
+``session.send(pdu)`` from the main loop, ``ctx.run_once()`` until the response
+handler counted the answer). MODE and the options are those of ``cclient.c``:
+get, post, inflight (loop only), handshake, idle, growth. The timed loop follows
+a warm-up; CPU is this process's own (``time.process_time``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from typing import Any, Callable
+
+import libcoap_py as coap
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+class Client:
+    """One Context and the way (``request`` or ``loop``) requests go out."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.ctx = coap.Context()
+        self.method = coap.Code.POST if args.mode == "post" else coap.Code.GET
+        self.body = b"x" * args.bytes if args.mode == "post" else b""
+        self.path = args.path.encode()
+        self.dtls: coap.PKI | coap.PSK | None = None
+        if args.uri.startswith("coaps://"):
+            if args.key:
+                self.dtls = coap.PSK(identity=args.identity.encode(), key=args.key.encode())
+            else:
+                self.dtls = coap.PKI(cert=args.cert, key=args.cert_key, ca=args.ca)
+        self.waiting: dict[coap.Session, bool] = {}
+        self.responses = 0
+        self.failures = 0
+        self.ctx.register_response_handler(self.on_response)
+        self.ctx.register_nack_handler(self.on_nack)
+
+    def on_response(self, session: coap.Session, sent: Any, received: Any, mid: int) -> None:
+        if received.code.class_ != 2:
+            self.failures += 1
+        self.waiting[session] = False
+        self.responses += 1
+
+    def on_nack(self, session: coap.Session, sent: Any, reason: coap.NackReason, mid: int) -> None:
+        raise coap.NackError(reason)
+
+    def session(self) -> coap.Session:
+        s = self.ctx.client_session(self.args.uri, dtls=self.dtls)
+        self.waiting[s] = False
+        return s
+
+    # -- the handler loop -----------------------------------------------------------------
+
+    def send(self, s: coap.Session) -> None:
+        pdu = s.new_pdu(coap.MessageType.CON, self.method)
+        if self.path:
+            pdu.add_option(coap.OptionNumber.URI_PATH, self.path)
+        if self.body:
+            pdu.payload = self.body
+        self.waiting[s] = True
+        s.send(pdu)
+
+    def wait_for(self, s: coap.Session) -> None:
+        deadline = time.monotonic() + 30
+        while self.waiting[s]:
+            self.ctx.run_once(1000)
+            if time.monotonic() > deadline:
+                raise coap.RequestTimeout("no response within 30 s")
+
+    # -- one request, either way ----------------------------------------------------------
+
+    def one(self, s: coap.Session) -> None:
+        if self.args.api == "loop":
+            self.send(s)
+            self.wait_for(s)
+        else:
+            r = s.request(self.method, self.args.path, self.body, timeout=30)
+            if r.code.class_ != 2:
+                self.failures += 1
+
+    def sequential(self, s: coap.Session, n: int) -> None:
+        one = self.one
+        for _ in range(n):
+            one(s)
+
+    def in_flight(self, sessions: list[coap.Session], n: int) -> None:
+        target, sent = self.responses + n, 0
+        deadline = time.monotonic() + 60
+        for s in sessions[:n]:
+            self.send(s)
+            sent += 1
+        waiting, run_once, send = self.waiting, self.ctx.run_once, self.send
+        while self.responses < target:
+            run_once(1000)
+            for s in sessions:
+                if sent < n and not waiting[s]:
+                    send(s)
+                    sent += 1
+            if time.monotonic() > deadline:
+                raise coap.RequestTimeout("in-flight run did not finish within 60 s")
+
+    def handshakes(self, n: int) -> None:
+        for _ in range(n):
+            s = self.session()
+            self.one(s)
+            del self.waiting[s]
+            s.close()
+
+
+def timed(fn: Callable[[], None]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    c = Client(args)
+    n, warmup = args.n, args.warmup
+    try:
+        if args.mode in ("get", "post", "growth"):
+            s = c.session()
+            c.sequential(s, warmup)
+            gc.collect()
+            before = rss_kib()
+            wall, cpu = timed(lambda: c.sequential(s, n))
+        elif args.mode == "inflight":
+            if args.api != "loop":
+                raise SystemExit("inflight needs the handler loop (Session.request waits)")
+            sessions = [c.session() for _ in range(args.sessions)]
+            c.in_flight(sessions, max(warmup, args.sessions))
+            gc.collect()
+            before = rss_kib()
+            wall, cpu = timed(lambda: c.in_flight(sessions, n))
+        elif args.mode == "handshake":
+            c.handshakes(warmup)
+            gc.collect()
+            before = rss_kib()
+            wall, cpu = timed(lambda: c.handshakes(n))
+        elif args.mode == "idle":
+            gc.collect()
+            before = rss_kib()
+            kept: list[coap.Session] = []
+
+            def establish() -> None:
+                for first in range(0, n, 50):
+                    batch = [c.session() for _ in range(min(50, n - first))]
+                    kept.extend(batch)
+                    if args.api == "loop":
+                        for s in batch:
+                            c.send(s)
+                        for s in batch:
+                            c.wait_for(s)
+                    else:
+                        for s in batch:
+                            c.one(s)
+
+            wall, cpu = timed(establish)
+        else:
+            raise SystemExit(f"unknown mode {args.mode!r}")
+        gc.collect()
+        after = rss_kib()
+    finally:
+        c.ctx.close()
+    return {
+        "ops": n,
+        "wall": wall,
+        "cpu": cpu,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "failures": c.failures,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("api", choices=("request", "loop"))
+    parser.add_argument("mode")
+    parser.add_argument("uri")
+    parser.add_argument("n", type=int)
+    parser.add_argument("-P", "--path", default="")
+    parser.add_argument("-s", "--sessions", type=int, default=1)
+    parser.add_argument("-w", "--warmup", type=int, default=100)
+    parser.add_argument("-b", "--bytes", type=int, default=1024)
+    parser.add_argument("-u", "--identity", default="bench")
+    parser.add_argument("-k", "--key", default="")
+    parser.add_argument("-c", "--cert", default="")
+    parser.add_argument("-j", "--cert-key", default="")
+    parser.add_argument("-C", "--ca", default="")
+    args = parser.parse_args()
+    print(json.dumps(measure(args)))
+
+
+if __name__ == "__main__":
+    main()
