@@ -16,7 +16,7 @@ import aiocoap.resource
 PAYLOAD = b"x" * 64
 
 
-class Bench(aiocoap.resource.Resource):
+class Bench(aiocoap.resource.Resource):  # type: ignore[misc]
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         return aiocoap.Message(payload=PAYLOAD)
 

@@ -89,7 +89,7 @@ class Client:
             self.wait_for(s)
         else:
             r = s.request(self.method, self.args.path, self.body, timeout=30)
-            if r.code.class_ != 2:
+            if coap.Code(r.code).class_ != 2:
                 self.failures += 1
 
     def sequential(self, s: coap.Session, n: int) -> None:

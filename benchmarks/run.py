@@ -1,0 +1,620 @@
+"""Run every benchmark scenario and write results.md and results.png.
+
+    python -I benchmarks/run.py [--quick] [--rounds N] [--out DIR] [--only KEY ...]
+
+Each measurement is one subprocess (a contender: the C reference client
+``cclient.c``, compiled here; ``pyclient.py`` with ``Session.request`` or the
+handler loop; ``aioclient.py``) that reports JSON: operations, wall seconds and
+its own CPU seconds around the timed loop after a warm-up, and its RSS. The
+servers are started fresh for every measurement on free loopback ports.
+Contenders alternate within each round (the order rotates from round to
+round); the table gives medians over the rounds, the min-max range, and the
+median over rounds of each round's ratio to C. ``--quick`` uses tiny counts
+and one round: it checks that everything runs (CI), its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+PSK_KEY = "libcoap-py-bench-key"
+PSK_HINT = "libcoap-py-bench"
+BIG = 1 << 20
+
+C, REQUEST, LOOP, AIO, PY = "C", "Session.request", "handler loop", "aiocoap", "libcoap-py"
+C_SERVER, OWN_SERVER, AIO_SERVER = "coap-server-notls", "own server", "aiocoap server"
+
+
+# ---------------------------------------------------------------------------
+# scenarios
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    kind: str  # "client" (throughput), "server" (throughput), "memory" (RSS)
+    mode: str  # cclient/pyclient mode
+    server: str  # "notls", "openssl", or "" (the contender is a server)
+    n: int
+    contenders: tuple[str, ...]
+    secure: str = ""  # "", "psk", "pki"
+    path: str = ""
+    warmup: int = 100
+    sessions: int = 1
+    setup: str = ""  # "big": PUT 1 MiB to /big first; "bench": PUT 64 bytes to /bench
+    scale: dict[str, float] = field(default_factory=dict)  # n multiplier per contender
+    unit: str = "req/s"
+
+
+SEQ = (C, REQUEST, LOOP)
+SCENARIOS = [
+    Scenario("get_udp", "sequential CON GET, UDP", "client", "get", "notls", 10000,
+             (*SEQ, AIO), scale={AIO: 0.15}),
+    Scenario("get_psk", "sequential CON GET, DTLS-PSK", "client", "get", "openssl", 10000,
+             SEQ, secure="psk"),
+    Scenario("get_pki", "sequential CON GET, DTLS-PKI", "client", "get", "openssl", 10000,
+             SEQ, secure="pki"),
+    Scenario("inflight64", "64 in flight (64 sessions), UDP", "client", "inflight", "notls",
+             40000, (C, LOOP, AIO), sessions=64, scale={AIO: 0.1}),
+    Scenario("post1k", "sequential CON POST 1 KiB, UDP", "client", "post", "notls", 10000,
+             (*SEQ, AIO), path="post", scale={AIO: 0.15}),
+    Scenario("block1m", "1 MiB block-wise GET, UDP", "client", "get", "notls", 8,
+             (*SEQ, AIO), path="big", warmup=1, setup="big", scale={AIO: 0.25},
+             unit="GET/s"),
+    Scenario("hs_psk", "DTLS-PSK handshakes (session, GET, close)", "client", "handshake",
+             "openssl", 500, SEQ, secure="psk", warmup=20, unit="hs/s"),
+    Scenario("hs_pki", "DTLS-PKI handshakes (session, GET, close)", "client", "handshake",
+             "openssl", 150, SEQ, secure="pki", warmup=10, unit="hs/s"),
+    Scenario("server", "server throughput, GET /bench (64-byte body)",
+             "server", "inflight", "", 30000, (C_SERVER, OWN_SERVER, AIO_SERVER),
+             path="bench", sessions=16, setup="bench", scale={AIO_SERVER: 0.1}),
+    Scenario("idle1000", "RSS of 1,000 idle DTLS-PSK sessions", "memory", "idle", "openssl",
+             1000, (C, PY), secure="psk", unit="MiB"),
+    Scenario("growth", "RSS growth over 100,000 GETs after warm-up, UDP", "memory", "growth",
+             "notls", 100000, SEQ, warmup=2000, unit="MiB"),
+]  # fmt: skip
+
+QUICK_N = {"block1m": 1, "hs_psk": 5, "hs_pki": 3, "idle1000": 20, "growth": 1000}
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+
+def free_port_pair() -> int:
+    """A port P with P and P+1 free for UDP on 127.0.0.1 (coap-server binds both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port >= 65535:
+            continue
+        try:
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+            ):
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free UDP port pair on 127.0.0.1")
+
+
+def coap_ping(port: int, timeout: float = 0.2) -> bool:
+    """An empty CON (CoAP ping); any answer (RST) means the server is up."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(b"\x40\x00\x12\x34", ("127.0.0.1", port))
+            s.recvfrom(64)
+            return True
+        except OSError:
+            return False
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class Server:
+    """A server subprocess on 127.0.0.1:port, stopped on exit."""
+
+    def __init__(self, argv: list[str], port: int, log: Path) -> None:
+        self.argv, self.port, self.log = argv, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + 15
+        while not coap_ping(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not come up: {' '.join(self.argv)}")
+        return self
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------------
+# the harness
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.quick: bool = args.quick
+        self.errors: list[str] = []
+        self.cclient, self.c_pkg, self.c_version = build_cclient(work)
+        from libcoap_py import certs
+
+        self.certs = certs.init_dir(work / "certs")
+        self.python = sys.executable
+
+    # -- servers ------------------------------------------------------------------------
+
+    def c_server(self, kind: str, port: int) -> Server:
+        if kind == "notls":
+            exe = shutil.which("coap-server-notls") or shutil.which("coap-server-openssl")
+            argv = [str(exe), "-A", "127.0.0.1", "-p", str(port), "-d", "10"]
+        else:
+            exe = shutil.which("coap-server-openssl")
+            c = self.certs
+            argv = [
+                str(exe), "-A", "127.0.0.1", "-p", str(port), "-d", "10",
+                "-k", PSK_KEY, "-h", PSK_HINT,
+                "-c", str(c["server_cert"]), "-j", str(c["server_key"]), "-C", str(c["ca"]),
+            ]  # fmt: skip
+        return Server(argv, port, self.work / "servers.log")
+
+    def server_for(self, sc: Scenario, contender: str, port: int) -> Server:
+        if sc.kind != "server":
+            return self.c_server(sc.server, port)
+        if contender == C_SERVER:
+            return self.c_server("notls", port)
+        script = "own_server.py" if contender == OWN_SERVER else "aio_server.py"
+        argv = [self.python, "-I", str(HERE / script), str(port)]
+        return Server(argv, port, self.work / "servers.log")
+
+    def setup(self, sc: Scenario, port: int) -> None:
+        """Give coap-server's dynamic resources their bodies (libcoap-py, block-wise)."""
+        if not sc.setup:
+            return
+        import libcoap_py as coap
+
+        path, body = ("big", os.urandom(BIG)) if sc.setup == "big" else ("bench", b"x" * 64)
+        with coap.Context() as ctx:
+            r = ctx.client_session(f"coap://127.0.0.1:{port}").request(
+                "PUT", path, body, timeout=60
+            )
+            if coap.Code(r.code).class_ != 2:
+                raise RuntimeError(f"setup PUT /{path} answered {coap.Code(r.code).dotted}")
+
+    # -- one measurement ----------------------------------------------------------------
+
+    def count(self, sc: Scenario, contender: str) -> tuple[int, int]:
+        if self.quick:
+            n = QUICK_N.get(sc.key, 200)
+            return n, min(sc.warmup, 10)
+        return max(1, int(sc.n * sc.scale.get(contender, 1.0))), sc.warmup
+
+    def argv(self, sc: Scenario, contender: str, uri: str) -> list[str]:
+        n, warmup = self.count(sc, contender)
+        opts = ["-w", str(warmup), "-s", str(sc.sessions)]
+        if sc.path:
+            opts += ["-P", sc.path]
+        if sc.secure == "psk":
+            opts += ["-k", PSK_KEY]
+        elif sc.secure == "pki":
+            c = self.certs
+            opts += ["-c", str(c["cert"]), "-j", str(c["key"]), "-C", str(c["ca"])]
+        common = [sc.mode, uri, str(n), *opts]
+        if contender in (C, C_SERVER, OWN_SERVER, AIO_SERVER):
+            return [str(self.cclient), *common]
+        if contender == AIO:
+            return [self.python, "-I", str(HERE / "aioclient.py"), *common]
+        api = "request" if contender == REQUEST else "loop"
+        return [self.python, "-I", str(HERE / "pyclient.py"), api, *common]
+
+    def measure(self, sc: Scenario, contender: str) -> dict[str, Any] | None:
+        port = free_port_pair()
+        uri_port = port + 1 if sc.secure else port
+        uri = f"{'coaps' if sc.secure else 'coap'}://127.0.0.1:{uri_port}"
+        argv = self.argv(sc, contender, uri)
+        try:
+            with self.server_for(sc, contender, port) as server:
+                if sc.kind != "server" or contender == C_SERVER:
+                    self.setup(sc, port)
+                assert server.proc is not None
+                ticks = cpu_ticks(server.proc.pid)
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+                server_cpu = (cpu_ticks(server.proc.pid) - ticks) / os.sysconf("SC_CLK_TCK")
+            if done.returncode != 0:
+                raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-2000:]}")
+            result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+            result["server_cpu"] = server_cpu
+            # The server also answered the client's warm-up.
+            result["server_ops"] = result["ops"] + max(self.count(sc, contender)[1], sc.sessions)
+            return result
+        except Exception as exc:  # report, go on with the other measurements
+            message = f"{sc.key} / {contender}: {exc}\n  command: {' '.join(argv)}"
+            print("ERROR " + message, file=sys.stderr)
+            self.errors.append(message)
+            return None
+
+    # -- rounds -------------------------------------------------------------------------
+
+    def run(self, scenarios: list[Scenario], rounds: int) -> dict[str, dict[str, list[Any]]]:
+        """results[scenario][contender] = one dict (or None) per round."""
+        results: dict[str, dict[str, list[Any]]] = {}
+        for sc in scenarios:
+            started = time.monotonic()
+            per = results.setdefault(sc.key, {c: [] for c in sc.contenders})
+            for r in range(rounds):
+                order = list(sc.contenders)
+                order = order[r % len(order) :] + order[: r % len(order)]
+                for contender in order:
+                    per[contender].append(self.measure(sc, contender))
+                # Same-round ratios need every contender's result of this round.
+            took = time.monotonic() - started
+            print(f"{sc.key:10s} {rounds} round(s) in {took:5.1f} s: " + summary(sc, per))
+        return results
+
+
+def build_cclient(work: Path) -> tuple[Path, str, str]:
+    """Compile cclient.c against libcoap 4.3 with cc and pkg-config."""
+    cc = os.environ.get("CC", "cc")
+    for pkg in ("libcoap-3-openssl", "libcoap-3", "libcoap-3-gnutls", "libcoap-3-mbedtls",
+                "libcoap-3-notls"):  # fmt: skip
+        flags = subprocess.run(
+            ["pkg-config", "--cflags", "--libs", pkg], capture_output=True, text=True
+        )
+        if flags.returncode == 0:
+            break
+    else:
+        raise SystemExit("no libcoap-3 pkg-config file: the C client needs libcoap 4.3")
+    version = subprocess.run(
+        ["pkg-config", "--modversion", pkg], capture_output=True, text=True
+    ).stdout.strip()
+    out = work / "cclient"
+    subprocess.run(
+        [cc, "-O2", "-o", str(out), str(HERE / "cclient.c"), *flags.stdout.split()], check=True
+    )
+    return out, pkg, version
+
+
+# ---------------------------------------------------------------------------
+# numbers
+
+
+def value(sc: Scenario, res: dict[str, Any]) -> float:
+    """The scenario's headline number of one measurement."""
+    if sc.kind == "memory":
+        return float(res["rss_after_kib"] - res["rss_before_kib"]) / 1024
+    return float(res["ops"] / res["wall"]) if res["wall"] > 0 else float("nan")
+
+
+def cpu_us(sc: Scenario, res: dict[str, Any]) -> float:
+    """CPU microseconds per operation: the client's own, or the server's."""
+    if sc.kind == "server":
+        return float(res["server_cpu"] / res["server_ops"] * 1e6)
+    return float(res["cpu"] / res["ops"] * 1e6)
+
+
+def median_ratio(per: dict[str, list[Any]], a: str, b: str, fn: Callable[..., float],
+                 sc: Scenario) -> float | None:  # fmt: skip
+    """Median over rounds of fn(a) / fn(b) within the same round."""
+    ratios = []
+    for ra, rb in zip(per.get(a, []), per.get(b, [])):
+        if ra is not None and rb is not None:
+            vb = fn(sc, rb)
+            if vb:
+                ratios.append(fn(sc, ra) / vb)
+    return statistics.median(ratios) if ratios else None
+
+
+def stats(
+    sc: Scenario, runs: list[Any], fn: Callable[..., float]
+) -> tuple[float, float, float] | None:
+    values = [fn(sc, r) for r in runs if r is not None]
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values)
+
+
+def summary(sc: Scenario, per: dict[str, list[Any]]) -> str:
+    parts = []
+    for contender, runs in per.items():
+        st = stats(sc, runs, value)
+        parts.append(f"{contender} {st[0]:.4g}" if st else f"{contender} failed")
+    return ", ".join(parts)
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+# ---------------------------------------------------------------------------
+# targets
+
+
+@dataclass
+class Target:
+    text: str
+    measured: float | None
+    limit: float
+    at_least: bool
+
+    @property
+    def met(self) -> bool | None:
+        if self.measured is None:
+            return None
+        return self.measured >= self.limit if self.at_least else self.measured <= self.limit
+
+
+def targets(results: dict[str, dict[str, list[Any]]]) -> list[Target]:
+    by = {sc.key: sc for sc in SCENARIOS}
+    out: list[Target] = []
+
+    def ratio(key: str, a: str, b: str, fn: Callable[..., float]) -> float | None:
+        if key not in results:
+            return None
+        return median_ratio(results[key], a, b, fn, by[key])
+
+    for key in ("get_udp", "get_psk"):
+        for who in (REQUEST, LOOP):
+            out.append(Target(f"{by[key].title}: {who} throughput >= 0.95 x C",
+                              ratio(key, who, C, value), 0.95, True))  # fmt: skip
+    for key in ("get_udp", "get_psk"):
+        for who in (REQUEST, LOOP):
+            out.append(Target(f"{by[key].title}: {who} CPU/request <= 1.5 x C",
+                              ratio(key, who, C, cpu_us), 1.5, False))  # fmt: skip
+    out.append(Target("64 in flight: handler loop throughput >= 0.7 x C",
+                      ratio("inflight64", LOOP, C, value), 0.7, True))  # fmt: skip
+    out.append(Target("own server throughput >= 0.6 x coap-server-notls",
+                      ratio("server", OWN_SERVER, C_SERVER, value), 0.6, True))  # fmt: skip
+    out.append(Target("own server throughput >= 3 x aiocoap server",
+                      ratio("server", OWN_SERVER, AIO_SERVER, value), 3.0, True))  # fmt: skip
+    for who in (REQUEST, LOOP):
+        st = stats(by["growth"], results.get("growth", {}).get(who, []), value)
+        out.append(Target(f"RSS growth over 100,000 requests, {who} < 1 MiB",
+                          st[0] if st else None, 1.0, False))  # fmt: skip
+    out.append(Target("1,000 idle DTLS sessions: libcoap-py RSS growth <= 1.5 x C's",
+                      ratio("idle1000", PY, C, value), 1.5, False))  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------------------
+# output
+
+
+def header(bench: Bench, rounds: int, argv: list[str]) -> list[str]:
+    import libcoap_py as coap
+
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import aiocoap.meta
+
+        aio_version = str(aiocoap.meta.version)
+    except Exception:
+        aio_version = "not installed"
+    lines = [
+        "# libcoap-py benchmarks",
+        "",
+        f"- Machine: {model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        f"- libcoap: {coap.libcoap_version()} (libcoap-py); C client built with "
+        f"{bench.c_pkg} {bench.c_version}",
+        f"- TLS library: {coap.tls_library()}",
+        f"- Python: {platform.python_version()} ({platform.python_implementation()}); "
+        f"aiocoap {aio_version}",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Command: `bash scripts/bench {' '.join(argv)}`".rstrip(),
+        f"- Rounds: {rounds}{' (--quick: tiny counts, the numbers mean nothing)' if bench.quick else ''}",  # noqa: E501
+        "",
+    ]
+    if bench.c_version.startswith("4.2"):
+        lines += ["Note: the C client was built against libcoap 4.2.", ""]
+    return lines
+
+
+def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds: int,
+                  out: Path, argv: list[str]) -> None:  # fmt: skip
+    by = {sc.key: sc for sc in SCENARIOS}
+    lines = header(bench, rounds, argv)
+    lines += [
+        "Medians over the rounds; min-max in brackets. Ratios to C are the median of each",
+        "round's ratio (same round, same machine state). CPU is the client process's own",
+        "(getrusage / process_time around the timed loop, after a warm-up), per request.",
+        "",
+        "## Clients",
+        "",
+        "| Scenario | Contender | Median | Min-max | x C | CPU us/req | CPU x C |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    chart: list[tuple[str, float | None, float | None]] = []
+    for key, per in results.items():
+        sc = by[key]
+        if sc.kind != "client":
+            continue
+        for contender, runs in per.items():
+            st, cu = stats(sc, runs, value), stats(sc, runs, cpu_us)
+            if st is None or cu is None:
+                lines.append(f"| {sc.title} | {contender} | failed | | | | |")
+                continue
+            tr = median_ratio(per, contender, C, value, sc) if contender != C else 1.0
+            cr = median_ratio(per, contender, C, cpu_us, sc) if contender != C else 1.0
+            lines.append(
+                f"| {sc.title} | {contender} | {num(st[0])} {sc.unit} | {num(st[1])}-{num(st[2])} "
+                f"| {fmt(tr)} | {cu[0]:.1f} | {fmt(cr)} |"
+            )
+            if contender != C:
+                chart.append((f"{key} / {contender}", tr, cr))
+    lines += [
+        "",
+        "Not measured: Session.request with 64 in flight (it waits for each response: one",
+        "request at a time per thread); aiocoap over DTLS (PSK only, through tinydtls) and",
+        "aiocoap handshakes.",
+        "",
+    ]
+    if "server" in results:
+        sc, per = by["server"], results["server"]
+        lines += [
+            "## Servers",
+            "",
+            f"{sc.title}: the C client keeps one request in flight on each of {sc.sessions}",
+            "sessions. CPU is the server process's own per request (/proc/PID/stat, 10 ms",
+            "ticks), warm-up included.",
+            "",
+            "| Server | Median req/s | Min-max | x C server | x aiocoap server "
+            "| server CPU us/req |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for contender, runs in per.items():
+            st, cu = stats(sc, runs, value), stats(sc, runs, cpu_us)
+            if st is None or cu is None:
+                lines.append(f"| {contender} | failed | | | | |")
+                continue
+            tr = median_ratio(per, contender, C_SERVER, value, sc)
+            ar = median_ratio(per, contender, AIO_SERVER, value, sc)
+            lines.append(
+                f"| {contender} | {num(st[0])} | {num(st[1])}-{num(st[2])} | {fmt(tr)} "
+                f"| {fmt(ar)} | {cu[0]:.1f} |"
+            )
+            if contender != C_SERVER:
+                chart.append((f"server / {contender}", tr, None))
+        lines.append("")
+    mem = [k for k in results if by[k].kind == "memory"]
+    if mem:
+        lines += [
+            "## Memory",
+            "",
+            "RSS (VmRSS) growth: idle sessions, from before the first session to after the",
+            "last handshake (each session handshaken with one GET, then left idle); growth,",
+            "from after the warm-up to after the last request (Python: after gc.collect()).",
+            "",
+            "| Scenario | Contender | Median growth | Min-max | x C | RSS after |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for key in mem:
+            sc, per = by[key], results[key]
+            for contender, runs in per.items():
+                st = stats(sc, runs, value)
+                if st is None:
+                    lines.append(f"| {sc.title} | {contender} | failed | | | |")
+                    continue
+                after = statistics.median(r["rss_after_kib"] for r in runs if r) / 1024
+                xr = median_ratio(per, contender, C, value, sc) if contender != C else 1.0
+                lines.append(
+                    f"| {sc.title} | {contender} | {st[0]:.2f} MiB | {st[1]:.2f}-{st[2]:.2f} "
+                    f"| {fmt(xr)} | {after:.1f} MiB |"
+                )
+        lines.append("")
+    lines += ["## Targets", "", "| Target | Measured | Met |", "|---|---:|---|"]
+    for t in targets(results):
+        met = "n/a" if t.met is None else ("yes" if t.met else "**no**")
+        lines.append(f"| {t.text} | {fmt(t.measured)} | {met} |")
+    lines.append("")
+    if bench.errors:
+        lines += ["## Failed measurements", ""]
+        lines += [f"- {e.splitlines()[0]}" for e in bench.errors]
+        lines.append("")
+    lines += ["![ratios to C](results.png)", ""]
+    (out / "results.md").write_text("\n".join(lines))
+    write_chart(chart, out / "results.png")
+
+
+def write_chart(rows: list[tuple[str, float | None, float | None]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r[0] for r in rows]
+    height = max(3.0, 0.32 * len(rows) + 1.2)
+    fig, axes = plt.subplots(1, 2, figsize=(12, height), sharey=True)
+    for ax, idx, title in ((axes[0], 1, "throughput / C (higher is better)"),
+                           (axes[1], 2, "CPU per request / C (lower is better)")):  # fmt: skip
+        vals = [r[idx] if r[idx] is not None else 0.0 for r in rows]
+        ax.barh(range(len(rows)), vals, color="tab:blue" if idx == 1 else "tab:orange")
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts, one round (CI)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 1)")
+    parser.add_argument("--out", type=Path, default=HERE, help="where results.md/png go")
+    parser.add_argument("--only", nargs="*", default=None, help="scenario keys to run")
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 5)
+    scenarios = [s for s in SCENARIOS if not args.only or s.key in args.only]
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="libcoap-py-bench-"))
+    try:
+        bench = Bench(args, work)
+        results = bench.run(scenarios, rounds)
+        write_results(bench, results, rounds, args.out, sys.argv[1:])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {args.out / 'results.md'} and results.png in {time.monotonic() - started:.0f} s")
+    if bench.errors:
+        print(f"{len(bench.errors)} measurement(s) failed", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
