@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 
+# Enum lookups without the Enum machinery, for the per-response path.
+_CODES: dict[int, Code] = {int(c): c for c in Code}
+_TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
+
 
 def first_option(options: Iterable[Option], number: int) -> bytes | None:
     """The first value of option ``number`` in ``options``, or None."""
@@ -82,13 +86,10 @@ class Response(OptionAccessors):
         mid: int = 0,
         token: bytes = b"",
     ) -> None:
-        try:
-            self.code: Code | int = Code(code)
-        except ValueError:
-            self.code = code
+        self.code: Code | int = _CODES.get(code, code)
         self.payload = payload
         self.options = options
-        self.type = MessageType(type)
+        self.type = _TYPES[type] if type.__class__ is int and 0 <= type <= 3 else MessageType(type)
         self.mid = mid
         self.token = token
 
