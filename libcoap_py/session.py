@@ -206,11 +206,7 @@ class Session:
 
     def max_transmit_wait(self) -> float:
         """Seconds libcoap keeps retransmitting a CON before it gives up (MAX_TRANSMIT_WAIT)."""
-        ptr = self._live()
-        ack = lib.lcp_session_get_ack_timeout_ms(ptr) / 1000.0
-        factor = lib.lcp_session_get_ack_random_factor_milli(ptr) / 1000.0
-        retransmit = lib.lcp_session_get_max_retransmit(ptr)
-        return float(ack * factor * (2 ** (retransmit + 1) - 1))
+        return float(lib.lcp_session_max_transmit_wait(self._live()))
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -601,7 +597,8 @@ class Session:
     ) -> PDU:
         """A new PDU with a fresh message ID and token, owned by you until ``send()``."""
         ptr = self._live()
-        kind, method = MessageType(type), int(code)
+        kind = type if type.__class__ is MessageType else MessageType(type)
+        method = int(code)
         pdu_ptr = lib.lcp_new_request(ptr, kind, method, self._token, self._token_len)
         if pdu_ptr == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")
