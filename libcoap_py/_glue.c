@@ -827,6 +827,19 @@ lcp_session_get_max_retransmit(const coap_session_t *session) {
   return lcp_max_retransmit_of(session);
 }
 
+/* MAX_TRANSMIT_WAIT in seconds (RFC 7252, 4.8.2), from the session's current
+ * ACK_TIMEOUT, ACK_RANDOM_FACTOR and MAX_RETRANSMIT: one call per request. */
+double
+lcp_session_max_transmit_wait(const coap_session_t *session) {
+  double ack = lcp_session_get_ack_timeout_ms(session) / 1000.0;
+  double factor = lcp_session_get_ack_random_factor_milli(session) / 1000.0;
+  unsigned int retransmit = lcp_max_retransmit_of(session), i;
+  double twice = 2.0; /* 2 ** (MAX_RETRANSMIT + 1), without libm */
+  for (i = 0; i < retransmit && twice < 1e300; i++)
+    twice *= 2.0;
+  return ack * factor * (twice - 1.0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Server side */
 

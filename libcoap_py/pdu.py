@@ -17,6 +17,14 @@ if TYPE_CHECKING:
 
 __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 
+# Enum lookups without the Enum machinery, for the per-response path.
+_CODES: dict[int, Code] = {int(c): c for c in Code}
+_TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
+
+
+def _number_of(option: Option) -> int:
+    return option[0]
+
 
 def first_option(options: Iterable[Option], number: int) -> bytes | None:
     """The first value of option ``number`` in ``options``, or None."""
@@ -82,13 +90,10 @@ class Response(OptionAccessors):
         mid: int = 0,
         token: bytes = b"",
     ) -> None:
-        try:
-            self.code: Code | int = Code(code)
-        except ValueError:
-            self.code = code
+        self.code: Code | int = _CODES.get(code, code)
         self.payload = payload
         self.options = options
-        self.type = MessageType(type)
+        self.type = _TYPES[type] if type.__class__ is int and 0 <= type <= 3 else MessageType(type)
         self.mid = mid
         self.token = token
 
@@ -288,8 +293,9 @@ class PDU(OptionAccessors):
     def _materialise(self, max_pdu: int) -> Any:
         """Write options and payload into the C PDU before it is sent; returns the pointer."""
         ptr = self._live()
-        options = sorted(self._options, key=lambda o: o[0])
-        write_options(ptr, options)
+        options = sorted(self._options, key=_number_of) if self._options else self._options
+        if options:
+            write_options(ptr, options)
         if self._payload:
             check_fits(max_pdu, len(self._token), options, len(self._payload))
             if not lib.coap_add_data(ptr, len(self._payload), self._payload):

@@ -47,6 +47,12 @@ _STATE_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
 _STATE_NONE = lib.COAP_SESSION_STATE_NONE
 _RELIABLE = (int(Proto.TCP), int(Proto.TLS))
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
+_LIBCOAP_BLOCKS = blockwise.LIBCOAP_BLOCKS
+_CON = int(MessageType.CON)
+_NON = int(MessageType.NON)
+_PREPARED_MAX = 64  # (method, path) pairs cached per session
+_monotonic = time.monotonic
+_ceil = math.ceil
 
 
 def _option_number(item: tuple[int, bytes]) -> int:
@@ -106,6 +112,8 @@ class Session:
         self._token = ffi.new("uint8_t[8]")
         self._token_len = ffi.new("size_t *")
         self._handle = ffi.new_handle(self)
+        # (method, path) -> (code, options) of plain requests: request()'s fast path.
+        self._prepared: dict[tuple[object, str], tuple[Code, list[Option]]] = {}
         self._dtls_failed = False
         self.closed = False
         #: The common name of the peer's certificate (certificate DTLS), once known.
@@ -198,11 +206,7 @@ class Session:
 
     def max_transmit_wait(self) -> float:
         """Seconds libcoap keeps retransmitting a CON before it gives up (MAX_TRANSMIT_WAIT)."""
-        ptr = self._live()
-        ack = lib.lcp_session_get_ack_timeout_ms(ptr) / 1000.0
-        factor = lib.lcp_session_get_ack_random_factor_milli(ptr) / 1000.0
-        retransmit = lib.lcp_session_get_max_retransmit(ptr)
-        return float(ack * factor * (2 ** (retransmit + 1) - 1))
+        return float(lib.lcp_session_max_transmit_wait(self._live()))
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -249,12 +253,52 @@ class Session:
         re-raises what a handler raised meanwhile.
         """
         context = self._context
-        self._live()
+        ptr = self._live()
         if context._dispatching:
             raise CoapError(
                 "request() waits for its response and cannot run inside a handler; "
                 "use session.send(pdu) there"
             )
+        if (
+            not payload
+            and type(path) is str
+            and query is None
+            and options == ()
+            and content_format is None
+            and accept is None
+            and token is None
+            and block_size is None
+            and _LIBCOAP_BLOCKS
+        ):
+            # The common case: a request without body or extra options. Its code and
+            # options depend only on (method, path): prepared once per session.
+            key = (method, path)
+            prepared = self._prepared.get(key)
+            if prepared is None:
+                prepared = self._request_options(method, path, None, (), None, None, ())
+                if len(self._prepared) >= _PREPARED_MAX:
+                    self._prepared.clear()
+                self._prepared[key] = prepared
+            code, opts = prepared
+            pdu = lib.lcp_new_request(
+                ptr, _CON if confirmable else _NON, code, self._token, self._token_len
+            )
+            if pdu == ffi.NULL:
+                raise CoapError("libcoap could not allocate a PDU")
+            if opts:
+                try:
+                    write_options(pdu, opts)
+                except BaseException:
+                    lib.coap_delete_pdu(pdu)
+                    raise
+            sent = ffi.buffer(self._token, self._token_len[0])[:]
+            mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
+            if mid < 0:
+                raise CoapError(f"libcoap could not send the request to {self.uri}")
+            response = self._wait(sent, mid, timeout)
+            if progress is not None:
+                progress(len(response.payload), len(response.payload))
+            return response
         if token is not None:
             token = self._check_token(token)
         if payload:
@@ -288,15 +332,15 @@ class Session:
         ``deadline`` (monotonic) ends the wait earlier than ``timeout`` would, for a
         request of several exchanges whose ``timeout`` covers them all.
         """
-        context = self._context
+        io = self._context._io
         pending = _Pending(mid)
         self._pending[token] = pending
         wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
         if deadline is None:
-            deadline = time.monotonic() + wait
+            deadline = _monotonic() + wait
         try:
             while pending.response is None and pending.error is None:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - _monotonic()
                 if remaining <= 0:
                     error = self._timeout_error(wait)
                     self._abandon(token, pending)
@@ -304,7 +348,7 @@ class Session:
                         self._abort_handshake()
                     raise error
                 # Never 0 ms: for libcoap that means "wait without bound".
-                context._io(max(1, math.ceil(remaining * 1000)))
+                io(_ceil(remaining * 1000))
         finally:
             if pending.response is not None or pending.error is not None:
                 self._pending.pop(token, None)
@@ -553,7 +597,8 @@ class Session:
     ) -> PDU:
         """A new PDU with a fresh message ID and token, owned by you until ``send()``."""
         ptr = self._live()
-        kind, method = MessageType(type), int(code)
+        kind = type if type.__class__ is MessageType else MessageType(type)
+        method = int(code)
         pdu_ptr = lib.lcp_new_request(ptr, kind, method, self._token, self._token_len)
         if pdu_ptr == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")

@@ -108,6 +108,7 @@ unsigned int lcp_session_get_ack_timeout_ms(const coap_session_t *session);
 unsigned int lcp_session_get_ack_random_factor_milli(const coap_session_t *session);
 void lcp_session_set_max_retransmit(coap_session_t *session, unsigned int value);
 unsigned int lcp_session_get_max_retransmit(const coap_session_t *session);
+double lcp_session_max_transmit_wait(const coap_session_t *session);
 
 /* Server side. */
 int lcp_context_set_pki(coap_context_t *ctx, const lcp_pki_t *pki);
