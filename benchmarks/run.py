@@ -267,6 +267,8 @@ class Bench:
             if done.returncode != 0:
                 raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-2000:]}")
             result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+            if result.get("failures"):  # a non-2.xx answer: the numbers would be wrong
+                raise RuntimeError(f"{result['failures']} requests failed (not 2.xx)")
             result["server_cpu"] = server_cpu
             # The server also answered the client's warm-up.
             result["server_ops"] = result["ops"] + max(self.count(sc, contender)[1], sc.sessions)

@@ -31,6 +31,8 @@ _CONTENT_FORMAT = int(OptionNumber.CONTENT_FORMAT)
 _ETAG = int(OptionNumber.ETAG)
 _MAX_AGE = int(OptionNumber.MAX_AGE)
 _LOCATION_PATH = int(OptionNumber.LOCATION_PATH)
+_CODE_OF: dict[int, Code] = {int(c): c for c in Code}  # no Enum call per request
+_TYPE_OF: tuple[MessageType, ...] = tuple(sorted(MessageType, key=int))
 
 DEFAULT_CODES = {
     Code.GET: Code.CONTENT,
@@ -76,14 +78,11 @@ class Request(OptionAccessors):
     ) -> Request:
         lib.lcp_pdu_info(ptr, info)
         raw = info.code
-        try:
-            code: Code | int = Code(raw)
-        except ValueError:
-            code = raw
+        code: Code | int = _CODE_OF.get(raw, raw)
         token = ffi.buffer(info.token, info.token_len)[:] if info.token_len else b""
         payload = ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
         options = reader.read(ptr)
-        return cls(code, MessageType(info.type), info.mid, token, payload, options, session)
+        return cls(code, _TYPE_OF[info.type], info.mid, token, payload, options, session)
 
     @property
     def method(self) -> str:
@@ -255,14 +254,18 @@ class ServerResponse(OptionAccessors):
         options = list(self._options)
         if self._content_format is not None:
             options.append(encode_option(_CONTENT_FORMAT, int(self._content_format)))
-        options.sort(key=lambda o: o[0])
+        if len(options) > 1:
+            options.sort(key=lambda o: o[0])
         body = self._payload
-        payload = body.encode() if isinstance(body, str) else bytes(body)
+        payload = (
+            body if type(body) is bytes else body.encode() if isinstance(body, str) else bytes(body)
+        )
         block_wise = bool(payload) and len(payload) > pdu_room(max_pdu, token_len, options)
         if block_wise and not lib.LCP_HAS_BLOCK:
             check_fits(max_pdu, token_len, options, len(payload))  # raises, naming sizes
         lib.lcp_pdu_set_code(ptr, int(self._code))
-        write_options(ptr, options)
+        if options:
+            write_options(ptr, options)
         if block_wise:
             resource, session, request, query = large
             if not lib.lcp_add_data_large_response(
