@@ -253,7 +253,7 @@ class Session:
         re-raises what a handler raised meanwhile.
         """
         context = self._context
-        ptr = self._live()
+        self._live()
         if context._dispatching:
             raise CoapError(
                 "request() waits for its response and cannot run inside a handler; "
@@ -280,46 +280,29 @@ class Session:
                     self._prepared.clear()
                 self._prepared[key] = prepared
             code, opts = prepared
-            pdu = lib.lcp_new_request(
-                ptr, _CON if confirmable else _NON, code, self._token, self._token_len
-            )
-            if pdu == ffi.NULL:
-                raise CoapError("libcoap could not allocate a PDU")
-            if opts:
-                try:
-                    write_options(pdu, opts)
-                except BaseException:
-                    lib.coap_delete_pdu(pdu)
-                    raise
-            sent = ffi.buffer(self._token, self._token_len[0])[:]
-            mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
-            if mid < 0:
-                raise CoapError(f"libcoap could not send the request to {self.uri}")
-            response = self._wait(sent, mid, timeout)
-            if progress is not None:
-                progress(len(response.payload), len(response.payload))
-            return response
-        if token is not None:
-            token = self._check_token(token)
-        if payload:
-            self._await_csm(timeout)
-        if block_size is not None:
-            block_szx(block_size)  # ValueError before anything is sent
-        if not blockwise.LIBCOAP_BLOCKS:
-            # libcoap leaves block-wise transfers to us (4.2): blockwise.py does them.
-            code, opts = self._request_options(
-                method, path, query, options, content_format, accept, ()
-            )
-            body = payload.encode() if isinstance(payload, str) else bytes(payload)
-            return blockwise.request(
-                self, code, opts, body, confirmable=confirmable, block_size=block_size,
-                timeout=timeout, progress=progress, token=token,
+            sent, mid = self._send_pdu(code, opts, b"", confirmable)
+        else:
+            if token is not None:
+                token = self._check_token(token)
+            if payload:
+                self._await_csm(timeout)
+            if block_size is not None:
+                block_szx(block_size)  # ValueError before anything is sent
+            if not _LIBCOAP_BLOCKS:
+                # libcoap leaves block-wise transfers to us (4.2): blockwise.py does them.
+                code, opts = self._request_options(
+                    method, path, query, options, content_format, accept, ()
+                )
+                body = payload.encode() if isinstance(payload, str) else bytes(payload)
+                return blockwise.request(
+                    self, code, opts, body, confirmable=confirmable, block_size=block_size,
+                    timeout=timeout, progress=progress, token=token,
+                )  # fmt: skip
+            sent, mid = self._send_request(
+                method, path, payload, query, options, content_format, accept, confirmable,
+                block_size, (), token,
             )  # fmt: skip
-        token, mid = self._send_request(
-            method, path, payload, query, options, content_format, accept, confirmable,
-            block_size, (), token,
-        )  # fmt: skip
-        response = self._wait(token, mid, timeout)
+        response = self._wait(sent, mid, timeout)
         if progress is not None:
             progress(len(response.payload), len(response.payload))
         return response
@@ -468,7 +451,7 @@ class Session:
             if body:
                 opts.append(encode_option(OptionNumber.BLOCK1, szx))
             opts.sort(key=_option_number)
-        kind = MessageType.CON if confirmable else MessageType.NON
+        kind = _CON if confirmable else _NON
         pdu, token_len = self._new_request_pdu(ptr, kind, code, token)
         try:
             data = bytes(body)
@@ -493,12 +476,7 @@ class Session:
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
-        if token is None:
-            token = ffi.buffer(self._token, token_len)[:]
-        mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
-        if mid < 0:
-            raise CoapError(f"libcoap could not send the request to {self.uri}")
-        return token, mid
+        return self._hand_over(ptr, pdu, token, token_len)
 
     def _request_options(
         self,
@@ -560,10 +538,10 @@ class Session:
     ) -> tuple[bytes, int]:
         """Send one request PDU whose payload must fit; returns (token, message ID)."""
         ptr = self._live()
-        kind = MessageType.CON if confirmable else MessageType.NON
-        pdu, token_len = self._new_request_pdu(ptr, kind, code, token)
+        pdu, token_len = self._new_request_pdu(ptr, _CON if confirmable else _NON, code, token)
         try:
-            write_options(pdu, opts)
+            if opts:
+                write_options(pdu, opts)
             if data:
                 check_fits(lib.coap_session_max_pdu_size(ptr), token_len, opts, len(data))
                 if not lib.coap_add_data(pdu, len(data), data):
@@ -571,6 +549,12 @@ class Session:
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
+        return self._hand_over(ptr, pdu, token, token_len)
+
+    def _hand_over(
+        self, ptr: Any, pdu: Any, token: bytes | None, token_len: int
+    ) -> tuple[bytes, int]:
+        """Give a built request PDU to libcoap; returns (token, message ID)."""
         if token is None:
             token = ffi.buffer(self._token, token_len)[:]
         mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
