@@ -17,7 +17,7 @@ from .observe import Observation
 from .options import REGISTRY, CriticalOptionError, unknown_critical_options
 from .pdu import PDU, Option, Response, _OptionReader
 from .server import Endpoint, Resource, Serving
-from .session import ServerSession, Session, nack_error
+from .session import WAIT_SLICE_MS, ServerSession, Session, nack_error
 from .uri import parse_local, parse_uri, resolve
 
 __all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler"]
@@ -30,6 +30,7 @@ H = TypeVar("H", bound=Callable[..., Any])
 # Seen with libcoap 4.3.1 + OpenSSL: after a PSK client session, new PKI sessions
 # of the same context handshake with PSK cipher suites only.
 _PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
+_buffer = ffi.buffer
 _SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 _DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
@@ -73,6 +74,7 @@ class Context(Serving):
         self._dtls_psk: PSK | None = None
         self._info = ffi.new("lcp_pdu_info_t *")
         self._reader = _OptionReader()
+        self._waiters: list[Any] = []  # idle request waiters (lcp_waiter_t), for reuse
         self.closed = False
         ptr = lib.lcp_new_context(self._handle)
         if ptr == ffi.NULL:
@@ -288,6 +290,53 @@ class Context(Serving):
         if result < 0:
             raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
         return result
+
+    def _new_waiter(self) -> Any:
+        waiter = lib.lcp_waiter_new()
+        if waiter == ffi.NULL:
+            raise MemoryError("no memory for a request waiter")
+        return ffi.gc(waiter, lib.lcp_waiter_free)
+
+    def _wait_io(self, waiter: Any, wait_ms: int) -> None:
+        """I/O until ``waiter`` is answered, at most ``wait_ms`` (lcp_waiter_wait).
+
+        Each wait in C is short enough for Python to see signals in between, and ends
+        after a pass that ran Python code, so what that code left (an exception, a
+        closed session) is seen here first.
+        """
+        self._in_io = True
+        try:
+            result = lib.lcp_waiter_wait(self._ptr, waiter, min(wait_ms, WAIT_SLICE_MS))
+        finally:
+            self._in_io = False
+        self._io_done(result)
+
+    def _io_done(self, result: int) -> None:
+        """After lcp_waiter_wait(): what handlers left, then its own failure."""
+        self._after_io()
+        if result < 0:
+            raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
+
+    def _waited_response(self, waiter: Any) -> Response:
+        """The response a waiter copied out of libcoap."""
+        size = waiter.payload_len
+        payload = _buffer(waiter.payload, size)[:] if size else b""
+        options: list[Option] = []
+        count = waiter.option_count
+        if count:
+            numbers, lengths = waiter.option_numbers, waiter.option_lengths
+            data = waiter.option_data
+            at = 0
+            for i in range(count):
+                length = lengths[i]
+                options.append((numbers[i], _buffer(data + at, length)[:]))
+                at += length
+            if not _LIBCOAP_DROPS_CRITICAL:
+                unknown = unknown_critical_options(options, self._registered)
+                if unknown:  # rejected, as libcoap 4.3 does (RFC 7252, 5.4.1)
+                    raise CriticalOptionError(unknown)
+        token = _buffer(waiter.token, waiter.token_len)[:]
+        return Response(waiter.code, payload, options, waiter.type, waiter.mid, token)
 
     def _guarded(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call a libcoap function that may call back into handlers, as _io() does."""
