@@ -1083,20 +1083,19 @@ struct lcp_waiter {
   int state;                /* 0: waiting (or idle), 1: answered, 2: NACK */
   int nack_reason;
   int request_mid;          /* of the request waited for */
-  int code;
+  int code;                 /* of the response, and so on */
   int type;
   int mid;
-  uint8_t token[8];
+  uint8_t token[8];         /* of the request */
   size_t token_len;
-  uint8_t *payload;
+  /* The response's token, payload and options back to back; each option as
+   * its number (2 bytes), value length (4 bytes, both big-endian), value. */
+  uint8_t *data;
   size_t payload_len;
-  size_t option_count;
-  uint16_t *option_numbers;
-  size_t *option_lengths;
-  uint8_t *option_data;     /* the values back to back, in option order */
+  size_t data_len;
   /* private */
   const coap_session_t *session; /* NULL: not armed */
-  size_t payload_cap, option_cap, data_cap;
+  size_t data_cap;
   lcp_waiter_t *outer;
 };
 
@@ -1123,10 +1122,7 @@ lcp_waiter_free(lcp_waiter_t *w) {
   if (!w)
     return;
   lcp_waiter_unlink(w);
-  free(w->payload);
-  free(w->option_numbers);
-  free(w->option_lengths);
-  free(w->option_data);
+  free(w->data);
   free(w);
 }
 
@@ -1141,7 +1137,7 @@ lcp_waiter_arm(lcp_waiter_t *w, const coap_session_t *session,
   w->state = 0;
   w->nack_reason = 0;
   w->payload_len = 0;
-  w->option_count = 0;
+  w->data_len = 0;
   memcpy(w->token, token, token_len);
   w->token_len = token_len;
   w->request_mid = mid;
@@ -1172,54 +1168,38 @@ lcp_grow(void **buf, size_t *cap, size_t want, size_t item) {
   return 1;
 }
 
-/* Make room for `want` options in the waiter's arrays; 0 when out of memory. */
-static int
-lcp_waiter_room(lcp_waiter_t *w, size_t want) {
-  size_t cap = w->option_cap, n = cap;
-  void *numbers, *lengths;
-  if (want <= cap)
-    return 1;
-  n = cap ? cap : 8;
-  while (n < want)
-    n *= 2;
-  numbers = realloc(w->option_numbers, n * sizeof(uint16_t));
-  if (!numbers)
-    return 0;
-  w->option_numbers = numbers;
-  lengths = realloc(w->option_lengths, n * sizeof(size_t));
-  if (!lengths)
-    return 0;
-  w->option_lengths = lengths;
-  w->option_cap = n;
-  return 1;
-}
-
 /* The copy of one response into its waiter; 0 when out of memory. */
 static int
 lcp_waiter_copy(lcp_waiter_t *w, const coap_pdu_t *pdu, const lcp_pdu_info_t *info) {
   coap_opt_iterator_t it;
   coap_opt_t *opt;
-  size_t count = 0, used = 0;
-  if (info->payload_len &&
-      !lcp_grow((void **)&w->payload, &w->payload_cap, info->payload_len, 1))
+  size_t used = info->token_len + info->payload_len;
+  if (!lcp_grow((void **)&w->data, &w->data_cap, used + 64, 1))
     return 0;
+  if (info->token_len)
+    memcpy(w->data, info->token, info->token_len);
   if (info->payload_len)
-    memcpy(w->payload, info->payload, info->payload_len);
+    memcpy(w->data + info->token_len, info->payload, info->payload_len);
   if (coap_option_iterator_init((coap_pdu_t *)pdu, &it, COAP_OPT_ALL)) {
     while ((opt = coap_option_next(&it)) != NULL) {
       size_t len = coap_opt_length(opt);
-      if (!lcp_waiter_room(w, count + 1) ||
-          !lcp_grow((void **)&w->option_data, &w->data_cap, used + len + 1, 1))
+      uint16_t number = (uint16_t)LCP_OPT_NUMBER(it);
+      uint8_t *at;
+      if (!lcp_grow((void **)&w->data, &w->data_cap, used + 6 + len, 1))
         return 0;
-      w->option_numbers[count] = (uint16_t)LCP_OPT_NUMBER(it);
-      w->option_lengths[count] = len;
-      memcpy(w->option_data + used, coap_opt_value(opt), len);
-      used += len;
-      count++;
+      at = w->data + used;
+      at[0] = (uint8_t)(number >> 8);
+      at[1] = (uint8_t)number;
+      at[2] = (uint8_t)(len >> 24);
+      at[3] = (uint8_t)(len >> 16);
+      at[4] = (uint8_t)(len >> 8);
+      at[5] = (uint8_t)len;
+      memcpy(at + 6, coap_opt_value(opt), len);
+      used += 6 + len;
     }
   }
-  w->option_count = count;
   w->payload_len = info->payload_len;
+  w->data_len = used;
   w->code = info->code;
   w->type = info->type;
   w->mid = info->mid;

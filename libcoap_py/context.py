@@ -30,7 +30,6 @@ H = TypeVar("H", bound=Callable[..., Any])
 # Seen with libcoap 4.3.1 + OpenSSL: after a PSK client session, new PKI sessions
 # of the same context handshake with PSK cipher suites only.
 _PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
-_buffer = ffi.buffer
 _SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 _DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
@@ -318,25 +317,13 @@ class Context(Serving):
             raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
 
     def _waited_response(self, waiter: Any) -> Response:
-        """The response a waiter copied out of libcoap."""
-        size = waiter.payload_len
-        payload = _buffer(waiter.payload, size)[:] if size else b""
-        options: list[Option] = []
-        count = waiter.option_count
-        if count:
-            numbers, lengths = waiter.option_numbers, waiter.option_lengths
-            data = waiter.option_data
-            at = 0
-            for i in range(count):
-                length = lengths[i]
-                options.append((numbers[i], _buffer(data + at, length)[:]))
-                at += length
-            if not _LIBCOAP_DROPS_CRITICAL:
-                unknown = unknown_critical_options(options, self._registered)
-                if unknown:  # rejected, as libcoap 4.3 does (RFC 7252, 5.4.1)
-                    raise CriticalOptionError(unknown)
-        token = _buffer(waiter.token, waiter.token_len)[:]
-        return Response(waiter.code, payload, options, waiter.type, waiter.mid, token)
+        """The response a waiter copied out of libcoap, checked as libcoap 4.3 does."""
+        response = Response._from_waiter(waiter)
+        if not _LIBCOAP_DROPS_CRITICAL:
+            unknown = unknown_critical_options(response.options, self._registered)
+            if unknown:  # rejected, as libcoap 4.3 does (RFC 7252, 5.4.1)
+                raise CriticalOptionError(unknown)
+        return response
 
     def _guarded(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call a libcoap function that may call back into handlers, as _io() does."""

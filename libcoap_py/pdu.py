@@ -20,6 +20,7 @@ __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 # Enum lookups without the Enum machinery, for the per-response path.
 _CODES: dict[int, Code] = {int(c): c for c in Code}
 _TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
+_buffer = ffi.buffer
 
 
 def _number_of(option: Option) -> int:
@@ -71,6 +72,17 @@ class _OptionReader:
         return [(numbers[i], buffer(values[i], lengths[i])[:]) for i in range(count)]
 
 
+def unpack_options(packed: bytes) -> list[Option]:
+    """Options packed as lcp_waiter_copy() does: number (2 bytes), length (4), value."""
+    options: list[Option] = []
+    at, end = 0, len(packed)
+    while at < end:
+        length = int.from_bytes(packed[at + 2 : at + 6], "big")
+        options.append((packed[at] << 8 | packed[at + 1], packed[at + 6 : at + 6 + length]))
+        at += 6 + length
+    return options
+
+
 class Response(OptionAccessors):
     """A response as received: code, payload, options, copied out of libcoap.
 
@@ -79,7 +91,7 @@ class Response(OptionAccessors):
     ``typed_options``, ...) read them.
     """
 
-    __slots__ = ("code", "mid", "options", "payload", "token", "type")
+    __slots__ = ("_options", "_packed", "code", "mid", "payload", "token", "type")
 
     def __init__(
         self,
@@ -92,10 +104,41 @@ class Response(OptionAccessors):
     ) -> None:
         self.code: Code | int = _CODES.get(code, code)
         self.payload = payload
-        self.options = options
+        self._options: list[Option] | None = options
+        self._packed = b""
         self.type = _TYPES[type] if type.__class__ is int and 0 <= type <= 3 else MessageType(type)
         self.mid = mid
         self.token = token
+
+    @classmethod
+    def _from_waiter(cls, waiter: Any) -> Response:
+        """The response a request waiter (lcp_waiter_t) copied out of libcoap; its
+        options are unpacked when first asked for."""
+        self = cls.__new__(cls)
+        token_len = waiter.token_len
+        start = token_len + waiter.payload_len
+        data = _buffer(waiter.data, waiter.data_len)[:]
+        code = waiter.code
+        self.code = _CODES.get(code, code)
+        self.payload = data[token_len:start]
+        self._options = None
+        self._packed = data[start:]
+        self.type = _TYPES[waiter.type]
+        self.mid = waiter.mid
+        self.token = data[:token_len]
+        return self
+
+    @property
+    def options(self) -> list[Option]:
+        """The options as ``(number, bytes)`` pairs, in the order received."""
+        options = self._options
+        if options is None:
+            options = self._options = unpack_options(self._packed)
+        return options
+
+    @options.setter
+    def options(self, value: list[Option]) -> None:
+        self._options = value
 
     def option(self, number: int) -> bytes | None:
         """The first value of an option, or None."""

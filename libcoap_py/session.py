@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
@@ -62,6 +63,8 @@ _SEND_FAILURES = {  # lcp_request()'s
     -5: "libcoap could not send the request",
 }
 _monotonic = time.monotonic
+_get_ident = threading.get_ident
+_from_waiter = Response._from_waiter
 _ceil = math.ceil
 
 
@@ -125,6 +128,8 @@ class Session:
         # (method, path) -> (code, options) of plain requests: request()'s fast path.
         self._prepared: dict[tuple[object, str], tuple[int, bytes, int]] = {}
         self._reliable = int(lib.lcp_session_proto(ptr)) in _RELIABLE
+        # Whether _live() has more to check than the owner thread and the pointer.
+        self._check_alive = False
         self._dtls_failed = False
         self.closed = False
         #: The common name of the peer's certificate (certificate DTLS), once known.
@@ -264,7 +269,8 @@ class Session:
         re-raises what a handler raised meanwhile.
         """
         context = self._context
-        self._live()
+        if context._owner != _get_ident() or self._ptr is None or self._check_alive:
+            self._live()  # raises unless a server session is still alive
         if context._dispatching:
             raise CoapError(
                 "request() waits for its response and cannot run inside a handler; "
@@ -347,18 +353,18 @@ class Session:
         if timeout is None:
             timeout = lib.lcp_session_max_transmit_wait(ptr) + 1.0
         deadline = _monotonic() + timeout
+        # Nothing below raises before _in_io is reset (the arguments are ours).
         context._in_io = True
-        try:
-            done = lib.lcp_request(
-                context._ptr, ptr, waiter, _CON if confirmable else _NON, code, blob, len(blob),
-                payload, len(payload), _ceil(timeout * 1000) if timeout < 0.2 else WAIT_SLICE_MS,
-            )  # fmt: skip
-        finally:
-            context._in_io = False
+        done = lib.lcp_request(
+            context._ptr, ptr, waiter, _CON if confirmable else _NON, code, blob, len(blob),
+            payload, len(payload), WAIT_SLICE_MS if timeout >= 0.2 else _ceil(timeout * 1000),
+        )  # fmt: skip
+        context._in_io = False
         if done == 1 and waiter.state == 1:
-            # Answered, and no Python code ran meanwhile: nothing else to look at.
+            # Answered, and no Python code ran meanwhile: nothing else to look at
+            # (and libcoap 4.3, the only one here, dropped unknown critical options).
             waiters.append(waiter)
-            return context._waited_response(waiter)
+            return _from_waiter(waiter)
         if done < -1:
             waiters.append(waiter)
             raise CoapError(_SEND_FAILURES[done])
@@ -800,6 +806,7 @@ class ServerSession(Session):
             proto, "coap"
         )
         super().__init__(context, ptr, URI(scheme, host, int(port[0]), (), ()), [])
+        self._check_alive = not _SERVER_SESSION_EVENTS  # see _alive()
         self.peer = (host, int(port[0]))
         self._psk_known = proto not in (Proto.DTLS, Proto.TLS)
         self._psk: bytes | None = None

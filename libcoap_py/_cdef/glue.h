@@ -156,12 +156,9 @@ typedef struct lcp_waiter {
   int mid;
   uint8_t token[8];
   size_t token_len;
-  uint8_t *payload;
+  uint8_t *data;
   size_t payload_len;
-  size_t option_count;
-  uint16_t *option_numbers;
-  size_t *option_lengths;
-  uint8_t *option_data;
+  size_t data_len;
   ...;
 } lcp_waiter_t;
 lcp_waiter_t *lcp_waiter_new(void);
