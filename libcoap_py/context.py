@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import weakref
 from typing import Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
@@ -30,6 +29,10 @@ H = TypeVar("H", bound=Callable[..., Any])
 # Seen with libcoap 4.3.1 + OpenSSL: after a PSK client session, new PKI sessions
 # of the same context handshake with PSK cipher suites only.
 _PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
+_NULL = ffi.NULL
+_get_ident = threading.get_ident
+_HANDLER_RETURNED = "borrowed by a handler that has returned"
+_borrowed = PDU._borrowed
 _SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 _DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
@@ -48,7 +51,6 @@ class Context(Serving):
         self._handle = ffi.new_handle(self)
         self._ptr: Any = None
         self._sessions: set[Session] = set()
-        self._owned_pdus: weakref.WeakSet[PDU] = weakref.WeakSet()
         self._error: BaseException | None = None
         self._dispatching = 0
         self._in_io = False
@@ -267,25 +269,24 @@ class Context(Serving):
         Re-raises the first exception a handler raised. Returns libcoap's result
         (milliseconds spent).
         """
-        self._enter()
+        if self._owner != _get_ident() or self._ptr is None:
+            self._enter()  # raises
         if self._dispatching:
             raise CoapError("run_once() cannot be called from inside a handler")
         if timeout_ms is None:
             wait = -1
         else:
-            wait = int(timeout_ms)
+            wait = timeout_ms if timeout_ms.__class__ is int else int(timeout_ms)
             if wait < 0:
                 raise ValueError("timeout_ms must be >= 0, or None to wait for activity")
         return self._io(wait)
 
     def _io(self, wait_ms: int) -> int:
-        ptr = self._ptr
+        # lcp_io_process cannot raise: the trampolines keep exceptions for _after_io.
         self._in_io = True
-        try:
-            result = int(lib.lcp_io_process(ptr, wait_ms))
-        finally:
-            self._in_io = False
-            self._after_io()
+        result: int = lib.lcp_io_process(self._ptr, wait_ms)
+        self._in_io = False
+        self._after_io()
         if result < 0:
             raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
         return result
@@ -379,9 +380,9 @@ class Context(Serving):
         return ffi.buffer(info.token, info.token_len)[:] if info.token_len else b""
 
     def _on_response(self, session: Session | None, sent: Any, received: Any, mid: int) -> int:
-        info = self._info
-        lib.lcp_pdu_info(received, info)
         if session is not None and (session._observations or session._pending):
+            info = self._info
+            lib.lcp_pdu_info(received, info)
             token = ffi.buffer(info.token, info.token_len)[:]
             observation = session._observations.get(token)
             pending = None if observation is not None else session._pending.pop(token, None)
@@ -411,16 +412,19 @@ class Context(Serving):
         handler = self._response_handler
         if handler is None:
             return 0  # nobody asked for this: libcoap answers a CON with RST
-        sent_pdu = PDU._borrowed(sent, self._reader) if sent != ffi.NULL else None
-        received_pdu = PDU._borrowed(received, self._reader)
+        reader = self._reader
+        sent_pdu = _borrowed(sent, reader) if sent != _NULL else None
+        received_pdu = _borrowed(received, reader)
         self._dispatching += 1
         try:
             result = handler(session, sent_pdu, received_pdu, mid)
         finally:
             self._dispatching -= 1
-            received_pdu._invalidate("borrowed by a handler that has returned")
+            received_pdu._ptr = None
+            received_pdu._state = _HANDLER_RETURNED
             if sent_pdu is not None:
-                sent_pdu._invalidate("borrowed by a handler that has returned")
+                sent_pdu._ptr = None
+                sent_pdu._state = _HANDLER_RETURNED
         return 0 if result is False else 1
 
     def _on_nack(self, session: Session | None, sent: Any, reason: int, mid: int) -> None:
@@ -519,9 +523,6 @@ class Context(Serving):
         for pending_ptr in self._deferred_release:
             lib.coap_session_release(pending_ptr)
         self._deferred_release = []
-        for pdu in list(self._owned_pdus):
-            pdu._invalidate("its Context was closed")
-        self._owned_pdus = weakref.WeakSet()
         # Callbacks fired while libcoap tears down find no Context.
         lib.coap_set_app_data(ptr, ffi.NULL)
         lib.coap_free_context(ptr)

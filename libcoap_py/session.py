@@ -678,16 +678,13 @@ class Session:
         self, type: MessageType | int = MessageType.CON, code: Code | int = Code.GET
     ) -> PDU:
         """A new PDU with a fresh message ID and token, owned by you until ``send()``."""
-        ptr = self._live()
+        if self._context._owner != _get_ident() or self._ptr is None or self._check_alive:
+            self._live()
         kind = type if type.__class__ is MessageType else MessageType(type)
-        method = int(code)
-        pdu_ptr = lib.lcp_new_request(ptr, kind, method, self._token, self._token_len)
+        pdu_ptr = lib.lcp_new_request(self._ptr, kind, int(code), self._token, self._token_len)
         if pdu_ptr == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")
-        token = ffi.buffer(self._token, self._token_len[0])[:]
-        pdu = PDU._owned_new(pdu_ptr, self, token)
-        self._context._owned_pdus.add(pdu)
-        return pdu
+        return PDU._owned_new(pdu_ptr, self, ffi.buffer(self._token, self._token_len[0])[:])
 
     def send(self, pdu: PDU) -> int:
         """Hand a PDU to libcoap (which sends it from ``run_once()``); returns its message ID.
@@ -701,10 +698,10 @@ class Session:
         if pdu._session is not self:
             raise CoapError("this PDU was made for another session")
         c_pdu = pdu._materialise(lib.coap_session_max_pdu_size(ptr))
+        ffi.gc(c_pdu, None)  # libcoap's from here on
         pdu._ptr = None
         pdu._state = "sent (send() consumed it)"
-        self._context._owned_pdus.discard(pdu)
-        mid = int(lib.lcp_send(ptr, c_pdu))
+        mid: int = lib.lcp_send(ptr, c_pdu)
         if mid < 0:
             raise CoapError(f"libcoap could not send the PDU to {self.uri}")
         return mid
