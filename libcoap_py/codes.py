@@ -80,12 +80,12 @@ class Code(enum.IntEnum):
     @property
     def class_(self) -> int:
         """The code class: 0 request, 2 success, 4 client error, 5 server error."""
-        return self.value >> 5
+        return int(self) >> 5
 
     @property
     def detail(self) -> int:
         """The code detail, the part after the dot."""
-        return self.value & 0x1F
+        return int(self) & 0x1F
 
     @property
     def dotted(self) -> str:

@@ -22,6 +22,7 @@ _CODES: dict[int, Code] = {int(c): c for c in Code}
 _TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
 _buffer = ffi.buffer
 _gc = ffi.gc
+_delete_pdu = lib.coap_delete_pdu
 
 
 def _number_of(option: Option) -> int:
@@ -187,10 +188,11 @@ class PDU(OptionAccessors):
         "_reader",
         "_session",
         "_state",
-        "_token",
+        "_token_len",
     )
 
-    # A borrowed PDU sets only _info, _owned, _ptr, _reader and _state.
+    # A borrowed PDU sets only _info, _owned, _ptr, _reader and _state; an owned one
+    # all but _reader.
     _info: Any
     _options: list[Option]
     _owned: bool
@@ -199,7 +201,7 @@ class PDU(OptionAccessors):
     _reader: _OptionReader | None
     _session: Session
     _state: str
-    _token: bytes
+    _token_len: int
 
     def __init__(self) -> None:
         raise TypeError("PDUs come from Session.new_pdu() or are handed to handlers")
@@ -207,18 +209,17 @@ class PDU(OptionAccessors):
     # -- construction (internal) ------------------------------------------------------------
 
     @classmethod
-    def _owned_new(cls, ptr: Any, session: Session, token: bytes) -> PDU:
+    def _owned_new(cls, ptr: Any, session: Session, token_len: int) -> PDU:
         self = object.__new__(cls)
         # Freed with the wrapper unless send() hands it to libcoap (which detaches this).
-        self._ptr = _gc(ptr, lib.coap_delete_pdu)
+        self._ptr = _gc(ptr, _delete_pdu)
         self._owned = True
         self._session = session
         self._state = "new"
-        self._token = token
+        self._token_len = token_len
         self._options = []
         self._payload = b""
         self._info = None
-        self._reader = None
         return self
 
     @classmethod
@@ -324,14 +325,16 @@ class PDU(OptionAccessors):
         if not self._owned:
             raise CoapError("a received PDU is read-only")
 
-    def _materialise(self, max_pdu: int) -> Any:
+    def _materialise(self, session_ptr: Any) -> Any:
         """Write options and payload into the C PDU before it is sent; returns the pointer."""
         ptr = self._live()
-        options = sorted(self._options, key=_number_of) if self._options else self._options
+        options = self._options
         if options:
+            options = sorted(options, key=_number_of)
             write_options(ptr, options)
         if self._payload:
-            check_fits(max_pdu, len(self._token), options, len(self._payload))
+            max_pdu = lib.coap_session_max_pdu_size(session_ptr)
+            check_fits(max_pdu, self._token_len, options, len(self._payload))
             if not lib.coap_add_data(ptr, len(self._payload), self._payload):
                 raise CoapError("libcoap refused the payload")
         return ptr

@@ -684,7 +684,7 @@ class Session:
         pdu_ptr = lib.lcp_new_request(self._ptr, kind, int(code), self._token, self._token_len)
         if pdu_ptr == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")
-        return PDU._owned_new(pdu_ptr, self, ffi.buffer(self._token, self._token_len[0])[:])
+        return PDU._owned_new(pdu_ptr, self, self._token_len[0])
 
     def send(self, pdu: PDU) -> int:
         """Hand a PDU to libcoap (which sends it from ``run_once()``); returns its message ID.
@@ -692,12 +692,14 @@ class Session:
         The PDU is consumed: using it afterwards raises ``CoapError``.
         Responses arrive at the Context's response handler.
         """
-        ptr = self._live()
+        if self._context._owner != _get_ident() or self._ptr is None or self._check_alive:
+            self._live()
+        ptr = self._ptr
         if not isinstance(pdu, PDU) or not pdu._owned:
             raise TypeError("send() takes a PDU made by Session.new_pdu()")
         if pdu._session is not self:
             raise CoapError("this PDU was made for another session")
-        c_pdu = pdu._materialise(lib.coap_session_max_pdu_size(ptr))
+        c_pdu = pdu._materialise(ptr)
         ffi.gc(c_pdu, None)  # libcoap's from here on
         pdu._ptr = None
         pdu._state = "sent (send() consumed it)"
