@@ -31,7 +31,6 @@ H = TypeVar("H", bound=Callable[..., Any])
 _PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
 _NULL = ffi.NULL
 _get_ident = threading.get_ident
-_HANDLER_RETURNED = "borrowed by a handler that has returned"
 _borrowed = PDU._borrowed
 _SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
@@ -427,11 +426,9 @@ class Context(Serving):
             result = handler(session, sent_pdu, received_pdu, mid)
         finally:
             self._dispatching -= 1
-            received_pdu._ptr = None
-            received_pdu._state = _HANDLER_RETURNED
+            received_pdu._ptr = None  # the handler has returned: see PDU._borrowed
             if sent_pdu is not None:
                 sent_pdu._ptr = None
-                sent_pdu._state = _HANDLER_RETURNED
         return 0 if result is False else 1
 
     def _on_nack(self, session: Session | None, sent: Any, reason: int, mid: int) -> None:

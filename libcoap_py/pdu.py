@@ -227,7 +227,7 @@ class PDU(OptionAccessors):
         self = object.__new__(cls)
         self._ptr = ptr
         self._owned = False
-        self._state = "borrowed"
+        self._state = "borrowed by a handler that has returned"  # read once _ptr is None
         self._reader = reader
         self._info = reader.info
         return self
