@@ -36,6 +36,11 @@ MethodSpec = Union[str, Code, int]
 _SLICE_MS = 250  # run() wakes at least this often to notice stop() and signals
 _OBSERVE = int(OptionNumber.OBSERVE)
 _URI_PATH = int(OptionNumber.URI_PATH)
+_METHOD_NOT_ALLOWED = int(Code.METHOD_NOT_ALLOWED)
+# The code a response starts with, by request method (an int: no Enum call per request).
+_DEFAULT_CODE: dict[int, Code] = {int(method): code for method, code in DEFAULT_CODES.items()}
+_SCRATCH_ROOM = 256  # bytes for a request's options (lcp_serve_read); grows when needed
+_unpack = ffi.unpack
 
 
 def _methods(methods: MethodSpec | Iterable[MethodSpec]) -> list[Code]:
@@ -216,6 +221,8 @@ class Serving:
     _dtls_psk: PSK | None
     _client_pki_used: bool
     _block_server: BlockServer | None = None  # made on first use (libcoap 4.2)
+    # lcp_serve_read's info struct and options scratch (with its size), made on first use.
+    _serve: tuple[Any, Any, int] | None = None
 
     def _enter(self) -> Any:
         raise NotImplementedError
@@ -436,26 +443,47 @@ class Serving:
         self._server_sessions.add(session)
         return session
 
+    def _serve_buffers(self) -> tuple[Any, Any, int]:
+        """The lcp_serve_read scratch of this Context (made on first use), grown as needed."""
+        info = ffi.new("lcp_serve_info_t *")
+        room = _SCRATCH_ROOM
+        self._serve = (info, ffi.new("char[]", room), room)
+        return self._serve
+
     def _on_request(
         self, resource: Resource, session_ptr: Any, request: Any, query: Any, response: Any
     ) -> None:
-        session = self._server_session(session_ptr)
-        if request == ffi.NULL:
+        if request:
+            info, scratch, room = self._serve or self._serve_buffers()
+            lib.lcp_serve_read(session_ptr, request, info, scratch, room)
+            need = info.options_len
+            if need > room:
+                room = max(need, 2 * room)
+                scratch = ffi.new("char[]", room)
+                self._serve = (info, scratch, room)
+                lib.lcp_serve_read(session_ptr, request, info, scratch, room)
+            data = info.session_data
+            session = ffi.from_handle(data) if data else None
+            if not isinstance(session, ServerSession):
+                session = self._server_session(session_ptr)
+            req = Request._served(info, _unpack(scratch, need) if need else b"", session)
+            code = info.code
+        else:
             # A notification from a libcoap that runs the GET handler without a request.
+            session = self._server_session(session_ptr)
             lib.lcp_pdu_info(response, self._info)
             token = ffi.buffer(self._info.token, self._info.token_len)[:]
             req = resource._registration(session_ptr, session, token)
-        else:
-            req = Request._from_pdu(request, self._info, self._reader, session)
-        handler = resource._handlers.get(int(req.code))
+            code = int(req.code)
+        handler = resource._handlers.get(code)
         if handler is None:
-            lib.lcp_pdu_set_code(response, int(Code.METHOD_NOT_ALLOWED))
+            lib.lcp_pdu_set_code(response, _METHOD_NOT_ALLOWED)
             return
-        max_pdu = lib.coap_session_max_pdu_size(session_ptr)
         blocks, block1 = None, None
         if not LIBCOAP_BLOCKS:
             # libcoap 4.2 leaves block-wise transfers to us: reassemble Block1
             # uploads, serve later Block2 blocks from the body rendered for block 0.
+            max_pdu = lib.coap_session_max_pdu_size(session_ptr)
             blocks = self._blocks()
             try:
                 whole, block1 = blocks.receive(req, response)
@@ -468,12 +496,8 @@ class Serving:
                 lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))
                 return
             req = whole
-        default = (
-            DEFAULT_CODES.get(req.code, Code.CONTENT)
-            if isinstance(req.code, Code)
-            else Code.CONTENT
-        )
-        reply = ServerResponse(default)
+            code = int(req.code)
+        reply = ServerResponse(_DEFAULT_CODE.get(code, Code.CONTENT))
         self._dispatching += 1
         try:
             handler(req, reply)
@@ -484,10 +508,10 @@ class Serving:
                     reply = self._error_notification(session_ptr, req, response, reply)
             if blocks is not None:
                 blocks.respond(req, reply, response, max_pdu, block1)
-            else:
+            elif not reply._send_simple(session_ptr, response):
                 reply._write(
                     response,
-                    max_pdu,
+                    lib.coap_session_max_pdu_size(session_ptr),
                     len(req.token),
                     (resource._ptr, session_ptr, request, query),
                 )
