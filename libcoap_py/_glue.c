@@ -1149,3 +1149,22 @@ lcp_serve_reply(coap_session_t *session, coap_pdu_t *response, int code,
     return -1;
   return 1;
 }
+
+/* One round of I/O for a serving loop: lcp_io_process(ctx, timeout_ms), then
+ * more passes that do not wait, while the previous one answered a request
+ * (the Python dispatch sets *served), at most passes in all and while the
+ * passes took less than timeout_ms together (as libcoap counts: a quick pass
+ * counts 0). Saves the way back to Python between requests that are already
+ * queued. Returns the milliseconds spent, or -1 when libcoap's I/O failed. */
+int
+lcp_serve_io(coap_context_t *ctx, int timeout_ms, int *served, int passes) {
+  int result, spent;
+  *served = 0;
+  result = spent = lcp_io(ctx, timeout_ms);
+  while (result >= 0 && *served && --passes > 0 && spent < timeout_ms) {
+    *served = 0;
+    result = lcp_io(ctx, 0);
+    spent += result;
+  }
+  return result < 0 ? -1 : spent;
+}

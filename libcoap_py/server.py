@@ -39,6 +39,7 @@ _URI_PATH = int(OptionNumber.URI_PATH)
 _METHOD_NOT_ALLOWED = int(Code.METHOD_NOT_ALLOWED)
 # The code a response starts with, by request method (an int: no Enum call per request).
 _DEFAULT_CODE: dict[int, Code] = {int(method): code for method, code in DEFAULT_CODES.items()}
+_PASSES = 16  # I/O passes run() makes back to back while they answer requests
 _SCRATCH_ROOM = 256  # bytes for a request's options (lcp_serve_read); grows when needed
 _unpack = ffi.unpack
 
@@ -222,7 +223,9 @@ class Serving:
     _client_pki_used: bool
     _block_server: BlockServer | None = None  # made on first use (libcoap 4.2)
     # lcp_serve_read's info struct and options scratch (with its size), made on first use.
-    _serve: tuple[Any, Any, int] | None = None
+    _serve: tuple[Any, Any, int, Any] | None = None
+    _close_requested: bool
+    _error: BaseException | None
 
     def _enter(self) -> Any:
         raise NotImplementedError
@@ -231,6 +234,9 @@ class Serving:
         raise NotImplementedError
 
     def _store_error(self, error: BaseException) -> None:
+        raise NotImplementedError
+
+    def _guarded(self, function: Callable[..., Any], *args: Any) -> Any:
         raise NotImplementedError
 
     def _set_root_cas(self, path: str) -> None:
@@ -418,7 +424,7 @@ class Serving:
                     if remaining <= 0:
                         break
                     wait = min(wait, max(1, math.ceil(remaining * 1000)))
-                self._io(0 if self._stopping else wait)
+                self._serve_io(0 if self._stopping else wait)
                 if self._stopping:
                     break
         finally:
@@ -443,24 +449,35 @@ class Serving:
         self._server_sessions.add(session)
         return session
 
-    def _serve_buffers(self) -> tuple[Any, Any, int]:
-        """The lcp_serve_read scratch of this Context (made on first use), grown as needed."""
+    def _serve_buffers(self) -> tuple[Any, Any, int, Any]:
+        """The lcp_serve_read scratch of this Context (made on first use), grown as needed,
+        and the flag by which a dispatch tells lcp_serve_io to go on."""
         info = ffi.new("lcp_serve_info_t *")
         room = _SCRATCH_ROOM
-        self._serve = (info, ffi.new("char[]", room), room)
+        self._serve = (info, ffi.new("char[]", room), room, ffi.new("int *"))
         return self._serve
+
+    def _serve_io(self, wait_ms: int) -> None:
+        """``_io()`` for run(): after the first pass, more that do not wait, as long as
+        each answered a request and nothing (an error, stop(), close()) wants run()."""
+        ptr = self._ptr
+        if ptr is None:
+            raise CoapError("the Context was closed")
+        served = (self._serve or self._serve_buffers())[3]
+        if self._guarded(lib.lcp_serve_io, ptr, wait_ms, served, _PASSES) < 0:
+            raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
 
     def _on_request(
         self, resource: Resource, session_ptr: Any, request: Any, query: Any, response: Any
     ) -> None:
         if request:
-            info, scratch, room = self._serve or self._serve_buffers()
+            info, scratch, room, served = self._serve or self._serve_buffers()
             lib.lcp_serve_read(session_ptr, request, info, scratch, room)
             need = info.options_len
             if need > room:
                 room = max(need, 2 * room)
                 scratch = ffi.new("char[]", room)
-                self._serve = (info, scratch, room)
+                self._serve = (info, scratch, room, served)
                 lib.lcp_serve_read(session_ptr, request, info, scratch, room)
             data = info.session_data
             session = ffi.from_handle(data) if data else None
@@ -469,6 +486,7 @@ class Serving:
             req = Request._served(info, _unpack(scratch, need) if need else b"", session)
             code = info.code
         else:
+            served = None
             # A notification from a libcoap that runs the GET handler without a request.
             session = self._server_session(session_ptr)
             lib.lcp_pdu_info(response, self._info)
@@ -515,6 +533,10 @@ class Serving:
                     len(req.token),
                     (resource._ptr, session_ptr, request, query),
                 )
+            if served is not None and not (
+                self._stopping or self._close_requested or self._error is not None
+            ):
+                served[0] = 1  # lcp_serve_io may go on with the next pass
         except Exception:
             log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
             self._answer_error(resource, session_ptr, req, response)

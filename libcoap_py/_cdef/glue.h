@@ -183,3 +183,4 @@ void lcp_serve_read(const coap_session_t *session, const coap_pdu_t *request,
                     lcp_serve_info_t *out, char *scratch, size_t room);
 int lcp_serve_reply(coap_session_t *session, coap_pdu_t *response, int code,
                     int content_format, const uint8_t *payload, size_t len);
+int lcp_serve_io(coap_context_t *ctx, int timeout_ms, int *served, int passes);
