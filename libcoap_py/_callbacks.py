@@ -45,9 +45,15 @@ def _lost(error: BaseException) -> None:
 def lcp_py_response(session_ptr: Any, sent: Any, received: Any, mid: int) -> int:
     context = None
     try:
-        context, session = _find(session_ptr)
-        if context is None:
-            return 0
+        data = lib.coap_session_get_app_data(session_ptr)
+        if data != _NULL:  # _find(), for the common case
+            session: Session | None = ffi.from_handle(data)
+            assert session is not None
+            context = session._context
+        else:
+            context, session = _find(session_ptr)
+            if context is None:
+                return 0
         return context._on_response(session, sent, received, mid)
     except BaseException as error:
         if context is not None:

@@ -85,11 +85,24 @@ static void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
                            const coap_pdu_t *request, const void *query,
                            coap_pdu_t *response);
 
+/* Counts calls into Python (the lcp_py_* trampolines), per thread: the request
+ * waiter's loop (lcp_waiter_wait) hands control back to Python after any I/O
+ * pass that ran Python code, which may have stored an exception or changed
+ * state the Python loop must see. */
+static __thread unsigned long lcp_py_calls;
+
+/* A request() waiting for its response (see "Request waiter" below). */
+typedef struct lcp_waiter lcp_waiter_t;
+static int lcp_waiter_take(coap_session_t *session, const coap_pdu_t *received);
+static int lcp_waiter_nack(coap_session_t *session, const coap_pdu_t *sent,
+                           int reason, int mid);
+
 static int
 lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
           coap_session_t *session, unsigned int depth, int validated, void *arg) {
   (void)asn1_public_cert;
   (void)asn1_length;
+  lcp_py_calls++;
   return lcp_py_cn(session, cn, depth, validated, arg);
 }
 
@@ -126,6 +139,9 @@ typedef char lcp_check_bin_layout[
 static coap_response_t
 lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
                 const coap_pdu_t *received, const coap_mid_t mid) {
+  if (lcp_waiter_take(session, received))
+    return COAP_RESPONSE_OK;
+  lcp_py_calls++;
   return lcp_py_response(session, sent, received, (int)mid)
            ? COAP_RESPONSE_OK : COAP_RESPONSE_FAIL;
 }
@@ -133,17 +149,22 @@ lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
 static void
 lcp_on_nack(coap_session_t *session, const coap_pdu_t *sent,
             const coap_nack_reason_t reason, const coap_mid_t mid) {
+  if (lcp_waiter_nack(session, sent, (int)reason, (int)mid))
+    return;
+  lcp_py_calls++;
   lcp_py_nack(session, sent, (int)reason, (int)mid);
 }
 
 static int
 lcp_on_event(coap_session_t *session, const coap_event_t event) {
+  lcp_py_calls++;
   lcp_py_event(session, (int)event);
   return 0;
 }
 
 static const coap_bin_const_t *
 lcp_on_psk_id(coap_bin_const_t *identity, coap_session_t *session, void *arg) {
+  lcp_py_calls++;
   return (const coap_bin_const_t *)lcp_py_psk_key(session, identity->s,
                                                   identity->length, arg);
 }
@@ -153,6 +174,7 @@ lcp_on_request(coap_resource_t *resource, coap_session_t *session,
                const coap_pdu_t *request, const coap_string_t *query,
                coap_pdu_t *response) {
   /* query is passed through for coap_add_data_large_response() */
+  lcp_py_calls++;
   lcp_py_request(resource, session, request, query, response);
 }
 
@@ -385,6 +407,9 @@ lcp_on_response(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
    * response nobody wanted is rejected with RST as 4.3 does when it is a NON,
    * or a separate CON (a notification: RFC 7641, 3.6, the RST ends the server's
    * registration; 4.2 and 4.3 servers match it to the last notification). */
+  if (lcp_waiter_take(session, received))
+    return;
+  lcp_py_calls++;
   if (!lcp_py_response(session, sent, received, (int)id) &&
       (received->type == COAP_MESSAGE_NON ||
        (received->type == COAP_MESSAGE_CON &&
@@ -396,12 +421,16 @@ static void
 lcp_on_nack(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
             coap_nack_reason_t reason, const coap_tid_t id) {
   (void)ctx;
+  if (lcp_waiter_nack(session, sent, (int)reason, (int)id))
+    return;
+  lcp_py_calls++;
   lcp_py_nack(session, sent, (int)reason, (int)id);
 }
 
 static int
 lcp_on_event(coap_context_t *ctx, coap_event_t event, coap_session_t *session) {
   (void)ctx;
+  lcp_py_calls++;
   lcp_py_event(session, (int)event);
   return 0;
 }
@@ -424,6 +453,7 @@ lcp_on_server_psk(const coap_session_t *session, const uint8_t *identity,
     memcpy(s->psk_identity, identity, identity_len);
     s->psk_identity_len = identity_len;
   }
+  lcp_py_calls++;
   key = lcp_py_psk_key(s, identity, identity_len, NULL);
   if (!key || !key->s || key->length > max_psk_len)
     return 0;
@@ -441,6 +471,7 @@ lcp_on_request(coap_context_t *ctx, struct coap_resource_t *resource,
    * only where that has not happened. */
   if (response->used_size == 0 && token && token->length)
     coap_add_token(response, token->length, token->s);
+  lcp_py_calls++;
   lcp_py_request(resource, session, request, query, response);
 }
 
@@ -1029,6 +1060,264 @@ lcp_add_data_large_response(coap_resource_t *resource, coap_session_t *session,
 int
 lcp_send(coap_session_t *session, coap_pdu_t *pdu) {
   return (int)coap_send(session, pdu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Request waiter: Session.request()'s wait for its response, in C.
+ *
+ * A waiter is armed with the session, token and message ID of the request it
+ * waits for. The response handler (lcp_on_response) hands a matching response
+ * to lcp_waiter_take(), which copies code, type, message ID, token, payload
+ * and options into the waiter and acknowledges it, without a call into
+ * Python; a NACK for the request ends the wait the same way
+ * (lcp_waiter_nack). lcp_waiter_wait() drives the I/O loop until one of them
+ * happens, the time is up, or a pass ran Python code (a handler, an event),
+ * which the Python side must look at first. Everything else (observe, late
+ * answers, other requests) still goes through the Python trampolines.
+ *
+ * Armed waiters form a per-thread stack: a request() made from inside a
+ * handler while another waits (on another context) arms its own. */
+
+struct lcp_waiter {
+  /* read by Python (mirrored in _cdef/glue.h) */
+  int state;                /* 0: waiting (or idle), 1: answered, 2: NACK */
+  int nack_reason;
+  int request_mid;          /* of the request waited for */
+  int code;                 /* of the response, and so on */
+  int type;
+  int mid;
+  uint8_t token[8];         /* of the request */
+  size_t token_len;
+  /* The response's token, payload and options back to back; each option as
+   * its number (2 bytes), value length (4 bytes, both big-endian), value. */
+  uint8_t *data;
+  size_t payload_len;
+  size_t data_len;
+  /* private */
+  const coap_session_t *session; /* NULL: not armed */
+  size_t data_cap;
+  lcp_waiter_t *outer;
+};
+
+static __thread lcp_waiter_t *lcp_armed;
+
+lcp_waiter_t *
+lcp_waiter_new(void) {
+  return calloc(1, sizeof(lcp_waiter_t));
+}
+
+static void
+lcp_waiter_unlink(lcp_waiter_t *w) {
+  lcp_waiter_t **p = &lcp_armed;
+  while (*p && *p != w)
+    p = &(*p)->outer;
+  if (*p)
+    *p = w->outer;
+  w->outer = NULL;
+  w->session = NULL;
+}
+
+void
+lcp_waiter_free(lcp_waiter_t *w) {
+  if (!w)
+    return;
+  lcp_waiter_unlink(w);
+  free(w->data);
+  free(w);
+}
+
+/* Wait for the response with this token on this session. An answer or a NACK
+ * disarms the waiter; lcp_waiter_disarm() does it otherwise. */
+int
+lcp_waiter_arm(lcp_waiter_t *w, const coap_session_t *session,
+               const uint8_t *token, size_t token_len, int mid) {
+  if (token_len > sizeof(w->token))
+    return 0;
+  lcp_waiter_unlink(w);
+  w->state = 0;
+  w->nack_reason = 0;
+  w->payload_len = 0;
+  w->data_len = 0;
+  memcpy(w->token, token, token_len);
+  w->token_len = token_len;
+  w->request_mid = mid;
+  w->session = session;
+  w->outer = lcp_armed;
+  lcp_armed = w;
+  return 1;
+}
+
+void
+lcp_waiter_disarm(lcp_waiter_t *w) {
+  lcp_waiter_unlink(w);
+}
+
+static int
+lcp_grow(void **buf, size_t *cap, size_t want, size_t item) {
+  size_t n = *cap ? *cap : 16;
+  void *p;
+  if (want <= *cap)
+    return 1;
+  while (n < want)
+    n *= 2;
+  p = realloc(*buf, n * item);
+  if (!p)
+    return 0;
+  *buf = p;
+  *cap = n;
+  return 1;
+}
+
+/* The copy of one response into its waiter; 0 when out of memory. */
+static int
+lcp_waiter_copy(lcp_waiter_t *w, const coap_pdu_t *pdu, const lcp_pdu_info_t *info) {
+  coap_opt_iterator_t it;
+  coap_opt_t *opt;
+  size_t used = info->token_len + info->payload_len;
+  if (!lcp_grow((void **)&w->data, &w->data_cap, used + 64, 1))
+    return 0;
+  if (info->token_len)
+    memcpy(w->data, info->token, info->token_len);
+  if (info->payload_len)
+    memcpy(w->data + info->token_len, info->payload, info->payload_len);
+  if (coap_option_iterator_init((coap_pdu_t *)pdu, &it, COAP_OPT_ALL)) {
+    while ((opt = coap_option_next(&it)) != NULL) {
+      size_t len = coap_opt_length(opt);
+      uint16_t number = (uint16_t)LCP_OPT_NUMBER(it);
+      uint8_t *at;
+      if (!lcp_grow((void **)&w->data, &w->data_cap, used + 6 + len, 1))
+        return 0;
+      at = w->data + used;
+      at[0] = (uint8_t)(number >> 8);
+      at[1] = (uint8_t)number;
+      at[2] = (uint8_t)(len >> 24);
+      at[3] = (uint8_t)(len >> 16);
+      at[4] = (uint8_t)(len >> 8);
+      at[5] = (uint8_t)len;
+      memcpy(at + 6, coap_opt_value(opt), len);
+      used += 6 + len;
+    }
+  }
+  w->payload_len = info->payload_len;
+  w->data_len = used;
+  w->code = info->code;
+  w->type = info->type;
+  w->mid = info->mid;
+  return 1;
+}
+
+/* Called by the response handler: 1 when an armed waiter took the response. */
+static int
+lcp_waiter_take(coap_session_t *session, const coap_pdu_t *received) {
+  lcp_waiter_t *w;
+  lcp_pdu_info_t info;
+  if (!lcp_armed)
+    return 0;
+  lcp_pdu_fields(received, &info);
+  for (w = lcp_armed; w; w = w->outer) {
+    if (w->session == session && !w->state && w->token_len == info.token_len &&
+        (info.token_len == 0 || memcmp(w->token, info.token, info.token_len) == 0)) {
+      if (!lcp_waiter_copy(w, received, &info))
+        return 0; /* out of memory: let the Python side try */
+      w->state = 1;
+      lcp_waiter_unlink(w);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Called by the NACK handler: 1 when the NACK ends an armed waiter's wait. */
+static int
+lcp_waiter_nack(coap_session_t *session, const coap_pdu_t *sent, int reason, int mid) {
+  lcp_waiter_t *w;
+  lcp_pdu_info_t info;
+  if (!lcp_armed)
+    return 0;
+  if (sent)
+    lcp_pdu_fields(sent, &info);
+  for (w = lcp_armed; w; w = w->outer) {
+    if (w->session != session || w->state)
+      continue;
+    if (sent ? (w->token_len == info.token_len &&
+                (info.token_len == 0 || memcmp(w->token, info.token, info.token_len) == 0))
+             : w->request_mid == mid) {
+      w->nack_reason = reason;
+      w->state = 2;
+      lcp_waiter_unlink(w);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int64_t
+lcp_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Drive the context's I/O for at most timeout_ms (>= 1) until the waiter is
+ * answered or NACKed. Returns 1 when it is and no Python code ran meanwhile;
+ * 2 when a pass ran Python code (the caller looks at what it left, and at the
+ * waiter's state, then calls again if need be); 0 when the time is up; -1 on
+ * an I/O failure. */
+int
+lcp_waiter_wait(coap_context_t *ctx, lcp_waiter_t *w, int timeout_ms) {
+  unsigned long calls = lcp_py_calls;
+  int64_t deadline = lcp_now_ms() + (timeout_ms > 0 ? timeout_ms : 1);
+  for (;;) {
+    int64_t left;
+    if (w->state)
+      return 1;
+    left = deadline - lcp_now_ms();
+    if (left <= 0)
+      return 0;
+    if (lcp_io(ctx, (int)left) < 0)
+      return -1;
+    if (lcp_py_calls != calls)
+      return 2;
+  }
+}
+
+/* request()'s common case in one call: a request PDU with a fresh token, the
+ * options of a blob (per option: number and length, two big-endian bytes each,
+ * then the value) and an optional payload; arm the waiter; send; then
+ * lcp_waiter_wait() for at most timeout_ms. Returns what lcp_waiter_wait
+ * returns, or -2 out of memory, -3 an option does not fit, -4 the payload
+ * does not fit, -5 coap_send failed (nothing was sent; the waiter is idle). */
+int
+lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
+            int type, int code, const uint8_t *blob, size_t blob_len,
+            const uint8_t *payload, size_t payload_len, int timeout_ms) {
+  uint8_t token[8];
+  size_t token_len = 0, at = 0;
+  lcp_pdu_info_t info;
+  coap_pdu_t *pdu = lcp_new_request(session, type, code, token, &token_len);
+  if (!pdu)
+    return -2;
+  while (at + 4 <= blob_len) {
+    uint16_t number = (uint16_t)(blob[at] << 8 | blob[at + 1]);
+    size_t len = (size_t)(blob[at + 2] << 8 | blob[at + 3]);
+    at += 4;
+    if (at + len > blob_len || !coap_add_option(pdu, number, len, blob + at)) {
+      coap_delete_pdu(pdu);
+      return -3;
+    }
+    at += len;
+  }
+  if (payload_len && !coap_add_data(pdu, payload_len, payload)) {
+    coap_delete_pdu(pdu);
+    return -4;
+  }
+  lcp_pdu_fields(pdu, &info);
+  lcp_waiter_arm(w, session, token, token_len, info.mid);
+  if ((int)coap_send(session, pdu) < 0) { /* consumes pdu */
+    lcp_waiter_disarm(w);
+    return -5;
+  }
+  return lcp_waiter_wait(ctx, w, timeout_ms);
 }
 
 /* ------------------------------------------------------------------ */

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import weakref
 from typing import Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
@@ -17,7 +16,7 @@ from .observe import Observation
 from .options import REGISTRY, CriticalOptionError, unknown_critical_options
 from .pdu import PDU, Option, Response, _OptionReader
 from .server import Endpoint, Resource, Serving
-from .session import ServerSession, Session, nack_error
+from .session import WAIT_SLICE_MS, ServerSession, Session, nack_error
 from .uri import parse_local, parse_uri, resolve
 
 __all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler"]
@@ -30,6 +29,10 @@ H = TypeVar("H", bound=Callable[..., Any])
 # Seen with libcoap 4.3.1 + OpenSSL: after a PSK client session, new PKI sessions
 # of the same context handshake with PSK cipher suites only.
 _PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
+_NULL = ffi.NULL
+_get_ident = threading.get_ident
+_HANDLER_RETURNED = "borrowed by a handler that has returned"
+_borrowed = PDU._borrowed
 _SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 _DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
@@ -48,7 +51,6 @@ class Context(Serving):
         self._handle = ffi.new_handle(self)
         self._ptr: Any = None
         self._sessions: set[Session] = set()
-        self._owned_pdus: weakref.WeakSet[PDU] = weakref.WeakSet()
         self._error: BaseException | None = None
         self._dispatching = 0
         self._in_io = False
@@ -73,6 +75,7 @@ class Context(Serving):
         self._dtls_psk: PSK | None = None
         self._info = ffi.new("lcp_pdu_info_t *")
         self._reader = _OptionReader()
+        self._waiters: list[Any] = []  # idle request waiters (lcp_waiter_t), for reuse
         self.closed = False
         ptr = lib.lcp_new_context(self._handle)
         if ptr == ffi.NULL:
@@ -266,28 +269,62 @@ class Context(Serving):
         Re-raises the first exception a handler raised. Returns libcoap's result
         (milliseconds spent).
         """
-        self._enter()
+        if self._owner != _get_ident() or self._ptr is None:
+            self._enter()  # raises
         if self._dispatching:
             raise CoapError("run_once() cannot be called from inside a handler")
         if timeout_ms is None:
             wait = -1
         else:
-            wait = int(timeout_ms)
+            wait = timeout_ms if timeout_ms.__class__ is int else int(timeout_ms)
             if wait < 0:
                 raise ValueError("timeout_ms must be >= 0, or None to wait for activity")
         return self._io(wait)
 
     def _io(self, wait_ms: int) -> int:
-        ptr = self._ptr
+        # lcp_io_process cannot raise: the trampolines keep exceptions for _after_io.
         self._in_io = True
-        try:
-            result = int(lib.lcp_io_process(ptr, wait_ms))
-        finally:
-            self._in_io = False
-            self._after_io()
+        result: int = lib.lcp_io_process(self._ptr, wait_ms)
+        self._in_io = False
+        self._after_io()
         if result < 0:
             raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
         return result
+
+    def _new_waiter(self) -> Any:
+        waiter = lib.lcp_waiter_new()
+        if waiter == ffi.NULL:
+            raise MemoryError("no memory for a request waiter")
+        return ffi.gc(waiter, lib.lcp_waiter_free)
+
+    def _wait_io(self, waiter: Any, wait_ms: int) -> None:
+        """I/O until ``waiter`` is answered, at most ``wait_ms`` (lcp_waiter_wait).
+
+        Each wait in C is short enough for Python to see signals in between, and ends
+        after a pass that ran Python code, so what that code left (an exception, a
+        closed session) is seen here first.
+        """
+        self._in_io = True
+        try:
+            result = lib.lcp_waiter_wait(self._ptr, waiter, min(wait_ms, WAIT_SLICE_MS))
+        finally:
+            self._in_io = False
+        self._io_done(result)
+
+    def _io_done(self, result: int) -> None:
+        """After lcp_waiter_wait(): what handlers left, then its own failure."""
+        self._after_io()
+        if result < 0:
+            raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
+
+    def _waited_response(self, waiter: Any) -> Response:
+        """The response a waiter copied out of libcoap, checked as libcoap 4.3 does."""
+        response = Response._from_waiter(waiter)
+        if not _LIBCOAP_DROPS_CRITICAL:
+            unknown = unknown_critical_options(response.options, self._registered)
+            if unknown:  # rejected, as libcoap 4.3 does (RFC 7252, 5.4.1)
+                raise CriticalOptionError(unknown)
+        return response
 
     def _guarded(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call a libcoap function that may call back into handlers, as _io() does."""
@@ -343,9 +380,9 @@ class Context(Serving):
         return ffi.buffer(info.token, info.token_len)[:] if info.token_len else b""
 
     def _on_response(self, session: Session | None, sent: Any, received: Any, mid: int) -> int:
-        info = self._info
-        lib.lcp_pdu_info(received, info)
         if session is not None and (session._observations or session._pending):
+            info = self._info
+            lib.lcp_pdu_info(received, info)
             token = ffi.buffer(info.token, info.token_len)[:]
             observation = session._observations.get(token)
             pending = None if observation is not None else session._pending.pop(token, None)
@@ -375,16 +412,19 @@ class Context(Serving):
         handler = self._response_handler
         if handler is None:
             return 0  # nobody asked for this: libcoap answers a CON with RST
-        sent_pdu = PDU._borrowed(sent, self._reader) if sent != ffi.NULL else None
-        received_pdu = PDU._borrowed(received, self._reader)
+        reader = self._reader
+        sent_pdu = _borrowed(sent, reader) if sent != _NULL else None
+        received_pdu = _borrowed(received, reader)
         self._dispatching += 1
         try:
             result = handler(session, sent_pdu, received_pdu, mid)
         finally:
             self._dispatching -= 1
-            received_pdu._invalidate("borrowed by a handler that has returned")
+            received_pdu._ptr = None
+            received_pdu._state = _HANDLER_RETURNED
             if sent_pdu is not None:
-                sent_pdu._invalidate("borrowed by a handler that has returned")
+                sent_pdu._ptr = None
+                sent_pdu._state = _HANDLER_RETURNED
         return 0 if result is False else 1
 
     def _on_nack(self, session: Session | None, sent: Any, reason: int, mid: int) -> None:
@@ -483,9 +523,6 @@ class Context(Serving):
         for pending_ptr in self._deferred_release:
             lib.coap_session_release(pending_ptr)
         self._deferred_release = []
-        for pdu in list(self._owned_pdus):
-            pdu._invalidate("its Context was closed")
-        self._owned_pdus = weakref.WeakSet()
         # Callbacks fired while libcoap tears down find no Context.
         lib.coap_set_app_data(ptr, ffi.NULL)
         lib.coap_free_context(ptr)

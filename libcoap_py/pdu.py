@@ -20,6 +20,8 @@ __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 # Enum lookups without the Enum machinery, for the per-response path.
 _CODES: dict[int, Code] = {int(c): c for c in Code}
 _TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
+_buffer = ffi.buffer
+_gc = ffi.gc
 
 
 def _number_of(option: Option) -> int:
@@ -54,6 +56,8 @@ class _OptionReader:
 
     def __init__(self, room: int = 32) -> None:
         self._grow(room)
+        #: Scratch fields for PDU._read_info() of the PDUs handed to handlers.
+        self.info = ffi.new("lcp_pdu_info_t *")
 
     def _grow(self, room: int) -> None:
         self.room = room
@@ -71,6 +75,17 @@ class _OptionReader:
         return [(numbers[i], buffer(values[i], lengths[i])[:]) for i in range(count)]
 
 
+def unpack_options(packed: bytes) -> list[Option]:
+    """Options packed as lcp_waiter_copy() does: number (2 bytes), length (4), value."""
+    options: list[Option] = []
+    at, end = 0, len(packed)
+    while at < end:
+        length = int.from_bytes(packed[at + 2 : at + 6], "big")
+        options.append((packed[at] << 8 | packed[at + 1], packed[at + 6 : at + 6 + length]))
+        at += 6 + length
+    return options
+
+
 class Response(OptionAccessors):
     """A response as received: code, payload, options, copied out of libcoap.
 
@@ -79,7 +94,7 @@ class Response(OptionAccessors):
     ``typed_options``, ...) read them.
     """
 
-    __slots__ = ("code", "mid", "options", "payload", "token", "type")
+    __slots__ = ("_options", "_packed", "code", "mid", "payload", "token", "type")
 
     def __init__(
         self,
@@ -92,10 +107,41 @@ class Response(OptionAccessors):
     ) -> None:
         self.code: Code | int = _CODES.get(code, code)
         self.payload = payload
-        self.options = options
+        self._options: list[Option] | None = options
+        self._packed = b""
         self.type = _TYPES[type] if type.__class__ is int and 0 <= type <= 3 else MessageType(type)
         self.mid = mid
         self.token = token
+
+    @classmethod
+    def _from_waiter(cls, waiter: Any) -> Response:
+        """The response a request waiter (lcp_waiter_t) copied out of libcoap; its
+        options are unpacked when first asked for."""
+        self = cls.__new__(cls)
+        token_len = waiter.token_len
+        start = token_len + waiter.payload_len
+        data = _buffer(waiter.data, waiter.data_len)[:]
+        code = waiter.code
+        self.code = _CODES.get(code, code)
+        self.payload = data[token_len:start]
+        self._options = None
+        self._packed = data[start:]
+        self.type = _TYPES[waiter.type]
+        self.mid = waiter.mid
+        self.token = data[:token_len]
+        return self
+
+    @property
+    def options(self) -> list[Option]:
+        """The options as ``(number, bytes)`` pairs, in the order received."""
+        options = self._options
+        if options is None:
+            options = self._options = unpack_options(self._packed)
+        return options
+
+    @options.setter
+    def options(self, value: list[Option]) -> None:
+        self._options = value
 
     def option(self, number: int) -> bytes | None:
         """The first value of an option, or None."""
@@ -133,7 +179,6 @@ class PDU(OptionAccessors):
 
     __slots__ = (
         "__weakref__",
-        "_code",
         "_info",
         "_options",
         "_owned",
@@ -145,14 +190,14 @@ class PDU(OptionAccessors):
         "_token",
     )
 
-    _code: int
+    # A borrowed PDU sets only _info, _owned, _ptr, _reader and _state.
     _info: Any
     _options: list[Option]
     _owned: bool
     _payload: bytes
     _ptr: Any
     _reader: _OptionReader | None
-    _session: Session | None
+    _session: Session
     _state: str
     _token: bytes
 
@@ -164,7 +209,8 @@ class PDU(OptionAccessors):
     @classmethod
     def _owned_new(cls, ptr: Any, session: Session, token: bytes) -> PDU:
         self = object.__new__(cls)
-        self._ptr = ptr
+        # Freed with the wrapper unless send() hands it to libcoap (which detaches this).
+        self._ptr = _gc(ptr, lib.coap_delete_pdu)
         self._owned = True
         self._session = session
         self._state = "new"
@@ -173,7 +219,6 @@ class PDU(OptionAccessors):
         self._payload = b""
         self._info = None
         self._reader = None
-        self._code = 0
         return self
 
     @classmethod
@@ -181,47 +226,39 @@ class PDU(OptionAccessors):
         self = object.__new__(cls)
         self._ptr = ptr
         self._owned = False
-        self._session = None
         self._state = "borrowed"
-        self._token = b""
-        self._options = []
-        self._payload = b""
-        self._info = None
         self._reader = reader
-        self._code = 0
+        self._info = reader.info
         return self
 
     def _invalidate(self, why: str) -> None:
-        """Called when the C PDU goes away (sent, handler returned, context closed)."""
-        if self._owned and self._state == "new" and self._ptr is not None:
-            lib.coap_delete_pdu(self._ptr)
+        """Called when a borrowed C PDU goes away (its handler returned)."""
         self._ptr = None
         self._state = why
 
     def _live(self) -> Any:
-        if self._ptr is None:
+        ptr = self._ptr
+        if ptr is None:
             raise CoapError(f"this PDU can no longer be used: {self._state}")
-        return self._ptr
+        if self._owned and self._session._context._ptr is None:
+            raise CoapError("this PDU can no longer be used: its Context was closed")
+        return ptr
 
     def _read_info(self) -> Any:
+        """The PDU's fields (lcp_pdu_info_t), read now: use them before the next read."""
         ptr = self._live()
-        if self._info is None:
-            self._info = ffi.new("lcp_pdu_info_t *")
-        lib.lcp_pdu_info(ptr, self._info)
-        return self._info
-
-    def __del__(self) -> None:
-        if getattr(self, "_owned", False) and getattr(self, "_state", None) == "new":
-            session = self._session
-            # The C PDU is freed by Context.close() if the context went first.
-            if session is not None and not session._context.closed:
-                self._invalidate("deleted")
+        info = self._info
+        if info is None:
+            info = self._info = ffi.new("lcp_pdu_info_t *")
+        lib.lcp_pdu_info(ptr, info)
+        return info
 
     # -- fields ---------------------------------------------------------------------------------
 
     @property
     def type(self) -> MessageType:
-        return MessageType(self._read_info().type)
+        kind: int = self._read_info().type
+        return _TYPES[kind]
 
     @type.setter
     def type(self, value: MessageType | int) -> None:
@@ -230,11 +267,8 @@ class PDU(OptionAccessors):
 
     @property
     def code(self) -> Code | int:
-        raw = self._read_info().code
-        try:
-            return Code(raw)
-        except ValueError:
-            return int(raw)
+        raw: int = self._read_info().code
+        return _CODES.get(raw, raw)
 
     @code.setter
     def code(self, value: Code | int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
@@ -29,6 +30,7 @@ from .pdu import (
     Response,
     check_fits,
     encode_option,
+    encoded_options_size,
     pdu_room,
     write_options,
 )
@@ -50,8 +52,19 @@ _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 _LIBCOAP_BLOCKS = blockwise.LIBCOAP_BLOCKS
 _CON = int(MessageType.CON)
 _NON = int(MessageType.NON)
+_TLS_FAILED = int(NackReason.TLS_FAILED)
+# Longest single wait in C of a request: Python sees signals (Ctrl-C) in between.
+WAIT_SLICE_MS = 200
 _PREPARED_MAX = 64  # (method, path) pairs cached per session
+_SEND_FAILURES = {  # lcp_request()'s
+    -2: "libcoap could not allocate a PDU",
+    -3: "an option does not fit in the PDU",
+    -4: "libcoap refused the payload",
+    -5: "libcoap could not send the request",
+}
 _monotonic = time.monotonic
+_get_ident = threading.get_ident
+_from_waiter = Response._from_waiter
 _ceil = math.ceil
 
 
@@ -113,7 +126,10 @@ class Session:
         self._token_len = ffi.new("size_t *")
         self._handle = ffi.new_handle(self)
         # (method, path) -> (code, options) of plain requests: request()'s fast path.
-        self._prepared: dict[tuple[object, str], tuple[Code, list[Option]]] = {}
+        self._prepared: dict[tuple[object, str], tuple[int, bytes, int]] = {}
+        self._reliable = int(lib.lcp_session_proto(ptr)) in _RELIABLE
+        # Whether _live() has more to check than the owner thread and the pointer.
+        self._check_alive = False
         self._dtls_failed = False
         self.closed = False
         #: The common name of the peer's certificate (certificate DTLS), once known.
@@ -253,15 +269,15 @@ class Session:
         re-raises what a handler raised meanwhile.
         """
         context = self._context
-        self._live()
+        if context._owner != _get_ident() or self._ptr is None or self._check_alive:
+            self._live()  # raises unless a server session is still alive
         if context._dispatching:
             raise CoapError(
                 "request() waits for its response and cannot run inside a handler; "
                 "use session.send(pdu) there"
             )
         if (
-            not payload
-            and type(path) is str
+            type(path) is str
             and query is None
             and options == ()
             and content_format is None
@@ -269,43 +285,92 @@ class Session:
             and token is None
             and block_size is None
             and _LIBCOAP_BLOCKS
+            and (not payload or (type(payload) is bytes and not self._reliable))
         ):
-            # The common case: a request without body or extra options. Its code and
-            # options depend only on (method, path): prepared once per session.
+            # The common case: no extra options, a body (if any) that fits one PDU.
+            # Code and options depend only on (method, path): prepared once per
+            # session. libcoap builds and sends it, and the answer is copied out in C
+            # (lcp_request): no call into Python per response.
             key = (method, path)
             prepared = self._prepared.get(key)
             if prepared is None:
-                prepared = self._request_options(method, path, None, (), None, None, ())
-                if len(self._prepared) >= _PREPARED_MAX:
-                    self._prepared.clear()
-                self._prepared[key] = prepared
-            code, opts = prepared
-            sent, mid = self._send_pdu(code, opts, b"", confirmable)
-        else:
-            if token is not None:
-                token = self._check_token(token)
-            if payload:
-                self._await_csm(timeout)
-            if block_size is not None:
-                block_szx(block_size)  # ValueError before anything is sent
-            if not _LIBCOAP_BLOCKS:
-                # libcoap leaves block-wise transfers to us (4.2): blockwise.py does them.
-                code, opts = self._request_options(
-                    method, path, query, options, content_format, accept, ()
-                )
-                body = payload.encode() if isinstance(payload, str) else bytes(payload)
-                return blockwise.request(
-                    self, code, opts, body, confirmable=confirmable, block_size=block_size,
-                    timeout=timeout, progress=progress, token=token,
-                )  # fmt: skip
-            sent, mid = self._send_request(
-                method, path, payload, query, options, content_format, accept, confirmable,
-                block_size, (), token,
+                prepared = self._prepare(method, path)
+            code, blob, room = prepared
+            body = payload if type(payload) is bytes else b""  # else: an empty one
+            if not body or len(body) <= lib.coap_session_max_pdu_size(self._ptr) - room:
+                response = self._request_fast(code, blob, body, confirmable, timeout)
+                if progress is not None:
+                    progress(len(response.payload), len(response.payload))
+                return response
+        if token is not None:
+            token = self._check_token(token)
+        if payload:
+            self._await_csm(timeout)
+        if block_size is not None:
+            block_szx(block_size)  # ValueError before anything is sent
+        if not _LIBCOAP_BLOCKS:
+            # libcoap leaves block-wise transfers to us (4.2): blockwise.py does them.
+            code, opts = self._request_options(
+                method, path, query, options, content_format, accept, ()
+            )
+            body = payload.encode() if isinstance(payload, str) else bytes(payload)
+            return blockwise.request(
+                self, code, opts, body, confirmable=confirmable, block_size=block_size,
+                timeout=timeout, progress=progress, token=token,
             )  # fmt: skip
+        sent, mid = self._send_request(
+            method, path, payload, query, options, content_format, accept, confirmable,
+            block_size, (), token,
+        )  # fmt: skip
         response = self._wait(sent, mid, timeout)
         if progress is not None:
             progress(len(response.payload), len(response.payload))
         return response
+
+    def _prepare(self, method: str | Code | int, path: str) -> tuple[int, bytes, int]:
+        """(code, option blob for lcp_request, PDU bytes besides the payload) of a
+        request without extra options: request()'s fast path."""
+        code, opts = self._request_options(method, path, None, (), None, None, ())
+        blob = b"".join(
+            len_number.to_bytes(2, "big") + len(value).to_bytes(2, "big") + value
+            for len_number, value in opts
+        )
+        room = 4 + 8 + encoded_options_size(opts) + 1  # header, longest token, marker
+        if len(self._prepared) >= _PREPARED_MAX:
+            self._prepared.clear()
+        prepared = self._prepared[(method, path)] = (int(code), blob, room)
+        return prepared
+
+    def _request_fast(
+        self, code: int, blob: bytes, payload: bytes, confirmable: bool, timeout: float | None
+    ) -> Response:
+        """Send a prepared request and wait for its answer in one C call (lcp_request);
+        when anything else happens meanwhile, as _wait() does."""
+        context = self._context
+        ptr = self._ptr
+        waiters = context._waiters
+        waiter = waiters.pop() if waiters else context._new_waiter()
+        if timeout is None:
+            timeout = lib.lcp_session_max_transmit_wait(ptr) + 1.0
+        deadline = _monotonic() + timeout
+        # Nothing below raises before _in_io is reset (the arguments are ours).
+        context._in_io = True
+        done = lib.lcp_request(
+            context._ptr, ptr, waiter, _CON if confirmable else _NON, code, blob, len(blob),
+            payload, len(payload), WAIT_SLICE_MS if timeout >= 0.2 else _ceil(timeout * 1000),
+        )  # fmt: skip
+        context._in_io = False
+        if done == 1 and waiter.state == 1:
+            # Answered, and no Python code ran meanwhile: nothing else to look at
+            # (and libcoap 4.3, the only one here, dropped unknown critical options).
+            waiters.append(waiter)
+            return _from_waiter(waiter)
+        if done < -1:
+            waiters.append(waiter)
+            raise CoapError(_SEND_FAILURES[done])
+        # A NACK, handlers ran, or no answer yet: the general wait sorts it out.
+        token = ffi.buffer(waiter.token, waiter.token_len)[:]
+        return self._await(waiter, token, waiter.request_mid, timeout, deadline, done)
 
     def _wait(
         self, token: bytes, mid: int, timeout: float | None, deadline: float | None = None
@@ -315,14 +380,45 @@ class Session:
         ``deadline`` (monotonic) ends the wait earlier than ``timeout`` would, for a
         request of several exchanges whose ``timeout`` covers them all.
         """
-        io = self._context._io
-        pending = _Pending(mid)
-        self._pending[token] = pending
+        context = self._context
+        waiters = context._waiters
+        waiter = waiters.pop() if waiters else context._new_waiter()
+        lib.lcp_waiter_arm(waiter, self._ptr, token, len(token), mid)
         wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
-        if deadline is None:
-            deadline = _monotonic() + wait
+        return self._await(waiter, token, mid, wait, deadline or _monotonic() + wait)
+
+    def _await(
+        self,
+        waiter: Any,
+        token: bytes,
+        mid: int,
+        wait: float,
+        deadline: float,
+        io_result: int | None = None,
+    ) -> Response:
+        """Wait for the answer an armed waiter waits for, until ``deadline``; the
+        waiter goes back to the Context afterwards. ``wait`` is for the message.
+        ``io_result``: the caller's own lcp_waiter_wait() returned this."""
+        context = self._context
+        pending = _Pending(mid)  # errors, and the answer if Python got it after all
+        self._pending[token] = pending
         try:
-            while pending.response is None and pending.error is None:
+            if io_result is not None:
+                context._io_done(io_result)
+            while True:
+                state = waiter.state
+                if state == 1:
+                    pending.response = context._waited_response(waiter)
+                    break
+                if state == 2:
+                    reason = waiter.nack_reason
+                    if reason == _TLS_FAILED:
+                        self._dtls_failed = True
+                    pending.error = nack_error(reason, self)
+                    break
+                if pending.response is not None or pending.error is not None:
+                    break
+                self._live()  # a handler may have closed the session or the Context
                 remaining = deadline - _monotonic()
                 if remaining <= 0:
                     error = self._timeout_error(wait)
@@ -331,8 +427,10 @@ class Session:
                         self._abort_handshake()
                     raise error
                 # Never 0 ms: for libcoap that means "wait without bound".
-                io(_ceil(remaining * 1000))
+                context._wait_io(waiter, _ceil(remaining * 1000))
         finally:
+            lib.lcp_waiter_disarm(waiter)
+            context._waiters.append(waiter)
             if pending.response is not None or pending.error is not None:
                 self._pending.pop(token, None)
             elif not pending.abandoned:
@@ -580,16 +678,13 @@ class Session:
         self, type: MessageType | int = MessageType.CON, code: Code | int = Code.GET
     ) -> PDU:
         """A new PDU with a fresh message ID and token, owned by you until ``send()``."""
-        ptr = self._live()
+        if self._context._owner != _get_ident() or self._ptr is None or self._check_alive:
+            self._live()
         kind = type if type.__class__ is MessageType else MessageType(type)
-        method = int(code)
-        pdu_ptr = lib.lcp_new_request(ptr, kind, method, self._token, self._token_len)
+        pdu_ptr = lib.lcp_new_request(self._ptr, kind, int(code), self._token, self._token_len)
         if pdu_ptr == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")
-        token = ffi.buffer(self._token, self._token_len[0])[:]
-        pdu = PDU._owned_new(pdu_ptr, self, token)
-        self._context._owned_pdus.add(pdu)
-        return pdu
+        return PDU._owned_new(pdu_ptr, self, ffi.buffer(self._token, self._token_len[0])[:])
 
     def send(self, pdu: PDU) -> int:
         """Hand a PDU to libcoap (which sends it from ``run_once()``); returns its message ID.
@@ -603,10 +698,10 @@ class Session:
         if pdu._session is not self:
             raise CoapError("this PDU was made for another session")
         c_pdu = pdu._materialise(lib.coap_session_max_pdu_size(ptr))
+        ffi.gc(c_pdu, None)  # libcoap's from here on
         pdu._ptr = None
         pdu._state = "sent (send() consumed it)"
-        self._context._owned_pdus.discard(pdu)
-        mid = int(lib.lcp_send(ptr, c_pdu))
+        mid: int = lib.lcp_send(ptr, c_pdu)
         if mid < 0:
             raise CoapError(f"libcoap could not send the PDU to {self.uri}")
         return mid
@@ -708,6 +803,7 @@ class ServerSession(Session):
             proto, "coap"
         )
         super().__init__(context, ptr, URI(scheme, host, int(port[0]), (), ()), [])
+        self._check_alive = not _SERVER_SESSION_EVENTS  # see _alive()
         self.peer = (host, int(port[0]))
         self._psk_known = proto not in (Proto.DTLS, Proto.TLS)
         self._psk: bytes | None = None

@@ -145,6 +145,31 @@ size_t lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
 void lcp_pdu_set_type(coap_pdu_t *pdu, int type);
 void lcp_pdu_set_code(coap_pdu_t *pdu, int code);
 int lcp_send(coap_session_t *session, coap_pdu_t *pdu);
+
+/* Request waiter: request() waits for its response in C (see _glue.c). */
+typedef struct lcp_waiter {
+  int state;
+  int nack_reason;
+  int request_mid;
+  int code;
+  int type;
+  int mid;
+  uint8_t token[8];
+  size_t token_len;
+  uint8_t *data;
+  size_t payload_len;
+  size_t data_len;
+  ...;
+} lcp_waiter_t;
+lcp_waiter_t *lcp_waiter_new(void);
+void lcp_waiter_free(lcp_waiter_t *w);
+int lcp_waiter_arm(lcp_waiter_t *w, const coap_session_t *session,
+                   const uint8_t *token, size_t token_len, int mid);
+void lcp_waiter_disarm(lcp_waiter_t *w);
+int lcp_waiter_wait(coap_context_t *ctx, lcp_waiter_t *w, int timeout_ms);
+int lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
+                int type, int code, const uint8_t *blob, size_t blob_len,
+                const uint8_t *payload, size_t payload_len, int timeout_ms);
 int lcp_add_data_large_request(coap_session_t *session, coap_pdu_t *pdu,
                                const uint8_t *data, size_t len);
 int lcp_add_data_large_response(coap_resource_t *resource, coap_session_t *session,
