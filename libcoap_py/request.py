@@ -13,7 +13,6 @@ from .options import OptionAccessors
 from .pdu import (
     Option,
     OptionValue,
-    _OptionReader,
     check_fits,
     encode_option,
     first_option,
@@ -89,18 +88,6 @@ class Request(OptionAccessors):
         self._options: list[Option] | None = options
         self._raw = b""
         self.session = session
-
-    @classmethod
-    def _from_pdu(
-        cls, ptr: Any, info: Any, reader: _OptionReader, session: ServerSession
-    ) -> Request:
-        lib.lcp_pdu_info(ptr, info)
-        raw = info.code
-        code: Code | int = _CODE_OF.get(raw, raw)
-        token = ffi.buffer(info.token, info.token_len)[:] if info.token_len else b""
-        payload = ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
-        options = reader.read(ptr)
-        return cls(code, _TYPE_OF[info.type], info.mid, token, payload, options, session)
 
     @classmethod
     def _served(cls, info: Any, raw_options: bytes, session: ServerSession) -> Request:

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+from typing import Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
 from .blockwise import LIBCOAP_BLOCKS, BlockServer
@@ -21,9 +21,6 @@ from .pdu import encode_option, first_option, write_options
 from .request import DEFAULT_CODES, Request, ServerResponse
 from .session import ServerSession
 from .uri import parse_uri, resolve
-
-if TYPE_CHECKING:
-    from .pdu import _OptionReader
 
 __all__ = ["Endpoint", "RequestHandler", "Resource", "Serving"]
 
@@ -209,7 +206,6 @@ class Serving:
 
     # Provided by Context.
     _ptr: Any
-    _reader: _OptionReader
     _info: Any
     _dispatching: int
     _keep: list[Any]
