@@ -1340,3 +1340,120 @@ uint64_t
 lcp_tls_library_version(void) {
   return coap_get_tls_library_version()->version;
 }
+
+/* ================================================================== */
+/* Server fast path                                                    */
+/*
+ * What the server's dispatch needs from a request, in one call, and the
+ * usual answer (code, at most a Content-Format, a payload that fits one
+ * PDU) in one more. Built on the lcp_* primitives above: the same in every
+ * generation.
+ */
+
+typedef struct {
+  void *session_data;    /* the session's app data (our ServerSession's handle) */
+  int code;
+  int type;
+  int mid;
+  const char *token;
+  size_t token_len;
+  const char *payload;   /* the whole body (libcoap 4.3 reassembles Block1) */
+  size_t payload_len;
+  size_t options_len;    /* bytes the options take in lcp_serve_read's encoding */
+} lcp_serve_info_t;
+
+/* Fill *out; copy the options into scratch, each as number (2 bytes, big
+ * endian), value length (4 bytes, big endian), value. out->options_len is
+ * what they need: when more than room, scratch holds only a part and the
+ * caller calls again with room for all. */
+void
+lcp_serve_read(const coap_session_t *session, const coap_pdu_t *request,
+               lcp_serve_info_t *out, char *scratch, size_t room) {
+  lcp_pdu_info_t info;
+  coap_opt_iterator_t it;
+  coap_opt_t *opt;
+  size_t used = 0;
+  lcp_pdu_fields(request, &info);
+  out->session_data = coap_session_get_app_data(session);
+  out->code = info.code;
+  out->type = info.type;
+  out->mid = info.mid;
+  out->token = (const char *)info.token;
+  out->token_len = info.token_len;
+  out->payload = (const char *)info.payload;
+  out->payload_len = info.payload_len;
+  if (coap_option_iterator_init((coap_pdu_t *)request, &it, COAP_OPT_ALL)) {
+    while ((opt = coap_option_next(&it)) != NULL) {
+      size_t number = (size_t)LCP_OPT_NUMBER(it);
+      size_t len = coap_opt_length(opt);
+      if (used + 6 + len <= room) {
+        uint8_t *p = (uint8_t *)scratch + used;
+        p[0] = (uint8_t)(number >> 8);
+        p[1] = (uint8_t)number;
+        p[2] = (uint8_t)(len >> 24);
+        p[3] = (uint8_t)(len >> 16);
+        p[4] = (uint8_t)(len >> 8);
+        p[5] = (uint8_t)len;
+        if (len)
+          memcpy(p + 6, coap_opt_value(opt), len);
+      }
+      used += 6 + len;
+    }
+  }
+  out->options_len = used;
+}
+
+/* Answer with code, a Content-Format (content_format < 0: none) and a
+ * payload, when they fit one PDU of the session. 1: done; 0: the payload
+ * does not fit (nothing written: the caller goes block-wise); -1: libcoap
+ * refused. */
+int
+lcp_serve_reply(coap_session_t *session, coap_pdu_t *response, int code,
+                int content_format, const uint8_t *payload, size_t len) {
+  uint8_t cf[2];
+  size_t cf_len = 0, overhead, max_pdu;
+  lcp_pdu_info_t info;
+  if (content_format > 0xff) {
+    cf[0] = (uint8_t)(content_format >> 8);
+    cf[1] = (uint8_t)content_format;
+    cf_len = 2;
+  } else if (content_format > 0) {
+    cf[0] = (uint8_t)content_format;
+    cf_len = 1;
+  }
+  if (len) {
+    lcp_pdu_fields(response, &info);
+    max_pdu = coap_session_max_pdu_size(session);
+    /* header, token, the option (Content-Format is option 12: a one-byte
+     * delta), payload marker */
+    overhead = 4 + info.token_len + (content_format >= 0 ? 1 + cf_len : 0) + 1;
+    if (overhead > max_pdu || len > max_pdu - overhead)
+      return 0;
+  }
+  lcp_pdu_set_code(response, code);
+  if (content_format >= 0 &&
+      !coap_add_option(response, COAP_OPTION_CONTENT_FORMAT, cf_len, cf))
+    return -1;
+  if (len && !coap_add_data(response, len, payload))
+    return -1;
+  return 1;
+}
+
+/* One round of I/O for a serving loop: lcp_io_process(ctx, timeout_ms), then
+ * more passes that do not wait, while the previous one answered a request
+ * (the Python dispatch sets *served), at most passes in all and while the
+ * passes took less than timeout_ms together (as libcoap counts: a quick pass
+ * counts 0). Saves the way back to Python between requests that are already
+ * queued. Returns the milliseconds spent, or -1 when libcoap's I/O failed. */
+int
+lcp_serve_io(coap_context_t *ctx, int timeout_ms, int *served, int passes) {
+  int result, spent;
+  *served = 0;
+  result = spent = lcp_io(ctx, timeout_ms);
+  while (result >= 0 && *served && --passes > 0 && spent < timeout_ms) {
+    *served = 0;
+    result = lcp_io(ctx, 0);
+    spent += result;
+  }
+  return result < 0 ? -1 : spent;
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,6 @@ from .options import OptionAccessors
 from .pdu import (
     Option,
     OptionValue,
-    _OptionReader,
     check_fits,
     encode_option,
     first_option,
@@ -33,6 +33,22 @@ _MAX_AGE = int(OptionNumber.MAX_AGE)
 _LOCATION_PATH = int(OptionNumber.LOCATION_PATH)
 _CODE_OF: dict[int, Code] = {int(c): c for c in Code}  # no Enum call per request
 _TYPE_OF: tuple[MessageType, ...] = tuple(sorted(MessageType, key=int))
+_OPTION_HEAD = struct.Struct(">HI")  # lcp_serve_read's encoding: number, value length
+_unpack = ffi.unpack
+
+
+def _decode_options(raw: bytes) -> list[Option]:
+    """The options lcp_serve_read copied out, as (number, bytes) in wire order."""
+    options: list[Option] = []
+    head = _OPTION_HEAD.unpack_from
+    pos, end = 0, len(raw)
+    while pos < end:
+        number, length = head(raw, pos)
+        pos += 6
+        options.append((number, raw[pos : pos + length]))
+        pos += length
+    return options
+
 
 DEFAULT_CODES = {
     Code.GET: Code.CONTENT,
@@ -52,7 +68,7 @@ class Request(OptionAccessors):
     ``content_format``, ``accept``, ``etag``, ``observe``, ``typed_options``, ... read them.
     """
 
-    __slots__ = ("code", "mid", "options", "payload", "session", "token", "type")
+    __slots__ = ("_options", "_raw", "code", "mid", "payload", "session", "token", "type")
 
     def __init__(
         self,
@@ -69,20 +85,39 @@ class Request(OptionAccessors):
         self.mid = mid
         self.token = token
         self.payload = payload
-        self.options = options
+        self._options: list[Option] | None = options
+        self._raw = b""
         self.session = session
 
     @classmethod
-    def _from_pdu(
-        cls, ptr: Any, info: Any, reader: _OptionReader, session: ServerSession
-    ) -> Request:
-        lib.lcp_pdu_info(ptr, info)
-        raw = info.code
-        code: Code | int = _CODE_OF.get(raw, raw)
-        token = ffi.buffer(info.token, info.token_len)[:] if info.token_len else b""
-        payload = ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
-        options = reader.read(ptr)
-        return cls(code, _TYPE_OF[info.type], info.mid, token, payload, options, session)
+    def _served(cls, info: Any, raw_options: bytes, session: ServerSession) -> Request:
+        """The request lcp_serve_read described (``info``): everything copied now, the
+        options kept encoded until first asked for."""
+        self = cls.__new__(cls)
+        code = info.code
+        self.code = _CODE_OF.get(code, code)
+        self.type = _TYPE_OF[info.type]
+        self.mid = info.mid
+        n = info.token_len
+        self.token = _unpack(info.token, n) if n else b""
+        n = info.payload_len
+        self.payload = _unpack(info.payload, n) if n else b""
+        self._options = None
+        self._raw = raw_options
+        self.session = session
+        return self
+
+    @property
+    def options(self) -> list[Option]:
+        """The options as ``(number, bytes)`` pairs, in wire order."""
+        options = self._options
+        if options is None:
+            options = self._options = _decode_options(self._raw)
+        return options
+
+    @options.setter
+    def options(self, value: list[Option]) -> None:
+        self._options = value
 
     @property
     def method(self) -> str:
@@ -246,6 +281,29 @@ class ServerResponse(OptionAccessors):
         """Add an option; ints are sent as uint, str as UTF-8."""
         self._check()
         self._options.append(encode_option(number, value))
+
+    def _send_simple(self, session_ptr: Any, ptr: Any) -> bool:
+        """Fill the C response in one call when it is code, at most a Content-Format and a
+        payload that fits one PDU; False when it is not (nothing written: use _write)."""
+        if self._options:
+            return False
+        cf = self._content_format
+        if cf is None:
+            number = -1
+        elif isinstance(cf, int):
+            number = int(cf)
+            if not 0 <= number <= 0xFFFF:
+                return False  # _write's encoding says what is wrong with it
+        else:
+            return False
+        body = self._payload
+        payload = (
+            body if type(body) is bytes else body.encode() if isinstance(body, str) else bytes(body)
+        )
+        done: int = lib.lcp_serve_reply(session_ptr, ptr, self._code, number, payload, len(payload))
+        if done < 0:
+            raise CoapError("libcoap refused the response")
+        return done > 0
 
     def _write(
         self, ptr: Any, max_pdu: int, token_len: int, large: tuple[Any, Any, Any, Any]

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+from typing import Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
 from .blockwise import LIBCOAP_BLOCKS, BlockServer
@@ -22,9 +22,6 @@ from .request import DEFAULT_CODES, Request, ServerResponse
 from .session import ServerSession
 from .uri import parse_uri, resolve
 
-if TYPE_CHECKING:
-    from .pdu import _OptionReader
-
 __all__ = ["Endpoint", "RequestHandler", "Resource", "Serving"]
 
 log = logging.getLogger("libcoap_py.server")
@@ -36,6 +33,12 @@ MethodSpec = Union[str, Code, int]
 _SLICE_MS = 250  # run() wakes at least this often to notice stop() and signals
 _OBSERVE = int(OptionNumber.OBSERVE)
 _URI_PATH = int(OptionNumber.URI_PATH)
+_METHOD_NOT_ALLOWED = int(Code.METHOD_NOT_ALLOWED)
+# The code a response starts with, by request method (an int: no Enum call per request).
+_DEFAULT_CODE: dict[int, Code] = {int(method): code for method, code in DEFAULT_CODES.items()}
+_PASSES = 16  # I/O passes run() makes back to back while they answer requests
+_SCRATCH_ROOM = 256  # bytes for a request's options (lcp_serve_read); grows when needed
+_unpack = ffi.unpack
 
 
 def _methods(methods: MethodSpec | Iterable[MethodSpec]) -> list[Code]:
@@ -203,7 +206,6 @@ class Serving:
 
     # Provided by Context.
     _ptr: Any
-    _reader: _OptionReader
     _info: Any
     _dispatching: int
     _keep: list[Any]
@@ -216,6 +218,10 @@ class Serving:
     _dtls_psk: PSK | None
     _client_pki_used: bool
     _block_server: BlockServer | None = None  # made on first use (libcoap 4.2)
+    # lcp_serve_read's info struct and options scratch (with its size), made on first use.
+    _serve: tuple[Any, Any, int, Any] | None = None
+    _close_requested: bool
+    _error: BaseException | None
 
     def _enter(self) -> Any:
         raise NotImplementedError
@@ -224,6 +230,9 @@ class Serving:
         raise NotImplementedError
 
     def _store_error(self, error: BaseException) -> None:
+        raise NotImplementedError
+
+    def _guarded(self, function: Callable[..., Any], *args: Any) -> Any:
         raise NotImplementedError
 
     def _set_root_cas(self, path: str) -> None:
@@ -411,7 +420,7 @@ class Serving:
                     if remaining <= 0:
                         break
                     wait = min(wait, max(1, math.ceil(remaining * 1000)))
-                self._io(0 if self._stopping else wait)
+                self._serve_io(0 if self._stopping else wait)
                 if self._stopping:
                     break
         finally:
@@ -436,26 +445,59 @@ class Serving:
         self._server_sessions.add(session)
         return session
 
+    def _serve_buffers(self) -> tuple[Any, Any, int, Any]:
+        """The lcp_serve_read scratch of this Context (made on first use), grown as needed,
+        and the flag by which a dispatch tells lcp_serve_io to go on."""
+        info = ffi.new("lcp_serve_info_t *")
+        room = _SCRATCH_ROOM
+        self._serve = (info, ffi.new("char[]", room), room, ffi.new("int *"))
+        return self._serve
+
+    def _serve_io(self, wait_ms: int) -> None:
+        """``_io()`` for run(): after the first pass, more that do not wait, as long as
+        each answered a request and nothing (an error, stop(), close()) wants run()."""
+        ptr = self._ptr
+        if ptr is None:
+            raise CoapError("the Context was closed")
+        served = (self._serve or self._serve_buffers())[3]
+        if self._guarded(lib.lcp_serve_io, ptr, wait_ms, served, _PASSES) < 0:
+            raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
+
     def _on_request(
         self, resource: Resource, session_ptr: Any, request: Any, query: Any, response: Any
     ) -> None:
-        session = self._server_session(session_ptr)
-        if request == ffi.NULL:
+        if request:
+            info, scratch, room, served = self._serve or self._serve_buffers()
+            lib.lcp_serve_read(session_ptr, request, info, scratch, room)
+            need = info.options_len
+            if need > room:
+                room = max(need, 2 * room)
+                scratch = ffi.new("char[]", room)
+                self._serve = (info, scratch, room, served)
+                lib.lcp_serve_read(session_ptr, request, info, scratch, room)
+            data = info.session_data
+            session = ffi.from_handle(data) if data else None
+            if not isinstance(session, ServerSession):
+                session = self._server_session(session_ptr)
+            req = Request._served(info, _unpack(scratch, need) if need else b"", session)
+            code = info.code
+        else:
+            served = None
             # A notification from a libcoap that runs the GET handler without a request.
+            session = self._server_session(session_ptr)
             lib.lcp_pdu_info(response, self._info)
             token = ffi.buffer(self._info.token, self._info.token_len)[:]
             req = resource._registration(session_ptr, session, token)
-        else:
-            req = Request._from_pdu(request, self._info, self._reader, session)
-        handler = resource._handlers.get(int(req.code))
+            code = int(req.code)
+        handler = resource._handlers.get(code)
         if handler is None:
-            lib.lcp_pdu_set_code(response, int(Code.METHOD_NOT_ALLOWED))
+            lib.lcp_pdu_set_code(response, _METHOD_NOT_ALLOWED)
             return
-        max_pdu = lib.coap_session_max_pdu_size(session_ptr)
         blocks, block1 = None, None
         if not LIBCOAP_BLOCKS:
             # libcoap 4.2 leaves block-wise transfers to us: reassemble Block1
             # uploads, serve later Block2 blocks from the body rendered for block 0.
+            max_pdu = lib.coap_session_max_pdu_size(session_ptr)
             blocks = self._blocks()
             try:
                 whole, block1 = blocks.receive(req, response)
@@ -468,12 +510,8 @@ class Serving:
                 lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))
                 return
             req = whole
-        default = (
-            DEFAULT_CODES.get(req.code, Code.CONTENT)
-            if isinstance(req.code, Code)
-            else Code.CONTENT
-        )
-        reply = ServerResponse(default)
+            code = int(req.code)
+        reply = ServerResponse(_DEFAULT_CODE.get(code, Code.CONTENT))
         self._dispatching += 1
         try:
             handler(req, reply)
@@ -484,13 +522,17 @@ class Serving:
                     reply = self._error_notification(session_ptr, req, response, reply)
             if blocks is not None:
                 blocks.respond(req, reply, response, max_pdu, block1)
-            else:
+            elif not reply._send_simple(session_ptr, response):
                 reply._write(
                     response,
-                    max_pdu,
+                    lib.coap_session_max_pdu_size(session_ptr),
                     len(req.token),
                     (resource._ptr, session_ptr, request, query),
                 )
+            if served is not None and not (
+                self._stopping or self._close_requested or self._error is not None
+            ):
+                served[0] = 1  # lcp_serve_io may go on with the next pass
         except Exception:
             log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
             self._answer_error(resource, session_ptr, req, response)

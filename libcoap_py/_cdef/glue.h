@@ -190,3 +190,22 @@ void lcp_register_option(coap_context_t *ctx, uint16_t number);
 int lcp_tcp_supported(void);
 const char *lcp_tls_library_name(void);
 uint64_t lcp_tls_library_version(void);
+
+/* Server fast path */
+typedef struct {
+  void *session_data;
+  int code;
+  int type;
+  int mid;
+  const char *token;
+  size_t token_len;
+  const char *payload;
+  size_t payload_len;
+  size_t options_len;
+} lcp_serve_info_t;
+
+void lcp_serve_read(const coap_session_t *session, const coap_pdu_t *request,
+                    lcp_serve_info_t *out, char *scratch, size_t room);
+int lcp_serve_reply(coap_session_t *session, coap_pdu_t *response, int code,
+                    int content_format, const uint8_t *payload, size_t len);
+int lcp_serve_io(coap_context_t *ctx, int timeout_ms, int *served, int passes);
