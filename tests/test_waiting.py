@@ -119,12 +119,14 @@ def test_an_answer_after_the_timeout_goes_nowhere() -> None:
             with pytest.raises(coap.RequestTimeout):
                 session.request("GET", "first", timeout=0.2)
             first, client = peer.recvfrom(2048)
+            # The late answer. It reaches the client while the next request waits: that
+            # one is sent only then, once the first is done (NSTART 1).
+            peer.sendto(_ack(first, b"late"), client)
 
             def answer_the_second() -> None:
                 second = first
                 while second[2:4] == first[2:4]:  # not a retransmission of the first
                     second, _ = peer.recvfrom(2048)
-                peer.sendto(_ack(first, b"late"), client)  # the first one, late
                 peer.sendto(_ack(second, b"second"), client)
 
             answering = threading.Thread(target=answer_the_second)
