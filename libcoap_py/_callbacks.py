@@ -42,12 +42,11 @@ def _lost(error: BaseException) -> None:
 
 
 @extern
-def lcp_py_response(session_ptr: Any, sent: Any, received: Any, mid: int) -> int:
+def lcp_py_response(session_ptr: Any, session_data: Any, sent: Any, received: Any, mid: int) -> int:
     context = None
     try:
-        data = lib.coap_session_get_app_data(session_ptr)
-        if data != _NULL:  # _find(), for the common case
-            session: Session | None = ffi.from_handle(data)
+        if session_data != _NULL:  # what _find() would find first, read in C
+            session: Session | None = ffi.from_handle(session_data)
             assert session is not None
             context = session._context
         else:

@@ -70,7 +70,8 @@ typedef struct {
 typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
 
 /* The extern "Python" callbacks are defined by cffi further down. */
-static int lcp_py_response(coap_session_t *session, const coap_pdu_t *sent,
+static int lcp_py_response(coap_session_t *session, void *session_data,
+                           const coap_pdu_t *sent,
                            const coap_pdu_t *received, int mid);
 static void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                         int reason, int mid);
@@ -142,7 +143,8 @@ lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
   if (lcp_waiter_take(session, received))
     return COAP_RESPONSE_OK;
   lcp_py_calls++;
-  return lcp_py_response(session, sent, received, (int)mid)
+  return lcp_py_response(session, coap_session_get_app_data(session), sent, received,
+                         (int)mid)
            ? COAP_RESPONSE_OK : COAP_RESPONSE_FAIL;
 }
 
@@ -410,7 +412,8 @@ lcp_on_response(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
   if (lcp_waiter_take(session, received))
     return;
   lcp_py_calls++;
-  if (!lcp_py_response(session, sent, received, (int)id) &&
+  if (!lcp_py_response(session, coap_session_get_app_data(session), sent, received,
+                       (int)id) &&
       (received->type == COAP_MESSAGE_NON ||
        (received->type == COAP_MESSAGE_CON &&
         (!sent || coap_check_option(received, COAP_OPTION_OBSERVE, &it)))))

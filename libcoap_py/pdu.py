@@ -274,7 +274,7 @@ class PDU(OptionAccessors):
     @code.setter
     def code(self, value: Code | int) -> None:
         self._check_own()
-        lib.lcp_pdu_set_code(self._live(), int(value))
+        lib.lcp_pdu_set_code(self._live(), check_code(value))
 
     @property
     def mid(self) -> int:
@@ -343,6 +343,17 @@ class PDU(OptionAccessors):
         if self._ptr is None:
             return f"<PDU ({self._state})>"
         return f"<PDU {self.type.name} {self.code!s} mid={self.mid}>"
+
+
+def check_code(value: object) -> int:
+    """``value`` as a message code (0..255), or TypeError/ValueError naming it."""
+    if value.__class__ is Code:
+        return value
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"a message code is a coap.Code or an int, not {value!r}")
+    if not 0 <= value <= 255:
+        raise ValueError(f"a message code is 0..255 (class << 5 | detail), not {value}")
+    return int(value)
 
 
 def write_options(ptr: Any, options: Iterable[Option]) -> None:

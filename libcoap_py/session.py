@@ -28,6 +28,7 @@ from .pdu import (
     Option,
     OptionValue,
     Response,
+    check_code,
     check_fits,
     encode_option,
     encoded_options_size,
@@ -681,7 +682,8 @@ class Session:
         if self._context._owner != _get_ident() or self._ptr is None or self._check_alive:
             self._live()
         kind = type if type.__class__ is MessageType else MessageType(type)
-        pdu_ptr = lib.lcp_new_request(self._ptr, kind, int(code), self._token, self._token_len)
+        method = code if code.__class__ is Code else check_code(code)
+        pdu_ptr = lib.lcp_new_request(self._ptr, kind, method, self._token, self._token_len)
         if pdu_ptr == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")
         return PDU._owned_new(pdu_ptr, self, self._token_len[0])
@@ -699,7 +701,10 @@ class Session:
             raise TypeError("send() takes a PDU made by Session.new_pdu()")
         if pdu._session is not self:
             raise CoapError("this PDU was made for another session")
-        c_pdu = pdu._materialise(ptr)
+        # (The session is open, so its Context is, and the PDU only needs its pointer.)
+        c_pdu = pdu._materialise(ptr) if pdu._options or pdu._payload else pdu._ptr
+        if c_pdu is None:
+            pdu._live()  # raises: sent already
         ffi.gc(c_pdu, None)  # libcoap's from here on
         pdu._ptr = None
         pdu._state = "sent (send() consumed it)"

@@ -214,3 +214,28 @@ def test_context_from_another_thread(ctx: coap.Context, coap_server: CoapServer)
     thread.join(timeout=10)
     assert len(errors) == 2
     assert all(isinstance(e, coap.CoapError) for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "words"),
+    [
+        (1000, ValueError, "0..255"),
+        (-1, ValueError, "0..255"),
+        (1.5, TypeError, "coap.Code or an int"),
+        ("GET", TypeError, "coap.Code or an int"),
+        (True, TypeError, "coap.Code or an int"),
+    ],
+)
+def test_a_message_code_out_of_range_is_refused(
+    ctx: coap.Context, coap_server: CoapServer, code: object, error: type, words: str
+) -> None:
+    """A code libcoap cannot hold (it asserts, and aborts the process) is refused first."""
+    session = ctx.client_session(coap_server.coap_uri)
+    with pytest.raises(error, match=words):
+        session.new_pdu(coap.MessageType.CON, code)  # type: ignore[arg-type]
+    pdu = session.new_pdu(coap.MessageType.CON, coap.Code.GET)
+    with pytest.raises(error, match=words):
+        pdu.code = code  # type: ignore[assignment]
+    pdu.code = 0x45  # an int in range is fine, and reads back as the Code
+    assert pdu.code is coap.Code.CONTENT
+    assert session.request("GET", "", timeout=5).code is coap.Code.CONTENT

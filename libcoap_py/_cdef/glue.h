@@ -26,8 +26,10 @@ static const int LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE;
 typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
 
 /* Callbacks into Python, one signature for every generation. */
-extern "Python" int lcp_py_response(coap_session_t *session, const coap_pdu_t *sent,
-                                    const coap_pdu_t *received, int mid);
+/* session_data: the session's app data (its Python handle, or NULL) */
+extern "Python" int lcp_py_response(coap_session_t *session, void *session_data,
+                                    const coap_pdu_t *sent, const coap_pdu_t *received,
+                                    int mid);
 extern "Python" void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                                  int reason, int mid);
 extern "Python" void lcp_py_event(coap_session_t *session, int event);
