@@ -39,6 +39,7 @@ class Client:
         self.args = args
         self.ctx = coap.Context()
         self.method = coap.Code.POST if args.mode == "post" else coap.Code.GET
+        self.con, self.uri_path = coap.MessageType.CON, coap.OptionNumber.URI_PATH
         self.body = b"x" * args.bytes if args.mode == "post" else b""
         self.path = args.path.encode()
         self.dtls: coap.PKI | coap.PSK | None = None
@@ -73,9 +74,9 @@ class Client:
     # -- the handler loop -----------------------------------------------------------------
 
     def send(self, s: coap.Session) -> None:
-        pdu = s.new_pdu(coap.MessageType.CON, self.method)
+        pdu = s.new_pdu(self.con, self.method)
         if self.path:
-            pdu.add_option(coap.OptionNumber.URI_PATH, self.path)
+            pdu.add_option(self.uri_path, self.path)
         if self.body:
             pdu.payload = self.body
         self.waiting[s] = True

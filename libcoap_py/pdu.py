@@ -179,7 +179,6 @@ class PDU(OptionAccessors):
     """
 
     __slots__ = (
-        "__weakref__",
         "_info",
         "_options",
         "_owned",
@@ -268,7 +267,13 @@ class PDU(OptionAccessors):
 
     @property
     def code(self) -> Code | int:
-        raw: int = self._read_info().code
+        ptr = self._ptr
+        if ptr is not None and not self._owned:  # a handler's PDU: read it directly
+            info = self._info
+            lib.lcp_pdu_info(ptr, info)
+        else:
+            info = self._read_info()
+        raw: int = info.code
         return _CODES.get(raw, raw)
 
     @code.setter
