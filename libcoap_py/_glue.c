@@ -1091,8 +1091,7 @@ struct lcp_waiter {
   int mid;
   uint8_t token[8];         /* of the request */
   size_t token_len;
-  /* The response's token, payload and options back to back; each option as
-   * its number (2 bytes), value length (4 bytes, both big-endian), value. */
+  /* The response's token, payload and options (lcp_pack_option) back to back. */
   uint8_t *data;
   size_t payload_len;
   size_t data_len;
@@ -1171,6 +1170,21 @@ lcp_grow(void **buf, size_t *cap, size_t want, size_t item) {
   return 1;
 }
 
+/* Options copied out of a PDU are packed as: number (2 bytes), value length
+ * (4 bytes, both big-endian), value; pdu.unpack_options() reads them. Writes
+ * one at p (room for 6 + len bytes). */
+static void
+lcp_pack_option(uint8_t *p, size_t number, const uint8_t *value, size_t len) {
+  p[0] = (uint8_t)(number >> 8);
+  p[1] = (uint8_t)number;
+  p[2] = (uint8_t)(len >> 24);
+  p[3] = (uint8_t)(len >> 16);
+  p[4] = (uint8_t)(len >> 8);
+  p[5] = (uint8_t)len;
+  if (len)
+    memcpy(p + 6, value, len);
+}
+
 /* The copy of one response into its waiter; 0 when out of memory. */
 static int
 lcp_waiter_copy(lcp_waiter_t *w, const coap_pdu_t *pdu, const lcp_pdu_info_t *info) {
@@ -1186,18 +1200,9 @@ lcp_waiter_copy(lcp_waiter_t *w, const coap_pdu_t *pdu, const lcp_pdu_info_t *in
   if (coap_option_iterator_init((coap_pdu_t *)pdu, &it, COAP_OPT_ALL)) {
     while ((opt = coap_option_next(&it)) != NULL) {
       size_t len = coap_opt_length(opt);
-      uint16_t number = (uint16_t)LCP_OPT_NUMBER(it);
-      uint8_t *at;
       if (!lcp_grow((void **)&w->data, &w->data_cap, used + 6 + len, 1))
         return 0;
-      at = w->data + used;
-      at[0] = (uint8_t)(number >> 8);
-      at[1] = (uint8_t)number;
-      at[2] = (uint8_t)(len >> 24);
-      at[3] = (uint8_t)(len >> 16);
-      at[4] = (uint8_t)(len >> 8);
-      at[5] = (uint8_t)len;
-      memcpy(at + 6, coap_opt_value(opt), len);
+      lcp_pack_option(w->data + used, (size_t)LCP_OPT_NUMBER(it), coap_opt_value(opt), len);
       used += 6 + len;
     }
   }
@@ -1365,8 +1370,7 @@ typedef struct {
   size_t options_len;    /* bytes the options take in lcp_serve_read's encoding */
 } lcp_serve_info_t;
 
-/* Fill *out; copy the options into scratch, each as number (2 bytes, big
- * endian), value length (4 bytes, big endian), value. out->options_len is
+/* Fill *out; copy the options into scratch, packed (lcp_pack_option). out->options_len is
  * what they need: when more than room, scratch holds only a part and the
  * caller calls again with room for all. */
 void
@@ -1389,17 +1393,8 @@ lcp_serve_read(const coap_session_t *session, const coap_pdu_t *request,
     while ((opt = coap_option_next(&it)) != NULL) {
       size_t number = (size_t)LCP_OPT_NUMBER(it);
       size_t len = coap_opt_length(opt);
-      if (used + 6 + len <= room) {
-        uint8_t *p = (uint8_t *)scratch + used;
-        p[0] = (uint8_t)(number >> 8);
-        p[1] = (uint8_t)number;
-        p[2] = (uint8_t)(len >> 24);
-        p[3] = (uint8_t)(len >> 16);
-        p[4] = (uint8_t)(len >> 8);
-        p[5] = (uint8_t)len;
-        if (len)
-          memcpy(p + 6, coap_opt_value(opt), len);
-      }
+      if (used + 6 + len <= room)
+        lcp_pack_option((uint8_t *)scratch + used, number, coap_opt_value(opt), len);
       used += 6 + len;
     }
   }

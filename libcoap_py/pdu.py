@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 _CODES: dict[int, Code] = {int(c): c for c in Code}
 _TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
 _buffer = ffi.buffer
+_OPTION_HEAD = struct.Struct(">HI")  # a packed option's number and value length
 _gc = ffi.gc
 _delete_pdu = lib.coap_delete_pdu
 
@@ -77,13 +79,16 @@ class _OptionReader:
 
 
 def unpack_options(packed: bytes) -> list[Option]:
-    """Options packed as lcp_waiter_copy() does: number (2 bytes), length (4), value."""
+    """Options as _glue.c's lcp_pack_option() packs them: number (2 bytes), value
+    length (4 bytes, both big-endian), value; in wire order."""
     options: list[Option] = []
+    head = _OPTION_HEAD.unpack_from
     at, end = 0, len(packed)
     while at < end:
-        length = int.from_bytes(packed[at + 2 : at + 6], "big")
-        options.append((packed[at] << 8 | packed[at + 1], packed[at + 6 : at + 6 + length]))
-        at += 6 + length
+        number, length = head(packed, at)
+        at += 6
+        options.append((number, packed[at : at + length]))
+        at += length
     return options
 
 

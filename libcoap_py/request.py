@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ from .pdu import (
     encode_option,
     first_option,
     pdu_room,
+    unpack_options,
     write_options,
 )
 
@@ -33,22 +33,7 @@ _MAX_AGE = int(OptionNumber.MAX_AGE)
 _LOCATION_PATH = int(OptionNumber.LOCATION_PATH)
 _CODE_OF: dict[int, Code] = {int(c): c for c in Code}  # no Enum call per request
 _TYPE_OF: tuple[MessageType, ...] = tuple(sorted(MessageType, key=int))
-_OPTION_HEAD = struct.Struct(">HI")  # lcp_serve_read's encoding: number, value length
 _unpack = ffi.unpack
-
-
-def _decode_options(raw: bytes) -> list[Option]:
-    """The options lcp_serve_read copied out, as (number, bytes) in wire order."""
-    options: list[Option] = []
-    head = _OPTION_HEAD.unpack_from
-    pos, end = 0, len(raw)
-    while pos < end:
-        number, length = head(raw, pos)
-        pos += 6
-        options.append((number, raw[pos : pos + length]))
-        pos += length
-    return options
-
 
 DEFAULT_CODES = {
     Code.GET: Code.CONTENT,
@@ -112,7 +97,7 @@ class Request(OptionAccessors):
         """The options as ``(number, bytes)`` pairs, in wire order."""
         options = self._options
         if options is None:
-            options = self._options = _decode_options(self._raw)
+            options = self._options = unpack_options(self._raw)
         return options
 
     @options.setter
