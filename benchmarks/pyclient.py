@@ -49,7 +49,8 @@ class Client:
             else:
                 self.dtls = coap.PKI(cert=args.cert, key=args.cert_key, ca=args.ca)
         self.waiting: dict[coap.Session, bool] = {}
-        self.ready: list[coap.Session] = []  # answered, for in_flight() to send again
+        # Answered sessions, for in_flight() to send again (None: not in in_flight()).
+        self.ready: list[coap.Session] | None = None
         self.floor_call: Callable[[], None] | None = None
         self.responses = 0
         self.failures = 0
@@ -60,7 +61,8 @@ class Client:
         if received.code.class_ != 2:
             self.failures += 1
         self.waiting[session] = False
-        self.ready.append(session)
+        if self.ready is not None:
+            self.ready.append(session)
         self.responses += 1
 
     def on_nack(self, session: coap.Session, sent: Any, reason: coap.NackReason, mid: int) -> None:
@@ -125,8 +127,9 @@ class Client:
     def in_flight(self, sessions: list[coap.Session], n: int) -> None:
         target, sent = self.responses + n, 0
         deadline = time.monotonic() + 60
-        ready, run_once, send = self.ready, self.ctx.run_once, self.send
-        ready.clear()
+        ready: list[coap.Session] = []
+        run_once, send = self.ctx.run_once, self.send
+        self.ready = ready
         for s in sessions[:n]:
             send(s)
             sent += 1
@@ -139,6 +142,7 @@ class Client:
                 sent += 1
             if time.monotonic() > deadline:
                 raise coap.RequestTimeout("in-flight run did not finish within 60 s")
+        self.ready = None
 
     def handshakes(self, n: int) -> None:
         for _ in range(n):
