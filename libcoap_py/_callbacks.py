@@ -42,7 +42,15 @@ def _lost(error: BaseException) -> None:
 
 
 @extern
-def lcp_py_response(session_ptr: Any, session_data: Any, sent: Any, received: Any, mid: int) -> int:
+def lcp_py_response(
+    session_ptr: Any,
+    session_data: Any,
+    sent: Any,
+    sent_info: Any,
+    received: Any,
+    info: Any,
+    mid: int,
+) -> int:
     context = None
     try:
         if session_data != _NULL:  # what _find() would find first, read in C
@@ -53,7 +61,7 @@ def lcp_py_response(session_ptr: Any, session_data: Any, sent: Any, received: An
             context, session = _find(session_ptr)
             if context is None:
                 return 0
-        return context._on_response(session, sent, received, mid)
+        return context._on_response(session, sent, sent_info, received, info, mid)
     except BaseException as error:
         if context is not None:
             context._store_error(error)

@@ -71,8 +71,10 @@ typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
 
 /* The extern "Python" callbacks are defined by cffi further down. */
 static int lcp_py_response(coap_session_t *session, void *session_data,
-                           const coap_pdu_t *sent,
-                           const coap_pdu_t *received, int mid);
+                           const coap_pdu_t *sent, lcp_pdu_info_t *sent_info,
+                           const coap_pdu_t *received, lcp_pdu_info_t *info, int mid);
+static void lcp_pdu_fields(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
+
 static void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                         int reason, int mid);
 static void lcp_py_event(coap_session_t *session, int event);
@@ -92,9 +94,23 @@ static void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
  * state the Python loop must see. */
 static __thread unsigned long lcp_py_calls;
 
+/* A response nobody in C waited for, to Python (lcp_py_response) with the
+ * fields of both PDUs read. */
+static int
+lcp_response_to_python(coap_session_t *session, const coap_pdu_t *sent,
+                       const coap_pdu_t *received, lcp_pdu_info_t *info, int mid) {
+  lcp_pdu_info_t sent_info;
+  if (sent)
+    lcp_pdu_fields(sent, &sent_info);
+  lcp_py_calls++;
+  return lcp_py_response(session, coap_session_get_app_data(session), sent,
+                         sent ? &sent_info : NULL, received, info, mid);
+}
+
 /* A request() waiting for its response (see "Request waiter" below). */
 typedef struct lcp_waiter lcp_waiter_t;
-static int lcp_waiter_take(coap_session_t *session, const coap_pdu_t *received);
+static int lcp_waiter_take(coap_session_t *session, const coap_pdu_t *received,
+                           const lcp_pdu_info_t *info);
 static int lcp_waiter_nack(coap_session_t *session, const coap_pdu_t *sent,
                            int reason, int mid);
 
@@ -140,11 +156,11 @@ typedef char lcp_check_bin_layout[
 static coap_response_t
 lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
                 const coap_pdu_t *received, const coap_mid_t mid) {
-  if (lcp_waiter_take(session, received))
+  lcp_pdu_info_t info;
+  lcp_pdu_fields(received, &info);
+  if (lcp_waiter_take(session, received, &info))
     return COAP_RESPONSE_OK;
-  lcp_py_calls++;
-  return lcp_py_response(session, coap_session_get_app_data(session), sent, received,
-                         (int)mid)
+  return lcp_response_to_python(session, sent, received, &info, (int)mid)
            ? COAP_RESPONSE_OK : COAP_RESPONSE_FAIL;
 }
 
@@ -409,11 +425,11 @@ lcp_on_response(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
    * response nobody wanted is rejected with RST as 4.3 does when it is a NON,
    * or a separate CON (a notification: RFC 7641, 3.6, the RST ends the server's
    * registration; 4.2 and 4.3 servers match it to the last notification). */
-  if (lcp_waiter_take(session, received))
+  lcp_pdu_info_t info;
+  lcp_pdu_fields(received, &info);
+  if (lcp_waiter_take(session, received, &info))
     return;
-  lcp_py_calls++;
-  if (!lcp_py_response(session, coap_session_get_app_data(session), sent, received,
-                       (int)id) &&
+  if (!lcp_response_to_python(session, sent, received, &info, (int)id) &&
       (received->type == COAP_MESSAGE_NON ||
        (received->type == COAP_MESSAGE_CON &&
         (!sent || coap_check_option(received, COAP_OPTION_OBSERVE, &it)))))
@@ -1216,16 +1232,13 @@ lcp_waiter_copy(lcp_waiter_t *w, const coap_pdu_t *pdu, const lcp_pdu_info_t *in
 
 /* Called by the response handler: 1 when an armed waiter took the response. */
 static int
-lcp_waiter_take(coap_session_t *session, const coap_pdu_t *received) {
+lcp_waiter_take(coap_session_t *session, const coap_pdu_t *received,
+                const lcp_pdu_info_t *info) {
   lcp_waiter_t *w;
-  lcp_pdu_info_t info;
-  if (!lcp_armed)
-    return 0;
-  lcp_pdu_fields(received, &info);
   for (w = lcp_armed; w; w = w->outer) {
-    if (w->session == session && !w->state && w->token_len == info.token_len &&
-        (info.token_len == 0 || memcmp(w->token, info.token, info.token_len) == 0)) {
-      if (!lcp_waiter_copy(w, received, &info))
+    if (w->session == session && !w->state && w->token_len == info->token_len &&
+        (info->token_len == 0 || memcmp(w->token, info->token, info->token_len) == 0)) {
+      if (!lcp_waiter_copy(w, received, info))
         return 0; /* out of memory: let the Python side try */
       w->state = 1;
       lcp_waiter_unlink(w);

@@ -385,10 +385,17 @@ class Context(Serving):
         lib.lcp_pdu_info(pdu, info)
         return ffi.buffer(info.token, info.token_len)[:] if info.token_len else b""
 
-    def _on_response(self, session: Session | None, sent: Any, received: Any, mid: int) -> int:
+    def _on_response(
+        self,
+        session: Session | None,
+        sent: Any,
+        sent_info: Any,
+        received: Any,
+        info: Any,
+        mid: int,
+    ) -> int:
+        """``sent_info``, ``info``: the fields of ``sent`` (if any) and ``received``."""
         if session is not None and (session._observations or session._pending):
-            info = self._info
-            lib.lcp_pdu_info(received, info)
             token = ffi.buffer(info.token, info.token_len)[:]
             observation = session._observations.get(token)
             pending = None if observation is not None else session._pending.pop(token, None)
@@ -419,8 +426,8 @@ class Context(Serving):
         if handler is None:
             return 0  # nobody asked for this: libcoap answers a CON with RST
         reader = self._reader
-        sent_pdu = _borrowed(sent, reader) if sent != _NULL else None
-        received_pdu = _borrowed(received, reader)
+        sent_pdu = _borrowed(sent, reader, sent_info) if sent != _NULL else None
+        received_pdu = _borrowed(received, reader, info)
         self._dispatching += 1
         try:
             result = handler(session, sent_pdu, received_pdu, mid)
@@ -447,7 +454,11 @@ class Context(Serving):
         handler = self._nack_handler
         if handler is None:
             return
-        sent_pdu = PDU._borrowed(sent, self._reader) if sent != ffi.NULL else None
+        sent_pdu = None
+        if sent != _NULL:
+            reader = self._reader
+            lib.lcp_pdu_info(sent, reader.info)
+            sent_pdu = _borrowed(sent, reader, reader.info)
         try:
             why: NackReason | int = NackReason(reason)
         except ValueError:

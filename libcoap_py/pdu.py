@@ -59,7 +59,7 @@ class _OptionReader:
 
     def __init__(self, room: int = 32) -> None:
         self._grow(room)
-        #: Scratch fields for PDU._read_info() of the PDUs handed to handlers.
+        #: Scratch fields for a PDU handed to a NACK handler.
         self.info = ffi.new("lcp_pdu_info_t *")
 
     def _grow(self, room: int) -> None:
@@ -227,13 +227,14 @@ class PDU(OptionAccessors):
         return self
 
     @classmethod
-    def _borrowed(cls, ptr: Any, reader: _OptionReader) -> PDU:
+    def _borrowed(cls, ptr: Any, reader: _OptionReader, info: Any) -> PDU:
+        """A handler's PDU; ``info``: its fields, read (lcp_pdu_info_t) for the handler."""
         self = object.__new__(cls)
         self._ptr = ptr
         self._owned = False
         self._state = "borrowed by a handler that has returned"  # read once _ptr is None
         self._reader = reader
-        self._info = reader.info
+        self._info = info
         return self
 
     def _invalidate(self, why: str) -> None:
@@ -250,9 +251,12 @@ class PDU(OptionAccessors):
         return ptr
 
     def _read_info(self) -> Any:
-        """The PDU's fields (lcp_pdu_info_t), read now: use them before the next read."""
+        """The PDU's fields (lcp_pdu_info_t): read for a handler's PDU (which cannot
+        change), read now for an owned one."""
         ptr = self._live()
         info = self._info
+        if not self._owned:
+            return info
         if info is None:
             info = self._info = ffi.new("lcp_pdu_info_t *")
         lib.lcp_pdu_info(ptr, info)
@@ -272,13 +276,10 @@ class PDU(OptionAccessors):
 
     @property
     def code(self) -> Code | int:
-        ptr = self._ptr
-        if ptr is not None and not self._owned:  # a handler's PDU: read it directly
-            info = self._info
-            lib.lcp_pdu_info(ptr, info)
+        if self._ptr is not None and not self._owned:  # a handler's PDU: read already
+            raw: int = self._info.code
         else:
-            info = self._read_info()
-        raw: int = info.code
+            raw = self._read_info().code
         return _CODES.get(raw, raw)
 
     @code.setter

@@ -25,10 +25,23 @@ static const int LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE;
 /* Bytes handed back to libcoap (a PSK key); the layout of 4.3's coap_bin_const_t. */
 typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
 
+/* A PDU's fields, as lcp_pdu_info() reads them. */
+typedef struct {
+  int type;
+  int code;
+  int mid;
+  const uint8_t *token;
+  size_t token_len;
+  const uint8_t *payload;
+  size_t payload_len;
+} lcp_pdu_info_t;
+
 /* Callbacks into Python, one signature for every generation. */
-/* session_data: the session's app data (its Python handle, or NULL) */
+/* session_data: the session's app data (its Python handle, or NULL); sent_info and
+ * info: the fields of sent (NULL without sent) and received, read for the call */
 extern "Python" int lcp_py_response(coap_session_t *session, void *session_data,
-                                    const coap_pdu_t *sent, const coap_pdu_t *received,
+                                    const coap_pdu_t *sent, lcp_pdu_info_t *sent_info,
+                                    const coap_pdu_t *received, lcp_pdu_info_t *info,
                                     int mid);
 extern "Python" void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                                  int reason, int mid);
@@ -123,15 +136,6 @@ coap_resource_t *lcp_resource_unknown_new(void *app_data);
 void lcp_resource_handle(coap_resource_t *resource, int method);
 
 /* PDUs. */
-typedef struct {
-  int type;
-  int code;
-  int mid;
-  const uint8_t *token;
-  size_t token_len;
-  const uint8_t *payload;
-  size_t payload_len;
-} lcp_pdu_info_t;
 
 /* A new PDU for the session with a fresh message ID and token (token
  * copied to token_out, at most 8 bytes). NULL when out of memory. */
