@@ -278,14 +278,7 @@ class Context(Serving):
             wait = timeout_ms if timeout_ms.__class__ is int else int(timeout_ms)
             if wait < 0:
                 raise ValueError("timeout_ms must be >= 0, or None to wait for activity")
-        # As _io() does (inline: this is the handler loop's hot path).
-        self._in_io = True
-        result: int = lib.lcp_io_process(self._ptr, wait)
-        self._in_io = False
-        self._after_io()
-        if result < 0:
-            raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
-        return result
+        return self._io(wait)
 
     def _io(self, wait_ms: int) -> int:
         # lcp_io_process cannot raise: the trampolines keep exceptions for _after_io.

@@ -92,7 +92,36 @@ def unpack_options(packed: bytes) -> list[Option]:
     return options
 
 
-class Response(OptionAccessors):
+class PackedOptions(OptionAccessors):
+    """Options as ``(number, bytes)`` pairs, kept packed (see unpack_options) until
+    first asked for: a message copied out of libcoap that may never be read."""
+
+    __slots__ = ("_options", "_packed")
+
+    _options: list[Option] | None
+    _packed: bytes
+
+    @property
+    def options(self) -> list[Option]:
+        """The options as ``(number, bytes)`` pairs, in wire order."""
+        options = self._options
+        if options is None:
+            options = self._options = unpack_options(self._packed)
+        return options
+
+    @options.setter
+    def options(self, value: list[Option]) -> None:
+        self._options = value
+
+    def option(self, number: int) -> bytes | None:
+        """The first value of an option, or None."""
+        return first_option(self.options, number)
+
+    def _option_list(self) -> list[Option]:
+        return self.options
+
+
+class Response(PackedOptions):
     """A response as received: code, payload, options, copied out of libcoap.
 
     ``options`` holds the raw ``(number, bytes)`` pairs; the typed views
@@ -100,7 +129,7 @@ class Response(OptionAccessors):
     ``typed_options``, ...) read them.
     """
 
-    __slots__ = ("_options", "_packed", "code", "mid", "payload", "token", "type")
+    __slots__ = ("code", "mid", "payload", "token", "type")
 
     def __init__(
         self,
@@ -113,7 +142,7 @@ class Response(OptionAccessors):
     ) -> None:
         self.code: Code | int = _CODES.get(code, code)
         self.payload = payload
-        self._options: list[Option] | None = options
+        self._options = options
         self._packed = b""
         self.type = _TYPES[type] if type.__class__ is int and 0 <= type <= 3 else MessageType(type)
         self.mid = mid
@@ -136,25 +165,6 @@ class Response(OptionAccessors):
         self.mid = waiter.mid
         self.token = data[:token_len]
         return self
-
-    @property
-    def options(self) -> list[Option]:
-        """The options as ``(number, bytes)`` pairs, in the order received."""
-        options = self._options
-        if options is None:
-            options = self._options = unpack_options(self._packed)
-        return options
-
-    @options.setter
-    def options(self, value: list[Option]) -> None:
-        self._options = value
-
-    def option(self, number: int) -> bytes | None:
-        """The first value of an option, or None."""
-        return first_option(self.options, number)
-
-    def _option_list(self) -> list[Option]:
-        return self.options
 
     @property
     def text(self) -> str:

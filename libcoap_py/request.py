@@ -12,11 +12,10 @@ from .options import OptionAccessors
 from .pdu import (
     Option,
     OptionValue,
+    PackedOptions,
     check_fits,
     encode_option,
-    first_option,
     pdu_room,
-    unpack_options,
     write_options,
 )
 
@@ -46,14 +45,14 @@ DEFAULT_CODES = {
 }
 
 
-class Request(OptionAccessors):
+class Request(PackedOptions):
     """An incoming request, copied out of libcoap: safe to keep after the handler returns.
 
     ``options`` holds the raw ``(number, bytes)`` pairs; ``uri_path``, ``uri_query``,
     ``content_format``, ``accept``, ``etag``, ``observe``, ``typed_options``, ... read them.
     """
 
-    __slots__ = ("_options", "_raw", "code", "mid", "payload", "session", "token", "type")
+    __slots__ = ("code", "mid", "payload", "session", "token", "type")
 
     def __init__(
         self,
@@ -70,8 +69,8 @@ class Request(OptionAccessors):
         self.mid = mid
         self.token = token
         self.payload = payload
-        self._options: list[Option] | None = options
-        self._raw = b""
+        self._options = options
+        self._packed = b""
         self.session = session
 
     @classmethod
@@ -88,21 +87,9 @@ class Request(OptionAccessors):
         n = info.payload_len
         self.payload = _unpack(info.payload, n) if n else b""
         self._options = None
-        self._raw = raw_options
+        self._packed = raw_options
         self.session = session
         return self
-
-    @property
-    def options(self) -> list[Option]:
-        """The options as ``(number, bytes)`` pairs, in wire order."""
-        options = self._options
-        if options is None:
-            options = self._options = unpack_options(self._raw)
-        return options
-
-    @options.setter
-    def options(self, value: list[Option]) -> None:
-        self._options = value
 
     @property
     def method(self) -> str:
@@ -112,13 +99,6 @@ class Request(OptionAccessors):
     @property
     def text(self) -> str:
         return self.payload.decode("utf-8")
-
-    def option(self, number: int) -> bytes | None:
-        """The first value of an option, or None."""
-        return first_option(self.options, number)
-
-    def _option_list(self) -> list[Option]:
-        return self.options
 
     @property
     def path(self) -> str:
