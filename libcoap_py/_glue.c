@@ -1170,25 +1170,27 @@ lcp_waiter_disarm(lcp_waiter_t *w) {
   lcp_waiter_unlink(w);
 }
 
+/* Room for `want` bytes in the waiter's data; 0 when out of memory. */
 static int
-lcp_grow(void **buf, size_t *cap, size_t want, size_t item) {
-  size_t n = *cap ? *cap : 16;
-  void *p;
-  if (want <= *cap)
+lcp_waiter_room(lcp_waiter_t *w, size_t want) {
+  size_t n = w->data_cap ? w->data_cap : 64;
+  uint8_t *p;
+  if (want <= w->data_cap)
     return 1;
   while (n < want)
     n *= 2;
-  p = realloc(*buf, n * item);
+  p = realloc(w->data, n);
   if (!p)
     return 0;
-  *buf = p;
-  *cap = n;
+  w->data = p;
+  w->data_cap = n;
   return 1;
 }
 
-/* Options copied out of a PDU are packed as: number (2 bytes), value length
- * (4 bytes, both big-endian), value; pdu.unpack_options() reads them. Writes
- * one at p (room for 6 + len bytes). */
+/* Options crossing between C and Python are packed as: number (2 bytes), value
+ * length (4 bytes, both big-endian), value; pdu.pack_options() and
+ * unpack_options() are the Python side. Writes one at p (room for 6 + len
+ * bytes). */
 static void
 lcp_pack_option(uint8_t *p, size_t number, const uint8_t *value, size_t len) {
   p[0] = (uint8_t)(number >> 8);
@@ -1207,7 +1209,7 @@ lcp_waiter_copy(lcp_waiter_t *w, const coap_pdu_t *pdu, const lcp_pdu_info_t *in
   coap_opt_iterator_t it;
   coap_opt_t *opt;
   size_t used = info->token_len + info->payload_len;
-  if (!lcp_grow((void **)&w->data, &w->data_cap, used + 64, 1))
+  if (!lcp_waiter_room(w, used + 64))
     return 0;
   if (info->token_len)
     memcpy(w->data, info->token, info->token_len);
@@ -1216,7 +1218,7 @@ lcp_waiter_copy(lcp_waiter_t *w, const coap_pdu_t *pdu, const lcp_pdu_info_t *in
   if (coap_option_iterator_init((coap_pdu_t *)pdu, &it, COAP_OPT_ALL)) {
     while ((opt = coap_option_next(&it)) != NULL) {
       size_t len = coap_opt_length(opt);
-      if (!lcp_grow((void **)&w->data, &w->data_cap, used + 6 + len, 1))
+      if (!lcp_waiter_room(w, used + 6 + len))
         return 0;
       lcp_pack_option(w->data + used, (size_t)LCP_OPT_NUMBER(it), coap_opt_value(opt), len);
       used += 6 + len;
@@ -1230,14 +1232,21 @@ lcp_waiter_copy(lcp_waiter_t *w, const coap_pdu_t *pdu, const lcp_pdu_info_t *in
   return 1;
 }
 
+/* 1 when w is armed and waits on this session for this token. */
+static int
+lcp_waiter_awaits(const lcp_waiter_t *w, const coap_session_t *session,
+                  const lcp_pdu_info_t *info) {
+  return w->session == session && !w->state && w->token_len == info->token_len &&
+         (info->token_len == 0 || memcmp(w->token, info->token, info->token_len) == 0);
+}
+
 /* Called by the response handler: 1 when an armed waiter took the response. */
 static int
 lcp_waiter_take(coap_session_t *session, const coap_pdu_t *received,
                 const lcp_pdu_info_t *info) {
   lcp_waiter_t *w;
   for (w = lcp_armed; w; w = w->outer) {
-    if (w->session == session && !w->state && w->token_len == info->token_len &&
-        (info->token_len == 0 || memcmp(w->token, info->token, info->token_len) == 0)) {
+    if (lcp_waiter_awaits(w, session, info)) {
       if (!lcp_waiter_copy(w, received, info))
         return 0; /* out of memory: let the Python side try */
       w->state = 1;
@@ -1258,11 +1267,8 @@ lcp_waiter_nack(coap_session_t *session, const coap_pdu_t *sent, int reason, int
   if (sent)
     lcp_pdu_fields(sent, &info);
   for (w = lcp_armed; w; w = w->outer) {
-    if (w->session != session || w->state)
-      continue;
-    if (sent ? (w->token_len == info.token_len &&
-                (info.token_len == 0 || memcmp(w->token, info.token, info.token_len) == 0))
-             : w->request_mid == mid) {
+    if (sent ? lcp_waiter_awaits(w, session, &info)
+             : (w->session == session && !w->state && w->request_mid == mid)) {
       w->nack_reason = reason;
       w->state = 2;
       lcp_waiter_unlink(w);
@@ -1303,8 +1309,8 @@ lcp_waiter_wait(coap_context_t *ctx, lcp_waiter_t *w, int timeout_ms) {
 }
 
 /* request()'s common case in one call: a request PDU with a fresh token, the
- * options of a blob (per option: number and length, two big-endian bytes each,
- * then the value) and an optional payload; arm the waiter; send; then
+ * options of a blob (packed as lcp_pack_option does) and an optional
+ * payload; arm the waiter; send; then
  * lcp_waiter_wait() for at most timeout_ms. Returns what lcp_waiter_wait
  * returns, or -2 out of memory, -3 an option does not fit, -4 the payload
  * does not fit, -5 coap_send failed (nothing was sent; the waiter is idle). */
@@ -1318,10 +1324,11 @@ lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
   coap_pdu_t *pdu = lcp_new_request(session, type, code, token, &token_len);
   if (!pdu)
     return -2;
-  while (at + 4 <= blob_len) {
+  while (at + 6 <= blob_len) {
     uint16_t number = (uint16_t)(blob[at] << 8 | blob[at + 1]);
-    size_t len = (size_t)(blob[at + 2] << 8 | blob[at + 3]);
-    at += 4;
+    size_t len = (size_t)blob[at + 2] << 24 | (size_t)blob[at + 3] << 16 |
+                 (size_t)blob[at + 4] << 8 | blob[at + 5];
+    at += 6;
     if (at + len > blob_len || !coap_add_option(pdu, number, len, blob + at)) {
       coap_delete_pdu(pdu);
       return -3;

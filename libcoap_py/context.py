@@ -319,11 +319,18 @@ class Context(Serving):
     def _waited_response(self, waiter: Any) -> Response:
         """The response a waiter copied out of libcoap, checked as libcoap 4.3 does."""
         response = Response._from_waiter(waiter)
-        if not _LIBCOAP_DROPS_CRITICAL:
-            unknown = unknown_critical_options(response.options, self._registered)
-            if unknown:  # rejected, as libcoap 4.3 does (RFC 7252, 5.4.1)
-                raise CriticalOptionError(unknown)
+        error = self._critical_error(response)
+        if error is not None:
+            raise error
         return response
+
+    def _critical_error(self, response: Response) -> CriticalOptionError | None:
+        """The error for a response with a critical option this client does not know,
+        rejected as libcoap 4.3 does itself (RFC 7252, 5.4.1); libcoap 4.2 lets it by."""
+        if _LIBCOAP_DROPS_CRITICAL:
+            return None
+        unknown = unknown_critical_options(response.options, self._registered)
+        return CriticalOptionError(unknown) if unknown else None
 
     def _guarded(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call a libcoap function that may call back into handlers, as _io() does."""
@@ -399,21 +406,18 @@ class Context(Serving):
                 response = Response(
                     info.code, payload, self._reader.read(received), info.type, info.mid, token
                 )
-                if not _LIBCOAP_DROPS_CRITICAL:
-                    unknown = unknown_critical_options(response.options, self._registered)
-                    if unknown:  # rejected, as libcoap 4.3 does (RFC 7252, 5.4.1)
-                        error = CriticalOptionError(unknown)
-                        if observation is not None:
-                            observation._fail(error)
-                        else:
-                            assert pending is not None
-                            pending.error = error
-                        return 1
+                error = self._critical_error(response)
                 if observation is not None:
-                    observation._deliver(response)
+                    if error is None:
+                        observation._deliver(response)
+                    else:
+                        observation._fail(error)
                 else:
                     assert pending is not None
-                    pending.response = response
+                    if error is None:
+                        pending.response = response
+                    else:
+                        pending.error = error
                 return 1
         handler = self._response_handler
         if handler is None:
@@ -449,9 +453,8 @@ class Context(Serving):
             return
         sent_pdu = None
         if sent != _NULL:
-            reader = self._reader
-            lib.lcp_pdu_info(sent, reader.info)
-            sent_pdu = _borrowed(sent, reader, reader.info)
+            lib.lcp_pdu_info(sent, self._info)
+            sent_pdu = _borrowed(sent, self._reader, self._info)
         try:
             why: NackReason | int = NackReason(reason)
         except ValueError:

@@ -59,8 +59,6 @@ class _OptionReader:
 
     def __init__(self, room: int = 32) -> None:
         self._grow(room)
-        #: Scratch fields for a PDU handed to a NACK handler.
-        self.info = ffi.new("lcp_pdu_info_t *")
 
     def _grow(self, room: int) -> None:
         self.room = room
@@ -76,6 +74,12 @@ class _OptionReader:
         numbers, values, lengths = self.numbers, self.values, self.lengths
         buffer = ffi.buffer
         return [(numbers[i], buffer(values[i], lengths[i])[:]) for i in range(count)]
+
+
+def pack_options(options: Iterable[Option]) -> bytes:
+    """Options packed as _glue.c reads them (lcp_request): see unpack_options."""
+    head = _OPTION_HEAD.pack
+    return b"".join(head(number, len(value)) + value for number, value in options)
 
 
 def unpack_options(packed: bytes) -> list[Option]:

@@ -32,6 +32,7 @@ from .pdu import (
     check_fits,
     encode_option,
     encoded_options_size,
+    pack_options,
     pdu_room,
     write_options,
 )
@@ -130,7 +131,7 @@ class Session:
         self._prepared: dict[tuple[object, str], tuple[int, bytes, int]] = {}
         self._reliable = int(lib.lcp_session_proto(ptr)) in _RELIABLE
         # Whether _live() has more to check than the owner thread and the pointer.
-        self._check_alive = False
+        self._check_alive = False  # (True for 4.2's server sessions: see _alive())
         self._dtls_failed = False
         self.closed = False
         #: The common name of the peer's certificate (certificate DTLS), once known.
@@ -140,6 +141,14 @@ class Session:
     # -- state ------------------------------------------------------------------------------
 
     def _live(self) -> Any:
+        """The C session, or raise (another thread, a closed Context or session)."""
+        ptr = self._ptr
+        if self._context._owner != _get_ident() or ptr is None or self._check_alive:
+            return self._checked()
+        return ptr
+
+    def _checked(self) -> Any:
+        """_live() in full, for when its quick test did not pass: raises what is wrong."""
         self._context._enter()
         if self._ptr is None:
             raise CoapError(f"the session to {self.uri} is closed")
@@ -270,8 +279,7 @@ class Session:
         re-raises what a handler raised meanwhile.
         """
         context = self._context
-        if context._owner != _get_ident() or self._ptr is None or self._check_alive:
-            self._live()  # raises unless a server session is still alive
+        self._live()
         if context._dispatching:
             raise CoapError(
                 "request() waits for its response and cannot run inside a handler; "
@@ -332,10 +340,7 @@ class Session:
         """(code, option blob for lcp_request, PDU bytes besides the payload) of a
         request without extra options: request()'s fast path."""
         code, opts = self._request_options(method, path, None, (), None, None, ())
-        blob = b"".join(
-            len_number.to_bytes(2, "big") + len(value).to_bytes(2, "big") + value
-            for len_number, value in opts
-        )
+        blob = pack_options(opts)
         room = 4 + 8 + encoded_options_size(opts) + 1  # header, longest token, marker
         if len(self._prepared) >= _PREPARED_MAX:
             self._prepared.clear()
@@ -679,11 +684,10 @@ class Session:
         self, type: MessageType | int = MessageType.CON, code: Code | int = Code.GET
     ) -> PDU:
         """A new PDU with a fresh message ID and token, owned by you until ``send()``."""
-        if self._context._owner != _get_ident() or self._ptr is None or self._check_alive:
-            self._live()
+        ptr = self._live()
         kind = type if type.__class__ is MessageType else MessageType(type)
         method = code if code.__class__ is Code else check_code(code)
-        pdu_ptr = lib.lcp_new_request(self._ptr, kind, method, self._token, self._token_len)
+        pdu_ptr = lib.lcp_new_request(ptr, kind, method, self._token, self._token_len)
         if pdu_ptr == ffi.NULL:
             raise CoapError("libcoap could not allocate a PDU")
         return PDU._owned_new(pdu_ptr, self, self._token_len[0])
@@ -694,9 +698,7 @@ class Session:
         The PDU is consumed: using it afterwards raises ``CoapError``.
         Responses arrive at the Context's response handler.
         """
-        if self._context._owner != _get_ident() or self._ptr is None or self._check_alive:
-            self._live()
-        ptr = self._ptr
+        ptr = self._live()
         if not isinstance(pdu, PDU) or not pdu._owned:
             raise TypeError("send() takes a PDU made by Session.new_pdu()")
         if pdu._session is not self:
@@ -833,7 +835,7 @@ class ServerSession(Session):
             and lib.coap_session_get_app_data(ptr) == self._handle
         )
 
-    def _live(self) -> Any:
+    def _checked(self) -> Any:
         self._context._enter()
         if self._ptr is not None and not self._alive():
             self._forget()
