@@ -51,7 +51,6 @@ class Client:
         self.waiting: dict[coap.Session, bool] = {}
         # Answered sessions, for in_flight() to send again (None: not in in_flight()).
         self.ready: list[coap.Session] | None = None
-        self.floor_call: Callable[[], None] | None = None
         self.responses = 0
         self.failures = 0
         self.ctx.register_response_handler(self.on_response)
@@ -94,35 +93,63 @@ class Client:
     # -- one request, either way ----------------------------------------------------------
 
     def one(self, s: coap.Session) -> None:
+        """One request and its answer (handshakes and idle sessions)."""
         if self.args.api == "loop":
             self.send(s)
             self.wait_for(s)
-        elif self.args.api == "floor":
-            self.floor(s)
         else:
             r = s.request(self.method, self.args.path, self.body, timeout=30)
-            if coap.Code(r.code).class_ != 2:
+            if r.code >> 5 != 2:  # the code class, as C's COAP_RESPONSE_CLASS
                 self.failures += 1
 
-    def floor(self, s: coap.Session) -> None:
-        if self.floor_call is None:  # the first request: handshake, then the prepared call
-            s.request(self.method, self.args.path, self.body, timeout=30)
-            code, blob, _ = s._prepare(self.method, self.args.path)
-            waiter, lcp_request = self.ctx._new_waiter(), lib.lcp_request
-            cptr, sptr, body, size = self.ctx._ptr, s._ptr, self.body, len(blob)
-
-            def call() -> None:
-                done = lcp_request(cptr, sptr, waiter, 0, code, blob, size, body, len(body), 200)
-                if done != 1 or waiter.code >> 5 != 2:
-                    self.failures += 1
-
-            self.floor_call = call
-        self.floor_call()
+    # -- sequential requests: the loops a user would write, names hoisted as C has them --
 
     def sequential(self, s: coap.Session, n: int) -> None:
-        one = self.one
+        if self.args.api == "request":
+            self.request_loop(s, n)
+        elif self.args.api == "loop":
+            self.handler_loop(s, n)
+        else:
+            self.floor_loop(s, n)
+
+    def request_loop(self, s: coap.Session, n: int) -> None:
+        request, method, path, body = s.request, self.method, self.args.path, self.body
+        failures = 0
         for _ in range(n):
-            one(s)
+            if request(method, path, body, timeout=30).code >> 5 != 2:
+                failures += 1
+        self.failures += failures
+
+    def handler_loop(self, s: coap.Session, n: int) -> None:
+        """The C sample's shape: new_pdu, options, payload, send, then run_once()
+        until the response handler has counted the answer."""
+        new_pdu, send, run_once = s.new_pdu, s.send, self.ctx.run_once
+        con, method, uri_path = self.con, self.method, self.uri_path
+        path, body, waiting = self.path, self.body, self.waiting
+        for _ in range(n):
+            pdu = new_pdu(con, method)
+            if path:
+                pdu.add_option(uri_path, path)
+            if body:
+                pdu.payload = body
+            waiting[s] = True
+            send(pdu)
+            run_once(1000)
+            if waiting[s]:  # not answered in the first pass: wait, bounded (30 s)
+                self.wait_for(s)
+
+    def floor_loop(self, s: coap.Session, n: int) -> None:
+        """A Python loop around the one C call that Session.request ends in."""
+        s.request(self.method, self.args.path, self.body, timeout=30)  # the handshake
+        code, blob, _ = s._prepare(self.method, self.args.path)
+        (waiter, head), lcp_request = self.ctx._new_waiter(), lib.lcp_request
+        cptr, sptr, body, size = self.ctx._ptr, s._ptr, self.body, len(blob)
+        answered, failures = lib.LCP_ANSWERED_INLINE, 0
+        for _ in range(n):
+            done = lcp_request(cptr, sptr, waiter, 0, code, blob, size, body, len(body), 200)
+            if done != answered or head[2][0] >> 5 != 2:  # the answer's code class
+                failures += 1
+        self.failures += failures
 
     def in_flight(self, sessions: list[coap.Session], n: int) -> None:
         target, sent = self.responses + n, 0

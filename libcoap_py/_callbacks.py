@@ -53,7 +53,7 @@ def lcp_py_response(
 ) -> int:
     context = None
     try:
-        if session_data != _NULL:  # what _find() would find first, read in C
+        if session_data:  # not NULL: what _find() would find first, read in C
             session: Session | None = ffi.from_handle(session_data)
             assert session is not None
             context = session._context

@@ -1097,6 +1097,16 @@ lcp_send(coap_session_t *session, coap_pdu_t *pdu) {
  * Armed waiters form a per-thread stack: a request() made from inside a
  * handler while another waits (on another context) arms its own. */
 
+/* A response whose token, payload and options fit in inline_data (after a head
+ * of LCP_INLINE_HEAD bytes) stays in the waiter itself, where Python reads it
+ * through a buffer made once per waiter; a larger one goes to the heap. The
+ * head, written by lcp_request() for an answer it returns as LCP_ANSWERED_INLINE,
+ * is little-endian: message ID (2 bytes), code (1), type (1), then the offsets
+ * in inline_data where the token, the payload and the options end (2 each). */
+#define LCP_WAITER_INLINE 2048
+#define LCP_INLINE_HEAD 10
+#define LCP_ANSWERED_INLINE 3
+
 struct lcp_waiter {
   /* read by Python (mirrored in _cdef/glue.h) */
   int state;                /* 0: waiting (or idle), 1: answered, 2: NACK */
@@ -1107,10 +1117,13 @@ struct lcp_waiter {
   int mid;
   uint8_t token[8];         /* of the request */
   size_t token_len;
-  /* The response's token, payload and options (lcp_pack_option) back to back. */
+  /* The response's token, payload and options (lcp_pack_option) back to back:
+   * inline_data, or a heap copy when they do not fit there. */
   uint8_t *data;
   size_t payload_len;
   size_t data_len;
+  int64_t started_ms;       /* lcp_request(): when it began (CLOCK_MONOTONIC) */
+  uint8_t inline_data[LCP_WAITER_INLINE];
   /* private */
   const coap_session_t *session; /* NULL: not armed */
   size_t data_cap;
@@ -1121,7 +1134,12 @@ static __thread lcp_waiter_t *lcp_armed;
 
 lcp_waiter_t *
 lcp_waiter_new(void) {
-  return calloc(1, sizeof(lcp_waiter_t));
+  lcp_waiter_t *w = calloc(1, sizeof(lcp_waiter_t));
+  if (w) {
+    w->data = w->inline_data + LCP_INLINE_HEAD;
+    w->data_cap = sizeof(w->inline_data) - LCP_INLINE_HEAD;
+  }
+  return w;
 }
 
 static void
@@ -1140,7 +1158,8 @@ lcp_waiter_free(lcp_waiter_t *w) {
   if (!w)
     return;
   lcp_waiter_unlink(w);
-  free(w->data);
+  if (w->data != w->inline_data + LCP_INLINE_HEAD)
+    free(w->data);
   free(w);
 }
 
@@ -1152,6 +1171,12 @@ lcp_waiter_arm(lcp_waiter_t *w, const coap_session_t *session,
   if (token_len > sizeof(w->token))
     return 0;
   lcp_waiter_unlink(w);
+  if (w->data != w->inline_data + LCP_INLINE_HEAD) {
+    /* The last answer was large: back to inline_data, for the usual small one. */
+    free(w->data);
+    w->data = w->inline_data + LCP_INLINE_HEAD;
+    w->data_cap = sizeof(w->inline_data) - LCP_INLINE_HEAD;
+  }
   w->state = 0;
   w->nack_reason = 0;
   w->payload_len = 0;
@@ -1173,13 +1198,19 @@ lcp_waiter_disarm(lcp_waiter_t *w) {
 /* Room for `want` bytes in the waiter's data; 0 when out of memory. */
 static int
 lcp_waiter_room(lcp_waiter_t *w, size_t want) {
-  size_t n = w->data_cap ? w->data_cap : 64;
+  size_t n = w->data_cap;
   uint8_t *p;
   if (want <= w->data_cap)
     return 1;
   while (n < want)
     n *= 2;
-  p = realloc(w->data, n);
+  if (w->data == w->inline_data + LCP_INLINE_HEAD) {
+    p = malloc(n);
+    if (p)
+      memcpy(p, w->data, w->data_cap);
+  } else {
+    p = realloc(w->data, n);
+  }
   if (!p)
     return 0;
   w->data = p;
@@ -1310,18 +1341,30 @@ lcp_waiter_wait(coap_context_t *ctx, lcp_waiter_t *w, int timeout_ms) {
 
 /* request()'s common case in one call: a request PDU with a fresh token, the
  * options of a blob (packed as lcp_pack_option does) and an optional
- * payload; arm the waiter; send; then
- * lcp_waiter_wait() for at most timeout_ms. Returns what lcp_waiter_wait
- * returns, or -2 out of memory, -3 an option does not fit, -4 the payload
- * does not fit, -5 coap_send failed (nothing was sent; the waiter is idle). */
+ * payload; arm the waiter; send; then lcp_waiter_wait() for at most
+ * timeout_ms. Returns what lcp_waiter_wait returns, or -2 out of memory, -3 an
+ * option does not fit, -4 the payload does not fit, -5 coap_send failed
+ * (nothing was sent; the waiter is idle); except that an answer that stays in
+ * inline_data, with no Python code run meanwhile, returns LCP_ANSWERED_INLINE
+ * and writes the head there (see LCP_INLINE_HEAD): Python reads nothing else. */
+
+static void
+lcp_put16(uint8_t *p, size_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+
 int
 lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
             int type, int code, const uint8_t *blob, size_t blob_len,
             const uint8_t *payload, size_t payload_len, int timeout_ms) {
   uint8_t token[8];
   size_t token_len = 0, at = 0;
+  int done;
   lcp_pdu_info_t info;
-  coap_pdu_t *pdu = lcp_new_request(session, type, code, token, &token_len);
+  coap_pdu_t *pdu;
+  w->started_ms = lcp_now_ms();
+  pdu = lcp_new_request(session, type, code, token, &token_len);
   if (!pdu)
     return -2;
   while (at + 6 <= blob_len) {
@@ -1345,7 +1388,18 @@ lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
     lcp_waiter_disarm(w);
     return -5;
   }
-  return lcp_waiter_wait(ctx, w, timeout_ms);
+  done = lcp_waiter_wait(ctx, w, timeout_ms);
+  if (done == 1 && w->state == 1 && w->data == w->inline_data + LCP_INLINE_HEAD) {
+    uint8_t *head = w->inline_data;
+    lcp_put16(head, (size_t)w->mid);
+    head[2] = (uint8_t)w->code;
+    head[3] = (uint8_t)w->type;
+    lcp_put16(head + 4, LCP_INLINE_HEAD + w->token_len);
+    lcp_put16(head + 6, LCP_INLINE_HEAD + w->token_len + w->payload_len);
+    lcp_put16(head + 8, LCP_INLINE_HEAD + w->data_len);
+    return LCP_ANSWERED_INLINE;
+  }
+  return done;
 }
 
 /* ------------------------------------------------------------------ */

@@ -80,12 +80,12 @@ class Code(enum.IntEnum):
     @property
     def class_(self) -> int:
         """The code class: 0 request, 2 success, 4 client error, 5 server error."""
-        return int(self) >> 5
+        return self >> 5  # an int: IntEnum's shift is int's
 
     @property
     def detail(self) -> int:
         """The code detail, the part after the dot."""
-        return int(self) & 0x1F
+        return self & 0x1F
 
     @property
     def dotted(self) -> str:

@@ -32,6 +32,7 @@ _PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
 _NULL = ffi.NULL
 _get_ident = threading.get_ident
 _borrowed = PDU._borrowed
+_io_process = lib.lcp_io_process
 _SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 _DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
@@ -74,7 +75,7 @@ class Context(Serving):
         self._dtls_psk: PSK | None = None
         self._info = ffi.new("lcp_pdu_info_t *")
         self._reader = _OptionReader()
-        self._waiters: list[Any] = []  # idle request waiters (lcp_waiter_t), for reuse
+        self._waiters: list[tuple[Any, Any]] = []  # idle request waiters, for reuse
         self.closed = False
         ptr = lib.lcp_new_context(self._handle)
         if ptr == ffi.NULL:
@@ -283,18 +284,21 @@ class Context(Serving):
     def _io(self, wait_ms: int) -> int:
         # lcp_io_process cannot raise: the trampolines keep exceptions for _after_io.
         self._in_io = True
-        result: int = lib.lcp_io_process(self._ptr, wait_ms)
+        result: int = _io_process(self._ptr, wait_ms)
         self._in_io = False
         self._after_io()
         if result < 0:
             raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
         return result
 
-    def _new_waiter(self) -> Any:
+    def _new_waiter(self) -> tuple[Any, Any]:
+        """A request waiter (lcp_waiter_t), and a buffer over the answer it holds
+        inline (Response._from_inline reads it); the pair goes back to _waiters."""
         waiter = lib.lcp_waiter_new()
         if waiter == ffi.NULL:
             raise MemoryError("no memory for a request waiter")
-        return ffi.gc(waiter, lib.lcp_waiter_free)
+        waiter = ffi.gc(waiter, lib.lcp_waiter_free)
+        return waiter, ffi.buffer(waiter.inline_data)
 
     def _wait_io(self, waiter: Any, wait_ms: int) -> None:
         """I/O until ``waiter`` is answered, at most ``wait_ms`` (lcp_waiter_wait).
@@ -423,7 +427,7 @@ class Context(Serving):
         if handler is None:
             return 0  # nobody asked for this: libcoap answers a CON with RST
         reader = self._reader
-        sent_pdu = _borrowed(sent, reader, sent_info) if sent != _NULL else None
+        sent_pdu = _borrowed(sent, reader, sent_info) if sent else None  # (not NULL)
         received_pdu = _borrowed(received, reader, info)
         self._dispatching += 1
         try:

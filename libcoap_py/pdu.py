@@ -23,6 +23,10 @@ _CODES: dict[int, Code] = {int(c): c for c in Code}
 _TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
 _buffer = ffi.buffer
 _OPTION_HEAD = struct.Struct(">HI")  # a packed option's number and value length
+# The head of an answer in a request waiter's inline_data (_glue.c, LCP_INLINE_HEAD).
+_unpack_head = struct.Struct("<HBBHHH").unpack_from
+_INLINE_HEAD = lib.LCP_INLINE_HEAD
+assert struct.calcsize("<HBBHHH") == _INLINE_HEAD
 _gc = ffi.gc
 _delete_pdu = lib.coap_delete_pdu
 
@@ -168,6 +172,21 @@ class Response(PackedOptions):
         self.type = _TYPES[waiter.type]
         self.mid = waiter.mid
         self.token = data[:token_len]
+        return self
+
+    @classmethod
+    def _from_inline(cls, data: Any) -> Response:
+        """The response lcp_request() left in its waiter's inline_data (``data``: a
+        buffer over it), after the head _glue.c describes at LCP_INLINE_HEAD."""
+        self = cls.__new__(cls)
+        mid, code, kind, token_end, payload_end, end = _unpack_head(data)
+        self.code = _CODES.get(code, code)
+        self.payload = data[token_end:payload_end]
+        self._options = None
+        self._packed = data[payload_end:end]
+        self.type = _TYPES[kind]
+        self.mid = mid
+        self.token = data[_INLINE_HEAD:token_end]
         return self
 
     @property

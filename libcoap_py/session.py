@@ -66,7 +66,14 @@ _SEND_FAILURES = {  # lcp_request()'s
 }
 _monotonic = time.monotonic
 _get_ident = threading.get_ident
-_from_waiter = Response._from_waiter
+_from_inline = Response._from_inline
+_lcp_request = lib.lcp_request
+_max_pdu_size = lib.coap_session_max_pdu_size
+_new_request = lib.lcp_new_request
+_lcp_send = lib.lcp_send
+_gc = ffi.gc
+_owned_new = PDU._owned_new
+_ANSWERED_INLINE = lib.LCP_ANSWERED_INLINE
 _ceil = math.ceil
 
 
@@ -279,34 +286,35 @@ class Session:
         re-raises what a handler raised meanwhile.
         """
         context = self._context
-        self._live()
+        ptr = self._ptr
+        if context._owner != _get_ident() or ptr is None or self._check_alive:
+            ptr = self._checked()  # raises, or passes a live 4.2 server session
         if context._dispatching:
             raise CoapError(
                 "request() waits for its response and cannot run inside a handler; "
                 "use session.send(pdu) there"
             )
         if (
-            type(path) is str
+            path.__class__ is str
             and query is None
-            and options == ()
+            and not options
             and content_format is None
             and accept is None
             and token is None
             and block_size is None
             and _LIBCOAP_BLOCKS
-            and (not payload or (type(payload) is bytes and not self._reliable))
+            and (not payload or (payload.__class__ is bytes and not self._reliable))
         ):
             # The common case: no extra options, a body (if any) that fits one PDU.
             # Code and options depend only on (method, path): prepared once per
             # session. libcoap builds and sends it, and the answer is copied out in C
             # (lcp_request): no call into Python per response.
-            key = (method, path)
-            prepared = self._prepared.get(key)
+            prepared = self._prepared.get((method, path))
             if prepared is None:
                 prepared = self._prepare(method, path)
             code, blob, room = prepared
-            body = payload if type(payload) is bytes else b""  # else: an empty one
-            if not body or len(body) <= lib.coap_session_max_pdu_size(self._ptr) - room:
+            body = payload if payload.__class__ is bytes else b""  # else: an empty one
+            if not body or len(body) <= _max_pdu_size(ptr) - room:
                 response = self._request_fast(code, blob, body, confirmable, timeout)
                 if progress is not None:
                     progress(len(response.payload), len(response.payload))
@@ -353,30 +361,32 @@ class Session:
         """Send a prepared request and wait for its answer in one C call (lcp_request);
         when anything else happens meanwhile, as _wait() does."""
         context = self._context
-        ptr = self._ptr
         waiters = context._waiters
-        waiter = waiters.pop() if waiters else context._new_waiter()
-        if timeout is None:
-            timeout = lib.lcp_session_max_transmit_wait(ptr) + 1.0
-        deadline = _monotonic() + timeout
+        entry = waiters.pop() if waiters else context._new_waiter()
+        waiter = entry[0]
         # Nothing below raises before _in_io is reset (the arguments are ours).
         context._in_io = True
-        done = lib.lcp_request(
-            context._ptr, ptr, waiter, _CON if confirmable else _NON, code, blob, len(blob),
-            payload, len(payload), WAIT_SLICE_MS if timeout >= 0.2 else _ceil(timeout * 1000),
+        done = _lcp_request(
+            context._ptr, self._ptr, waiter, _CON if confirmable else _NON, code, blob,
+            len(blob), payload, len(payload),
+            WAIT_SLICE_MS if timeout is None or timeout >= 0.2 else _ceil(timeout * 1000),
         )  # fmt: skip
         context._in_io = False
-        if done == 1 and waiter.state == 1:
-            # Answered, and no Python code ran meanwhile: nothing else to look at
-            # (and libcoap 4.3, the only one here, dropped unknown critical options).
-            waiters.append(waiter)
-            return _from_waiter(waiter)
+        if done == _ANSWERED_INLINE:
+            # Answered, in the waiter's own buffer, and no Python code ran meanwhile:
+            # nothing else to look at (libcoap 4.3, the only one here, dropped
+            # unknown critical options).
+            waiters.append(entry)
+            return _from_inline(entry[1])
         if done < -1:
-            waiters.append(waiter)
+            waiters.append(entry)
             raise CoapError(_SEND_FAILURES[done])
-        # A NACK, handlers ran, or no answer yet: the general wait sorts it out.
+        # A NACK, handlers ran, no answer yet, or a large one: the general wait.
+        if timeout is None:
+            timeout = lib.lcp_session_max_transmit_wait(self._ptr) + 1.0
+        deadline = waiter.started_ms / 1000 + timeout  # the clock of time.monotonic()
         token = ffi.buffer(waiter.token, waiter.token_len)[:]
-        return self._await(waiter, token, waiter.request_mid, timeout, deadline, done)
+        return self._await(entry, token, waiter.request_mid, timeout, deadline, done)
 
     def _wait(
         self, token: bytes, mid: int, timeout: float | None, deadline: float | None = None
@@ -388,24 +398,26 @@ class Session:
         """
         context = self._context
         waiters = context._waiters
-        waiter = waiters.pop() if waiters else context._new_waiter()
-        lib.lcp_waiter_arm(waiter, self._ptr, token, len(token), mid)
+        entry = waiters.pop() if waiters else context._new_waiter()
+        lib.lcp_waiter_arm(entry[0], self._ptr, token, len(token), mid)
         wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
-        return self._await(waiter, token, mid, wait, deadline or _monotonic() + wait)
+        return self._await(entry, token, mid, wait, deadline or _monotonic() + wait)
 
     def _await(
         self,
-        waiter: Any,
+        entry: tuple[Any, Any],
         token: bytes,
         mid: int,
         wait: float,
         deadline: float,
         io_result: int | None = None,
     ) -> Response:
-        """Wait for the answer an armed waiter waits for, until ``deadline``; the
-        waiter goes back to the Context afterwards. ``wait`` is for the message.
-        ``io_result``: the caller's own lcp_waiter_wait() returned this."""
+        """Wait for the answer an armed waiter (``entry``: see Context._new_waiter)
+        waits for, until ``deadline``; the waiter goes back to the Context afterwards.
+        ``wait`` is for the message. ``io_result``: the caller's own lcp_waiter_wait()
+        returned this."""
         context = self._context
+        waiter = entry[0]
         pending = _Pending(mid)  # errors, and the answer if Python got it after all
         self._pending[token] = pending
         try:
@@ -436,7 +448,7 @@ class Session:
                 context._wait_io(waiter, _ceil(remaining * 1000))
         finally:
             lib.lcp_waiter_disarm(waiter)
-            context._waiters.append(waiter)
+            context._waiters.append(entry)
             if pending.response is not None or pending.error is not None:
                 self._pending.pop(token, None)
             elif not pending.abandoned:
@@ -687,10 +699,10 @@ class Session:
         ptr = self._live()
         kind = type if type.__class__ is MessageType else MessageType(type)
         method = code if code.__class__ is Code else check_code(code)
-        pdu_ptr = lib.lcp_new_request(ptr, kind, method, self._token, self._token_len)
-        if pdu_ptr == ffi.NULL:
+        pdu_ptr = _new_request(ptr, kind, method, self._token, self._token_len)
+        if not pdu_ptr:
             raise CoapError("libcoap could not allocate a PDU")
-        return PDU._owned_new(pdu_ptr, self, self._token_len[0])
+        return _owned_new(pdu_ptr, self, self._token_len[0])
 
     def send(self, pdu: PDU) -> int:
         """Hand a PDU to libcoap (which sends it from ``run_once()``); returns its message ID.
@@ -707,10 +719,10 @@ class Session:
         c_pdu = pdu._materialise(ptr) if pdu._options or pdu._payload else pdu._ptr
         if c_pdu is None:
             pdu._live()  # raises: sent already
-        ffi.gc(c_pdu, None)  # libcoap's from here on
+        _gc(c_pdu, None)  # libcoap's from here on
         pdu._ptr = None
         pdu._state = "sent (send() consumed it)"
-        mid: int = lib.lcp_send(ptr, c_pdu)
+        mid: int = _lcp_send(ptr, c_pdu)
         if mid < 0:
             raise CoapError(f"libcoap could not send the PDU to {self.uri}")
         return mid

@@ -141,3 +141,31 @@ def test_an_answer_after_the_timeout_goes_nowhere() -> None:
             assert handled == []
     finally:
         peer.close()
+
+
+def test_answers_around_the_waiters_inline_buffer_come_back_whole(
+    coap_server: CoapServer, unique_path: str
+) -> None:
+    # request() copies an answer of up to about 2 KiB (token, payload and options)
+    # into its waiter's own buffer, a larger one to the heap; the same waiter serves
+    # them in any order, and a small answer after a large one is read whole too.
+    from conftest import binary_payload
+
+    sizes = [0, 1, 10, 1000, 2000, 2020, 2028, 2036, 2040, 2100, 5000, 10, 2030, 3000, 0, 7]
+    with coap.Context() as ctx:
+        session = ctx.client_session(coap_server.coap_uri)
+        for size in sizes:
+            body = binary_payload(size)
+            put = session.request(
+                "PUT", unique_path, body, content_format=coap.ContentFormat.OCTET_STREAM,
+                timeout=20,
+            )  # fmt: skip
+            assert put.code.class_ == 2, (size, put)
+            got = session.request("GET", unique_path, timeout=20)
+            assert got.code is coap.Code.CONTENT, size
+            assert got.payload == body, size
+            assert got.content_format == coap.ContentFormat.OCTET_STREAM, size
+            assert got.type is coap.MessageType.ACK
+            assert 1 <= len(got.token) <= 8 and 0 <= got.mid <= 0xFFFF
+        # Every answer went through one waiter, back in the pool each time.
+        assert len(ctx._waiters) == 1

@@ -165,6 +165,8 @@ typedef struct lcp_waiter {
   uint8_t *data;
   size_t payload_len;
   size_t data_len;
+  int64_t started_ms;
+  uint8_t inline_data[...];
   ...;
 } lcp_waiter_t;
 lcp_waiter_t *lcp_waiter_new(void);
@@ -173,6 +175,8 @@ int lcp_waiter_arm(lcp_waiter_t *w, const coap_session_t *session,
                    const uint8_t *token, size_t token_len, int mid);
 void lcp_waiter_disarm(lcp_waiter_t *w);
 int lcp_waiter_wait(coap_context_t *ctx, lcp_waiter_t *w, int timeout_ms);
+#define LCP_ANSWERED_INLINE ...
+#define LCP_INLINE_HEAD ...
 int lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
                 int type, int code, const uint8_t *blob, size_t blob_len,
                 const uint8_t *payload, size_t payload_len, int timeout_ms);
