@@ -38,6 +38,8 @@ BIG = 1 << 20
 
 C, REQUEST, LOOP, AIO, PY = "C", "Session.request", "handler loop", "aiocoap", "libcoap-py"
 FLOOR = "floor (Python loop, 1 C call)"
+# Yardsticks: the C client with this many ns of busy work after each answer (cclient -x).
+C_PLUS = {"C + 2 us busy a request": 2000, "C + 5 us busy a request": 5000}
 C_SERVER, OWN_SERVER, AIO_SERVER = "coap-server-notls", "own server", "aiocoap server"
 
 
@@ -66,9 +68,9 @@ class Scenario:
 SEQ = (C, REQUEST, LOOP)
 SCENARIOS = [
     Scenario("get_udp", "sequential CON GET, UDP", "client", "get", "notls", 20000,
-             (*SEQ, FLOOR, AIO), scale={AIO: 0.1}),
+             (*SEQ, FLOOR, *C_PLUS, AIO), scale={AIO: 0.1}),
     Scenario("get_psk", "sequential CON GET, DTLS-PSK", "client", "get", "openssl", 20000,
-             (*SEQ, FLOOR), secure="psk"),
+             (*SEQ, FLOOR, *C_PLUS), secure="psk"),
     Scenario("get_pki", "sequential CON GET, DTLS-PKI", "client", "get", "openssl", 20000,
              SEQ, secure="pki"),
     Scenario("inflight64", "64 in flight (64 sessions), UDP", "client", "inflight", "notls",
@@ -247,6 +249,8 @@ class Bench:
         common = [sc.mode, uri, str(n), *opts]
         if contender in (C, C_SERVER, OWN_SERVER, AIO_SERVER):
             return [str(self.cclient), *common]
+        if contender in C_PLUS:
+            return [str(self.cclient), *common, "-x", str(C_PLUS[contender])]
         if contender == AIO:
             return [self.python, "-I", str(HERE / "aioclient.py"), *common]
         api = {REQUEST: "request", FLOOR: "floor"}.get(contender, "loop")
@@ -514,6 +518,13 @@ def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds
         "Session.request ends in (lcp_request: build, send, wait, copy the answer) and reads",
         "back only the response code. What it costs over C is what any Python API over",
         "libcoap costs at least, here: the interpreter's own loop, the call, the GIL.",
+        "",
+        f"{' and '.join(C_PLUS)}: yardsticks too. The C client",
+        "spins that long after each answer, before the next request goes out (where a",
+        "Python client runs its own code). A sequential request waits on two wake-ups",
+        "(server, then client), so whatever a client adds between an answer and the next",
+        "request adds to every request's time: these rows show how much throughput a few",
+        "microseconds cost on this machine.",
         "",
         "Not measured: Session.request with 64 in flight (it waits for each response: one",
         "request at a time per thread); aiocoap over DTLS (its DTLS is PSK only, through",
