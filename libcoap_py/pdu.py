@@ -28,6 +28,7 @@ _unpack_head = struct.Struct("<HBBHHH").unpack_from
 _INLINE_HEAD = lib.LCP_INLINE_HEAD
 assert struct.calcsize("<HBBHHH") == _INLINE_HEAD
 _gc = ffi.gc
+_object_new = object.__new__
 _delete_pdu = lib.coap_delete_pdu
 
 
@@ -160,7 +161,7 @@ class Response(PackedOptions):
     def _from_waiter(cls, waiter: Any) -> Response:
         """The response a request waiter (lcp_waiter_t) copied out of libcoap; its
         options are unpacked when first asked for."""
-        self = cls.__new__(cls)
+        self = _object_new(cls)
         token_len = waiter.token_len
         start = token_len + waiter.payload_len
         data = _buffer(waiter.data, waiter.data_len)[:]
@@ -178,7 +179,7 @@ class Response(PackedOptions):
     def _from_inline(cls, data: Any) -> Response:
         """The response lcp_request() left in its waiter's inline_data (``data``: a
         buffer over it), after the head _glue.c describes at LCP_INLINE_HEAD."""
-        self = cls.__new__(cls)
+        self = _object_new(cls)
         mid, code, kind, token_end, payload_end, end = _unpack_head(data)
         self.code = _CODES.get(code, code)
         self.payload = data[token_end:payload_end]
@@ -247,7 +248,7 @@ class PDU(OptionAccessors):
 
     @classmethod
     def _owned_new(cls, ptr: Any, session: Session, token_len: int) -> PDU:
-        self = object.__new__(cls)
+        self = _object_new(cls)
         # Freed with the wrapper unless send() hands it to libcoap (which detaches this).
         self._ptr = _gc(ptr, _delete_pdu)
         self._owned = True
@@ -262,7 +263,7 @@ class PDU(OptionAccessors):
     @classmethod
     def _borrowed(cls, ptr: Any, reader: _OptionReader, info: Any) -> PDU:
         """A handler's PDU; ``info``: its fields, read (lcp_pdu_info_t) for the handler."""
-        self = object.__new__(cls)
+        self = _object_new(cls)
         self._ptr = ptr
         self._owned = False
         self._state = "borrowed by a handler that has returned"  # read once _ptr is None

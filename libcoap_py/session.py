@@ -696,7 +696,9 @@ class Session:
         self, type: MessageType | int = MessageType.CON, code: Code | int = Code.GET
     ) -> PDU:
         """A new PDU with a fresh message ID and token, owned by you until ``send()``."""
-        ptr = self._live()
+        ptr = self._ptr
+        if self._context._owner != _get_ident() or ptr is None or self._check_alive:
+            ptr = self._checked()  # _live(), written out: the handler loop's hot path
         kind = type if type.__class__ is MessageType else MessageType(type)
         method = code if code.__class__ is Code else check_code(code)
         pdu_ptr = _new_request(ptr, kind, method, self._token, self._token_len)
@@ -710,7 +712,9 @@ class Session:
         The PDU is consumed: using it afterwards raises ``CoapError``.
         Responses arrive at the Context's response handler.
         """
-        ptr = self._live()
+        ptr = self._ptr
+        if self._context._owner != _get_ident() or ptr is None or self._check_alive:
+            ptr = self._checked()  # _live(), written out: the handler loop's hot path
         if not isinstance(pdu, PDU) or not pdu._owned:
             raise TypeError("send() takes a PDU made by Session.new_pdu()")
         if pdu._session is not self:
