@@ -1132,13 +1132,26 @@ struct lcp_waiter {
 
 static __thread lcp_waiter_t *lcp_armed;
 
+/* 1 when the waiter's data is its inline_data (after the head). */
+static int
+lcp_waiter_is_inline(const lcp_waiter_t *w) {
+  return w->data == w->inline_data + LCP_INLINE_HEAD;
+}
+
+/* Point the waiter's data at its inline_data (freeing a heap copy, if any). */
+static void
+lcp_waiter_use_inline(lcp_waiter_t *w) {
+  if (w->data && !lcp_waiter_is_inline(w))
+    free(w->data);
+  w->data = w->inline_data + LCP_INLINE_HEAD;
+  w->data_cap = sizeof(w->inline_data) - LCP_INLINE_HEAD;
+}
+
 lcp_waiter_t *
 lcp_waiter_new(void) {
   lcp_waiter_t *w = calloc(1, sizeof(lcp_waiter_t));
-  if (w) {
-    w->data = w->inline_data + LCP_INLINE_HEAD;
-    w->data_cap = sizeof(w->inline_data) - LCP_INLINE_HEAD;
-  }
+  if (w)
+    lcp_waiter_use_inline(w);
   return w;
 }
 
@@ -1158,7 +1171,7 @@ lcp_waiter_free(lcp_waiter_t *w) {
   if (!w)
     return;
   lcp_waiter_unlink(w);
-  if (w->data != w->inline_data + LCP_INLINE_HEAD)
+  if (!lcp_waiter_is_inline(w))
     free(w->data);
   free(w);
 }
@@ -1171,12 +1184,8 @@ lcp_waiter_arm(lcp_waiter_t *w, const coap_session_t *session,
   if (token_len > sizeof(w->token))
     return 0;
   lcp_waiter_unlink(w);
-  if (w->data != w->inline_data + LCP_INLINE_HEAD) {
-    /* The last answer was large: back to inline_data, for the usual small one. */
-    free(w->data);
-    w->data = w->inline_data + LCP_INLINE_HEAD;
-    w->data_cap = sizeof(w->inline_data) - LCP_INLINE_HEAD;
-  }
+  if (!lcp_waiter_is_inline(w)) /* the last answer was large: back to the usual */
+    lcp_waiter_use_inline(w);
   w->state = 0;
   w->nack_reason = 0;
   w->payload_len = 0;
@@ -1204,7 +1213,7 @@ lcp_waiter_room(lcp_waiter_t *w, size_t want) {
     return 1;
   while (n < want)
     n *= 2;
-  if (w->data == w->inline_data + LCP_INLINE_HEAD) {
+  if (lcp_waiter_is_inline(w)) {
     p = malloc(n);
     if (p)
       memcpy(p, w->data, w->data_cap);
@@ -1389,7 +1398,7 @@ lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
     return -5;
   }
   done = lcp_waiter_wait(ctx, w, timeout_ms);
-  if (done == 1 && w->state == 1 && w->data == w->inline_data + LCP_INLINE_HEAD) {
+  if (done == 1 && w->state == 1 && lcp_waiter_is_inline(w)) {
     uint8_t *head = w->inline_data;
     lcp_put16(head, (size_t)w->mid);
     head[2] = (uint8_t)w->code;

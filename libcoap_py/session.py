@@ -286,9 +286,7 @@ class Session:
         re-raises what a handler raised meanwhile.
         """
         context = self._context
-        ptr = self._ptr
-        if context._owner != _get_ident() or ptr is None or self._check_alive:
-            ptr = self._checked()  # raises, or passes a live 4.2 server session
+        ptr = self._live()
         if context._dispatching:
             raise CoapError(
                 "request() waits for its response and cannot run inside a handler; "
@@ -696,9 +694,7 @@ class Session:
         self, type: MessageType | int = MessageType.CON, code: Code | int = Code.GET
     ) -> PDU:
         """A new PDU with a fresh message ID and token, owned by you until ``send()``."""
-        ptr = self._ptr
-        if self._context._owner != _get_ident() or ptr is None or self._check_alive:
-            ptr = self._checked()  # _live(), written out: the handler loop's hot path
+        ptr = self._live()
         kind = type if type.__class__ is MessageType else MessageType(type)
         method = code if code.__class__ is Code else check_code(code)
         pdu_ptr = _new_request(ptr, kind, method, self._token, self._token_len)
@@ -712,9 +708,7 @@ class Session:
         The PDU is consumed: using it afterwards raises ``CoapError``.
         Responses arrive at the Context's response handler.
         """
-        ptr = self._ptr
-        if self._context._owner != _get_ident() or ptr is None or self._check_alive:
-            ptr = self._checked()  # _live(), written out: the handler loop's hot path
+        ptr = self._live()
         if not isinstance(pdu, PDU) or not pdu._owned:
             raise TypeError("send() takes a PDU made by Session.new_pdu()")
         if pdu._session is not self:
