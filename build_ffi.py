@@ -9,7 +9,9 @@ in ``libcoap_py/_cdef/v2`` or ``libcoap_py/_cdef/v3``.
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -50,6 +52,8 @@ ORDER = (
     "resource",
     "glue",
 )
+
+_SINCE = re.compile(r"/\* @since ([0-9][0-9.]*) \*/")
 
 INSTALL_HINT = (
     "libcoap-py needs the libcoap development files and pkg-config.\n"
@@ -116,13 +120,49 @@ def generation(version: str) -> int:
     raise BuildError(f"libcoap {version} is too old; 4.2 or newer is needed")
 
 
-def declarations(gen: int) -> str:
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def select_versions(text: str, version: str) -> str:
+    """Keep the ``/* @since X.Y.Z */ ... /* @end */`` blocks that ``version`` has.
+
+    Within a generation a struct can still grow (4.3.5 added a member to the
+    union in ``coap_dtls_key_t``); such members are declared in a block that
+    names the release that added them, so the declared layout matches the
+    library being built against.
+    """
+    out: list[str] = []
+    keep = [True]
+    for line in text.splitlines():
+        mark = _SINCE.fullmatch(line.strip())
+        if mark:
+            keep.append(keep[-1] and _version_tuple(version) >= _version_tuple(mark.group(1)))
+            continue
+        if line.strip() == "/* @end */":
+            if len(keep) == 1:
+                raise BuildError("unbalanced /* @end */ in the declarations")
+            keep.pop()
+            continue
+        if keep[-1]:
+            out.append(line)
+    if len(keep) != 1:
+        raise BuildError("a /* @since */ block in the declarations has no /* @end */")
+    return "\n".join(out) + "\n"
+
+
+def declarations(gen: int, version: str) -> str:
     """Assemble the cdef text: shared then per-generation file for each header."""
     chunks = []
     for name in ORDER:
         for path in (CDEF_DIR / f"{name}.h", CDEF_DIR / f"v{gen}" / f"{name}.h"):
             if path.exists():
-                chunks.append(f"/* {path.relative_to(HERE)} */\n{path.read_text()}")
+                text = select_versions(path.read_text(), version)
+                chunks.append(f"/* {path.relative_to(HERE)} */\n{text}")
     return "\n".join(chunks)
 
 
@@ -139,7 +179,7 @@ def make_builder() -> FFI:
     libs = _flags(package, "--libs")
 
     builder = FFI()
-    builder.cdef(declarations(gen))
+    builder.cdef(declarations(gen, version))
     source = (
         f"#define LCP_GENERATION {gen}\n"
         f'#define LCP_PKG_NAME "{package}"\n'

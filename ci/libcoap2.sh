@@ -39,21 +39,8 @@ if [ -f "$prefix/.complete" ]; then
     exit 0
 fi
 
-# The Debian mirror this machine already uses (deb822 or one-line format).
-mirror=""
-for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    mirror=$(awk '/^URIs:/ && $2 ~ /debian\/?$/ {print $2; exit}' "$f")
-    [ -n "$mirror" ] && break
-done
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-    mirror=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^(http|https|file):/) {print $i; exit}}' /etc/apt/sources.list)
-fi
-if [ -z "$mirror" ]; then
-    echo "ci/libcoap2.sh: no Debian mirror found in this machine's apt sources" >&2
-    exit 1
-fi
-mirror=${mirror%/}
+. "$(dirname "$0")/_mirror.sh"
+mirror=$(debian_mirror)
 
 apt_dir="$prefix/apt"
 mkdir -p "$apt_dir/etc/sources.list.d" "$apt_dir/state/lists/partial" \

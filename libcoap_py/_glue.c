@@ -1538,3 +1538,47 @@ lcp_serve_io(coap_context_t *ctx, int timeout_ms, int *served, int passes) {
   }
   return result < 0 ? -1 : spent;
 }
+
+/* ------------------------------------------------------------------ */
+/* The C compiler's size of every structure the declarations share with
+ * libcoap or with this file, by name, for the test that the cdef layout
+ * (ffi.sizeof) matches the headers of the libcoap being built against.
+ * 0: a name this build does not have. */
+#define LCP_SIZE(type) if (strcmp(name, #type) == 0) return sizeof(type)
+size_t
+lcp_sizeof(const char *name) {
+  LCP_SIZE(coap_string_t);
+  LCP_SIZE(coap_str_const_t);
+  LCP_SIZE(coap_binary_t);
+  LCP_SIZE(coap_fixed_point_t);
+  LCP_SIZE(coap_tls_version_t);
+  LCP_SIZE(coap_pki_key_pem_t);
+  LCP_SIZE(coap_pki_key_asn1_t);
+  LCP_SIZE(coap_dtls_key_t);
+  LCP_SIZE(coap_dtls_pki_t);
+  LCP_SIZE(coap_address_t);
+#if LCP_GENERATION >= 3
+  LCP_SIZE(coap_bin_const_t);
+  LCP_SIZE(coap_pki_key_pem_buf_t);
+  LCP_SIZE(coap_pki_key_pkcs11_t);
+  LCP_SIZE(coap_dtls_cpsk_info_t);
+  LCP_SIZE(coap_dtls_cpsk_t);
+  LCP_SIZE(coap_dtls_spsk_info_t);
+  LCP_SIZE(coap_dtls_spsk_t);
+  LCP_SIZE(coap_opt_iterator_t);
+  LCP_SIZE(coap_opt_filter_t);
+#else
+  LCP_SIZE(coap_pdu_t);
+#endif
+#if defined(LIBCOAP_VERSION) && LIBCOAP_VERSION >= 4003005U
+  LCP_SIZE(coap_pki_key_define_t);
+  LCP_SIZE(coap_const_char_ptr_t);
+#endif
+  LCP_SIZE(lcp_bin_t);
+  LCP_SIZE(lcp_pdu_info_t);
+  LCP_SIZE(lcp_pki_t);
+  LCP_SIZE(lcp_waiter_t);
+  LCP_SIZE(lcp_serve_info_t);
+  return 0;
+}
+#undef LCP_SIZE

@@ -1,5 +1,5 @@
 /* coap_debug.h, shared part. */
-typedef int coap_log_t;
+typedef int... coap_log_t;
 static const int LOG_EMERG;
 static const int LOG_ALERT;
 static const int LOG_CRIT;

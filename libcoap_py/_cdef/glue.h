@@ -219,3 +219,7 @@ void lcp_serve_read(const coap_session_t *session, const coap_pdu_t *request,
 int lcp_serve_reply(coap_session_t *session, coap_pdu_t *response, int code,
                     int content_format, const uint8_t *payload, size_t len);
 int lcp_serve_io(coap_context_t *ctx, int timeout_ms, int *served, int passes);
+
+/* sizeof(name) as the C compiler sees it, 0 for a name this build lacks
+ * (tests/test_layout.py compares it with ffi.sizeof). */
+size_t lcp_sizeof(const char *name);

@@ -29,6 +29,24 @@ typedef struct coap_pki_key_pkcs11_t {
   const char *user_pin;
 } coap_pki_key_pkcs11_t;
 
+/* @since 4.3.5 */
+typedef union { const char *s_byte; const uint8_t *u_byte; } coap_const_char_ptr_t;
+typedef int... coap_pki_define_t;
+typedef struct coap_pki_key_define_t {
+  coap_const_char_ptr_t ca;
+  coap_const_char_ptr_t public_cert;
+  coap_const_char_ptr_t private_key;
+  size_t ca_len;
+  size_t public_cert_len;
+  size_t private_key_len;
+  coap_pki_define_t ca_def;
+  coap_pki_define_t public_cert_def;
+  coap_pki_define_t private_key_def;
+  coap_asn1_privatekey_type_t private_key_type;
+  const char *user_pin;
+} coap_pki_key_define_t;
+/* @end */
+
 typedef struct coap_dtls_key_t {
   coap_pki_key_t key_type;
   union {
@@ -36,6 +54,9 @@ typedef struct coap_dtls_key_t {
     coap_pki_key_pem_buf_t pem_buf;
     coap_pki_key_asn1_t asn1;
     coap_pki_key_pkcs11_t pkcs11;
+/* @since 4.3.5 */
+    coap_pki_key_define_t define;   /* a new union member: the union grew */
+/* @end */
   } key;
 } coap_dtls_key_t;
 
@@ -53,6 +74,9 @@ typedef struct coap_dtls_pki_t {
   uint8_t allow_bad_md_hash;
   uint8_t allow_short_rsa_length;
   uint8_t is_rpk_not_cert;
+/* @since 4.3.5 */
+  uint8_t use_cid;
+/* @end */
   char *client_sni;
   coap_dtls_key_t pki_key;
   ...;
