@@ -17,6 +17,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the installation
     ) from _exc
 
 from . import _callbacks  # noqa: F401  (registers the extern "Python" functions)
+from .capabilities import Backend, backend
 from .codes import (
     Code,
     ContentFormat,
@@ -72,6 +73,7 @@ __all__ = [
     "PDU",
     "PKI",
     "PSK",
+    "Backend",
     "BlockwiseError",
     "CoapError",
     "Code",
@@ -103,6 +105,7 @@ __all__ = [
     "ServerSession",
     "Session",
     "WrongThreadError",
+    "backend",
     "decode_option",
     "dtls_is_supported",
     "encode_option",

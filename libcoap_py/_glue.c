@@ -94,6 +94,10 @@ static void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
  * state the Python loop must see. */
 static __thread unsigned long lcp_py_calls;
 
+/* LCP_TLS_RAISES_CLIENT_CONNECTED (see "What the (D)TLS library under libcoap
+ * can do" below), read once for the request waiter's loop. */
+static int lcp_raises_client_connected(void);
+
 /* A response nobody in C waited for, to Python (lcp_py_response) with the
  * fields of both PDUs read. */
 static int
@@ -1336,14 +1340,21 @@ lcp_waiter_wait(coap_context_t *ctx, lcp_waiter_t *w, int timeout_ms) {
   int64_t deadline = lcp_now_ms() + (timeout_ms > 0 ? timeout_ms : 1);
   for (;;) {
     int64_t left;
+    int handshaking;
     if (w->state)
       return 1;
     left = deadline - lcp_now_ms();
     if (left <= 0)
       return 0;
+    /* Where libcoap raises no DTLS_CONNECTED for a client, Python raises it
+     * (Context._report_connected): hand back when this session's handshake ends. */
+    handshaking = !lcp_raises_client_connected() && w->session &&
+                  lcp_state_of(w->session) == COAP_SESSION_STATE_HANDSHAKE;
     if (lcp_io(ctx, (int)left) < 0)
       return -1;
     if (lcp_py_calls != calls)
+      return 2;
+    if (handshaking && lcp_state_of(w->session) == COAP_SESSION_STATE_ESTABLISHED)
       return 2;
   }
 }
@@ -1430,6 +1441,70 @@ lcp_tls_library_name(void) {
 uint64_t
 lcp_tls_library_version(void) {
   return coap_get_tls_library_version()->version;
+}
+
+/* ------------------------------------------------------------------ */
+/* What the (D)TLS library under libcoap can do                        */
+/*
+ * One place for the differences between libcoap's TLS backends, as
+ * LCP_TLS_* flags (1 = yes). libcoap_py/capabilities.py reads them; the Python
+ * layer asks these, never the library's name or version. The facts come from
+ * libcoap's sources (src/coap_gnutls.c, coap_mbedtls.c, coap_openssl.c of
+ * 4.3.1 to 4.3.5, and 4.2.1) and from running the suite on 4.3.1 with
+ * OpenSSL and GnuTLS; Mbed TLS is read from the source only (no Debian
+ * release ships an Mbed TLS build of libcoap).
+ */
+
+static int
+lcp_tls_is(int type) {
+  return (int)coap_get_tls_library_version()->type == type;
+}
+
+#if LCP_GENERATION >= 3
+#define LCP_TLS_IS_MBEDTLS lcp_tls_is(COAP_TLS_LIBRARY_MBEDTLS)
+#else
+#define LCP_TLS_IS_MBEDTLS 0 /* 4.2 has no Mbed TLS backend */
+#endif
+
+/* check_cert_revocation is honoured. Only the OpenSSL code loads CRLs (next
+ * to the trusted roots). The GnuTLS code sets no CRL at all, and the Mbed TLS
+ * code hands none to mbedtls_ssl_conf_ca_chain(): both accept a revoked
+ * certificate as if revocation had not been asked for. */
+#define LCP_TLS_CHECKS_REVOCATION lcp_tls_is(COAP_TLS_LIBRARY_OPENSSL)
+
+/* PSK and certificate setups of one context stay apart. The GnuTLS and Mbed
+ * TLS code keep one "PSK and/or PKI enabled" mask per context and offer every
+ * kind it has in every client handshake, with the context's one certificate
+ * setup: a "PSK" session made after a certificate setup authenticates with
+ * the certificate (the server sees its CN and no PSK identity), a
+ * certificate session after a PSK setup may end up using PSK, and a server
+ * may present a client session's certificate. (TinyDTLS has PSK only.) */
+#define LCP_TLS_KEEPS_PSK_PKI_APART \
+  (!lcp_tls_is(COAP_TLS_LIBRARY_GNUTLS) && !LCP_TLS_IS_MBEDTLS)
+
+/* A certificate client session works beside PSK setups of the same context.
+ * With OpenSSL (seen on 4.3.1) it does not: a certificate session made after a
+ * PSK client session or PSK endpoint fails its handshake (PSK cipher suites
+ * only), and a PSK endpoint set up after a certificate client session fails
+ * every handshake; a PSK client session after a certificate one works. Where
+ * PSK and PKI are not kept apart at all (above), the question does not arise. */
+#define LCP_TLS_PKI_CLIENT_BESIDE_PSK \
+  (LCP_TLS_KEEPS_PSK_PKI_APART && !lcp_tls_is(COAP_TLS_LIBRARY_OPENSSL))
+
+/* A client's DTLS handshake ends with COAP_EVENT_DTLS_CONNECTED. The GnuTLS
+ * code (4.3.1 to 4.3.5) calls coap_session_connected() when the handshake
+ * completes on a received record, without the event (it raises it only when
+ * the first flight already completes it, or on a later record after a
+ * handshake completed by a retransmission timeout). The binding raises it
+ * itself where libcoap did not (Context._report_connected). */
+#define LCP_TLS_RAISES_CLIENT_CONNECTED (!lcp_tls_is(COAP_TLS_LIBRARY_GNUTLS))
+
+static int
+lcp_raises_client_connected(void) {
+  static int known = -1;
+  if (known < 0)
+    known = LCP_TLS_RAISES_CLIENT_CONNECTED;
+  return known;
 }
 
 /* ================================================================== */

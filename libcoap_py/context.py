@@ -8,6 +8,7 @@ import time
 from typing import Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
+from .capabilities import BACKEND
 from .codes import Event, NackReason
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError, WrongThreadError
@@ -26,9 +27,8 @@ NackHandler = Callable[[Union[Session, None], Union[PDU, None], Union[NackReason
 EventHandler = Callable[[Union[Session, None], Union[Event, int]], Any]
 H = TypeVar("H", bound=Callable[..., Any])
 
-# Seen with libcoap 4.3.1 + OpenSSL: after a PSK client session, new PKI sessions
-# of the same context handshake with PSK cipher suites only.
-_PSK_POISONS_PKI = ffi.string(lib.lcp_tls_library_name()) == b"OpenSSL"
+_DTLS_CONNECTED = int(Event.DTLS_CONNECTED)
+_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
 _NULL = ffi.NULL
 _get_ident = threading.get_ident
 _borrowed = PDU._borrowed
@@ -64,6 +64,10 @@ class Context(Serving):
         self._registered: set[int] = set()
         self._observations: set[Observation] = set()  # the active ones, of all sessions
         self._client_pki_used = False
+        # Client DTLS sessions whose DTLS_CONNECTED the Context raises itself (where
+        # libcoap does not: BACKEND.raises_client_connected), each with the libcoap
+        # session it was raised for in the current handshake (None: not yet).
+        self._connect_watch: dict[Session, Any] = {}
         self._keep: list[Any] = []  # C buffers the context's DTLS setup points into
         self._endpoints: list[Endpoint] = []
         self._resources: dict[str, Resource] = {}
@@ -202,17 +206,13 @@ class Context(Serving):
             keep.extend((identity, key))
             sni = ffi.new("char[]", dtls.client_sni.encode()) if dtls.client_sni else ffi.NULL
             keep.append(sni)
+            self._refuse_dtls_mix("PSK", server=False)
             self._had_psk = True
             ptr = lib.lcp_client_session_psk(
                 ctx, local_addr, server, proto, identity, len(identity), key, len(key), sni
             )
         elif isinstance(dtls, PKI):
-            if self._had_psk and _PSK_POISONS_PKI:
-                raise NotSupportedError(
-                    "this Context already made a PSK session; libcoap 4.3 with OpenSSL then "
-                    "offers only PSK in every new handshake, so a certificate session would "
-                    "fail. Make certificate sessions first, or use a separate Context."
-                )
+            self._refuse_dtls_mix("PKI", server=False)
             if self._dtls_pki is not None:
                 raise NotSupportedError(
                     "this Context serves coaps:// with a certificate; libcoap keeps one "
@@ -235,7 +235,44 @@ class Context(Serving):
             )
         session = Session(self, ptr, parsed, keep)
         self._sessions.add(session)
+        if dtls is not None and not BACKEND.raises_client_connected:
+            self._connect_watch[session] = None
         return session
+
+    def _refuse_dtls_mix(self, kind: str, *, server: bool) -> None:
+        """Raise NotSupportedError if a ``kind`` ("PSK" or "PKI") setup, for a client
+        session or (``server``) an endpoint, would meet a setup of the other kind in this
+        Context that the TLS backend cannot keep apart (see capabilities.py). A server
+        offering both is no mix: its clients pick one."""
+        if kind == "PSK":
+            client_other, server_other = self._client_pki_used, self._dtls_pki is not None
+        else:
+            client_other, server_other = self._had_psk, self._dtls_psk is not None
+        if not BACKEND.keeps_psk_and_pki_apart and (client_other or (server_other and not server)):
+            other = "certificate (PKI)" if kind == "PSK" else "PSK"
+            mine = "PSK" if kind == "PSK" else "certificate (PKI)"
+            what = "endpoint" if server else "client session"
+            raise NotSupportedError(
+                f"this Context already has a {other} setup, and libcoap's {BACKEND.name} "
+                f"code ({BACKEND.package}) offers every setup of a Context in every client "
+                f"handshake: a {mine} {what} here could authenticate with the {other} "
+                "credentials instead. Use a separate Context for PSK and for certificates."
+            )
+        if BACKEND.pki_client_beside_psk:
+            return
+        if kind == "PKI" and not server and (client_other or server_other):
+            raise NotSupportedError(
+                "this Context already has a PSK setup; libcoap's "
+                f"{BACKEND.name} code ({BACKEND.package}) then offers only PSK in every new "
+                "client handshake, so a certificate session would fail. Make certificate "
+                "sessions first (PSK client sessions may follow), or use a separate Context."
+            )
+        if kind == "PSK" and server and self._client_pki_used:
+            raise NotSupportedError(
+                "this Context has made certificate client sessions; with libcoap's "
+                f"{BACKEND.name} code ({BACKEND.package}) a PSK endpoint beside them fails "
+                "every handshake. Use a separate Context for the server."
+            )
 
     def _set_root_cas(self, path: str) -> None:
         is_dir = os.path.isdir(path)
@@ -356,7 +393,26 @@ class Context(Serving):
             if not session._alive():
                 session._forget()
 
+    def _report_connected(self) -> None:
+        """Raise DTLS_CONNECTED for watched client sessions whose handshake completed
+        without libcoap raising it (its GnuTLS code does not): once per handshake."""
+        watch = self._connect_watch
+        for session, reported in list(watch.items()):
+            ptr = session._ptr
+            if ptr is None:
+                del watch[session]
+            elif lib.lcp_session_state(ptr) != _ESTABLISHED:
+                watch[session] = None  # (again) handshaking: report its end
+            elif reported is None or reported != ptr:
+                watch[session] = ptr
+                try:
+                    self._deliver_event(session, _DTLS_CONNECTED)
+                except BaseException as error:
+                    self._store_error(error)
+
     def _after_io(self) -> None:
+        if self._connect_watch:
+            self._report_connected()
         if self._server_sessions and not _SERVER_SESSION_EVENTS:
             self._sweep_server_sessions()
         if self._observations:
@@ -399,6 +455,8 @@ class Context(Serving):
         mid: int,
     ) -> int:
         """``sent_info``, ``info``: the fields of ``sent`` (if any) and ``received``."""
+        if self._connect_watch:
+            self._report_connected()
         if session is not None and (session._observations or session._pending):
             token = ffi.buffer(info.token, info.token_len)[:]
             observation = session._observations.get(token)
@@ -440,6 +498,8 @@ class Context(Serving):
         return 0 if result is False else 1
 
     def _on_nack(self, session: Session | None, sent: Any, reason: int, mid: int) -> None:
+        if self._connect_watch:
+            self._report_connected()
         if session is not None:
             token = self._token_of(sent) if sent != ffi.NULL else None
             if token is not None and token in session._observations:
@@ -472,6 +532,9 @@ class Context(Serving):
                 sent_pdu._invalidate("borrowed by a handler that has returned")
 
     def _on_event(self, session: Session | None, event: int) -> None:
+        if event == _DTLS_CONNECTED and session is not None and session in self._connect_watch:
+            # libcoap raised it after all: this handshake is reported.
+            self._connect_watch[session] = session._ptr
         if session is not None and event in _DTLS_FAILURES and session.uri.secure:
             session._dtls_failed = True
         if event == _SERVER_SESSION_DEL and isinstance(session, ServerSession):

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from ._libcoap import ffi, lib
+from .capabilities import BACKEND
+from .errors import NotSupportedError
 
 __all__ = ["PKI", "PSK", "KeySource", "PemSource"]
 
@@ -60,7 +62,9 @@ class PKI:
     ``check_cert_revocation`` checks the peer's chain against CRLs (OpenSSL
     finds them next to the trusted roots of ``root_cas``); ``allow_no_crl``
     lets a certificate pass when no CRL is there for it, ``allow_expired_crl``
-    when its CRL is out of date.
+    when its CRL is out of date. Where the TLS library under libcoap loads no
+    CRLs (GnuTLS, Mbed TLS), asking for the check raises ``NotSupportedError``
+    rather than accepting revoked certificates unseen.
     """
 
     def __init__(
@@ -82,6 +86,12 @@ class PKI:
         root_cas: str | os.PathLike[str] | None = None,
         validate_cn: Callable[[str, int], bool] | None = None,
     ) -> None:
+        if check_cert_revocation and BACKEND.dtls and not BACKEND.checks_revocation:
+            raise NotSupportedError(
+                f"check_cert_revocation=True: libcoap's {BACKEND.name} code ({BACKEND.package}) "
+                "loads no CRLs, so a revoked certificate would be accepted; this build "
+                "cannot check revocation (libcoap built with OpenSSL can)"
+            )
         if (cert is None) != (key is None):
             missing = "key" if key is None else "cert"
             raise ValueError(
@@ -127,6 +137,11 @@ class PKI:
 
     def _setup(self) -> tuple[Any, list[Any]]:
         """An ``lcp_pki_t`` for the glue, and the C buffers it points into (keep them alive)."""
+        if self.check_cert_revocation and not BACKEND.checks_revocation:
+            raise NotSupportedError(
+                f"check_cert_revocation=True: libcoap's {BACKEND.name} code ({BACKEND.package}) "
+                "cannot check revocation"
+            )
         keep: list[Any] = []
         setup = ffi.new("lcp_pki_t *")
         keep.append(setup)

@@ -70,7 +70,9 @@ def tcp_is_supported() -> bool:
 def check_transport(proto: Proto) -> None:
     """Raise NotSupportedError if this build cannot do ``proto``."""
     if proto == Proto.DTLS and not dtls_is_supported():
-        raise NotSupportedError("this libcoap build has no DTLS support (coaps://)")
+        raise NotSupportedError(
+            f"this libcoap build ({package_name()}) has no DTLS support (coaps://)"
+        )
     if proto in (Proto.TCP, Proto.TLS) and not tcp_is_supported():
         raise NotSupportedError(
             "CoAP over TCP (coap+tcp://, coaps+tcp://) needs a libcoap built with TCP"

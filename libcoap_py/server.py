@@ -238,6 +238,9 @@ class Serving:
     def _set_root_cas(self, path: str) -> None:
         raise NotImplementedError
 
+    def _refuse_dtls_mix(self, kind: str, *, server: bool) -> None:
+        raise NotImplementedError
+
     # -- endpoints --------------------------------------------------------------------------
 
     def add_endpoint(
@@ -289,6 +292,7 @@ class Serving:
         if isinstance(dtls, PKI):
             if dtls is self._dtls_pki:
                 return
+            self._refuse_dtls_mix("PKI", server=True)
             if self._client_pki_used:
                 raise NotSupportedError(
                     "this Context has made client certificate sessions; libcoap keeps one "
@@ -312,6 +316,7 @@ class Serving:
         elif isinstance(dtls, PSK):
             if dtls is self._dtls_psk:
                 return
+            self._refuse_dtls_mix("PSK", server=True)
             if dtls.key is None and dtls.keys is None:
                 raise ValueError("a server PSK needs keys= (per identity) or a default key=")
             hint = dtls.hint or b""

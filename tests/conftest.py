@@ -1,9 +1,14 @@
 """Fixtures: real CoAP peers on loopback ports, test certificates, small UDP helpers.
 
-Nothing here mocks libcoap. The peer is libcoap's own ``coap-server-openssl``
-(one process serving ``coap://`` on port P and ``coaps://`` with PSK *and*
-PKI on P+1), plus tiny Python UDP peers for behaviours a real server will not
-produce on demand (silence, RST to everything).
+Nothing here mocks libcoap. The peer is libcoap's own ``coap-server`` of the
+same TLS backend as the build under test (``coap-server-openssl``,
+``-gnutls``, ``-notls``: see ``TOOL_SUFFIX``), one process serving ``coap://``
+on port P and ``coaps://`` with PSK *and* PKI on P+1, plus tiny Python UDP
+peers for behaviours a real server will not produce on demand (silence, RST
+to everything).
+
+Tests that need DTLS carry the ``needs_dtls`` marker (per module or per
+test); on a libcoap built without DTLS they are skipped, naming that.
 
 The suite runs against either libcoap generation: 4.3 (libcoap3-bin's tools)
 or 4.2 (libcoap2-bin's, first on PATH). ``LIBCOAP_42`` says which one the
@@ -44,15 +49,64 @@ LIBCOAP_VERSION = _coap.libcoap_version()
 LIBCOAP_42 = LIBCOAP_VERSION.startswith("4.2.")
 BIN_PACKAGE = "libcoap2-bin" if LIBCOAP_42 else "libcoap3-bin"
 
-COAP_SERVER = shutil.which("coap-server-openssl")
-COAP_CLIENT = shutil.which("coap-client-openssl")
+#: The TLS library under libcoap, as the build reports it: "OpenSSL", "GnuTLS",
+#: "Mbed TLS", "TinyDTLS" or "none".
+TLS_NAME = _coap.backend().name
+#: The suffix of libcoap's programs built with that library (libcoap3-bin and
+#: libcoap2-bin ship coap-client-openssl, -gnutls and -notls).
+TOOL_SUFFIX = {
+    "OpenSSL": "openssl",
+    "GnuTLS": "gnutls",
+    "Mbed TLS": "mbedtls",
+    "TinyDTLS": "tinydtls",
+    "none": "notls",
+}[TLS_NAME]
+
+
+def tool(name: str) -> str:
+    """libcoap's program ``name`` of the build's TLS backend: coap-server -> coap-server-gnutls."""
+    return f"{name}-{TOOL_SUFFIX}"
+
+
+COAP_SERVER_NAME = tool("coap-server")
+COAP_CLIENT_NAME = tool("coap-client")
+COAP_SERVER = shutil.which(COAP_SERVER_NAME)
+COAP_CLIENT = shutil.which(COAP_CLIENT_NAME)
 NO_SERVER_REASON = (
-    f"coap-server-openssl is not installed (apt install {BIN_PACKAGE}); "
+    f"{COAP_SERVER_NAME} is not installed (apt install {BIN_PACKAGE}); "
     "tests against a real peer are skipped"
 )
+NO_CLIENT_REASON = f"{COAP_CLIENT_NAME} is not installed (apt install {BIN_PACKAGE})"
+
+#: The TLS libraries whose libcoap code offers every DTLS setup of a context in
+#: every client handshake (one PSK-and/or-PKI mask per context, in
+#: src/coap_gnutls.c and src/coap_mbedtls.c): the binding refuses to mix them.
+PSK_PKI_MIXED = frozenset({"GnuTLS", "Mbed TLS"})
+#: The TLS libraries whose libcoap code loads CRLs (check_cert_revocation).
+CHECKS_REVOCATION = frozenset({"OpenSSL"})
+
+#: libcoap can do coaps:// (not so with libcoap-3-notls).
+DTLS = _coap.dtls_is_supported()
+#: Why a test that needs DTLS is skipped on this build.
+NO_DTLS_REASON = f"libcoap built without DTLS ({_coap.package_name()})"
 
 
-#: The method that makes coap-server-openssl create a resource and answer 2.01:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if DTLS:
+        return
+    skip = pytest.mark.skip(reason=NO_DTLS_REASON)
+    for item in items:
+        if item.get_closest_marker("needs_dtls") is not None:
+            item.add_marker(skip)
+
+
+def require_dtls() -> None:
+    """Skip the calling test or fixture on a libcoap without DTLS."""
+    if not DTLS:
+        pytest.skip(NO_DTLS_REASON)
+
+
+#: The method that makes coap-server create a resource and answer 2.01:
 #: POST on 4.3; 4.2's server has no POST handler at all (4.05), only PUT.
 CREATE_METHOD = "PUT" if LIBCOAP_42 else "POST"
 
@@ -68,7 +122,7 @@ AnyStr_ = TypeVar("AnyStr_", str, bytes)
 
 
 def client_data(stdout: AnyStr_) -> AnyStr_:
-    """What coap-client-openssl printed as the response, without the log lines before it.
+    """What coap-client printed as the response, without the log lines before it.
 
     libcoap's tools log to stdout; 4.2's client warns about every server
     certificate it accepts without a CRL before it prints the payload.
@@ -81,7 +135,7 @@ _combined_pem: dict[tuple[Path, Path], Path] = {}
 
 
 def cert_args(cert: Path | str, key: Path | str) -> list[str]:
-    """The certificate and key arguments of coap-client-openssl / coap-server-openssl.
+    """The certificate and key arguments of coap-client / coap-server.
 
     4.3's tools take ``-c cert -j key``. 4.2's have no ``-j``: their ``-c``
     PEM file holds the certificate(s) *and* the private key, so on 4.2 the two
@@ -177,7 +231,7 @@ def uri_host(host: str) -> str:
 
 @dataclass
 class CoapServer:
-    """A running ``coap-server-openssl``: coap on ``port``, coaps on ``port + 1``."""
+    """A running ``coap-server``: coap on ``port``, coaps on ``port + 1``."""
 
     host: str
     port: int
@@ -272,7 +326,7 @@ def _start_server(
         last_log = server.log()
         if attempt == 2 or "bind" not in last_log.lower():
             break
-    raise RuntimeError(f"coap-server-openssl did not come up on {host}; its log:\n{last_log}")
+    raise RuntimeError(f"{COAP_SERVER_NAME} did not come up on {host}; its log:\n{last_log}")
 
 
 # --------------------------------------------------------------------------
@@ -371,7 +425,7 @@ def chain_certs(tmp_path_factory: pytest.TempPathFactory) -> ChainFiles:
 
 @pytest.fixture(scope="session")
 def coap_server(certs: CertFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoapServer]:
-    """coap-server-openssl on 127.0.0.1: coap on P, coaps (PSK and PKI) on P+1."""
+    """coap-server on 127.0.0.1: coap on P, coaps (PSK and PKI) on P+1."""
     if COAP_SERVER is None:
         pytest.skip(NO_SERVER_REASON)
     server = _start_server(
@@ -413,11 +467,12 @@ def coap_server_v6(
 def chain_server(
     chain_certs: ChainFiles, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CoapServer]:
-    """coap-server-openssl with a server certificate issued by an intermediate CA.
+    """coap-server with a server certificate issued by an intermediate CA.
 
     libcoap 4.3.1 sends only the leaf, so peers need the intermediate in their
     trust store: the server gets ``cas.crt`` (intermediate + root) as its CA file.
     """
+    require_dtls()
     if COAP_SERVER is None:
         pytest.skip(NO_SERVER_REASON)
     server = _start_server(
@@ -733,9 +788,9 @@ class Seen:
 def coap_client_run(
     *args: str, wait_s: int = 3, timeout: float = 20.0
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``coap-client-openssl -B wait_s ARGS`` and return what it did (never raises on rc)."""
+    """Run ``coap-client -B wait_s ARGS`` and return what it did (never raises on rc)."""
     if COAP_CLIENT is None:
-        pytest.skip(f"coap-client-openssl is not installed (apt install {BIN_PACKAGE})")
+        pytest.skip(NO_CLIENT_REASON)
     return subprocess.run(
         [COAP_CLIENT, "-B", str(wait_s), *args],
         capture_output=True,

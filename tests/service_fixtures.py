@@ -74,7 +74,8 @@ def start_service(
 
 
 def coap_client(*args: str | Path, wait_s: int = 5) -> subprocess.CompletedProcess[str]:
-    """Run libcoap's ``coap-client-openssl`` (``-B wait_s``: its own bound on waiting)."""
+    """Run libcoap's ``coap-client`` of the build's backend (``-B wait_s``: its own bound
+    on waiting)."""
     assert COAP_CLIENT is not None
     return subprocess.run(
         [COAP_CLIENT, "-B", str(wait_s), *map(str, args)],

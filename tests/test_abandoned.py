@@ -29,6 +29,7 @@ def test_late_nack_of_a_timed_out_request_is_not_delivered(silent_peer: UdpPeer)
         assert nacks == []
 
 
+@pytest.mark.needs_dtls
 def test_handshake_timeout_leaves_nothing_queued(coap_server: CoapServer) -> None:
     with coap.Context() as ctx:
         session = ctx.client_session(
@@ -43,6 +44,7 @@ def test_handshake_timeout_leaves_nothing_queued(coap_server: CoapServer) -> Non
         assert plain.request("GET", "", timeout=5).code is coap.Code.CONTENT
 
 
+@pytest.mark.needs_dtls
 def test_session_retries_the_handshake_after_a_failure(coap_server: CoapServer) -> None:
     """A second request on a session whose handshake timed out tries again (and fails again)."""
     with coap.Context() as ctx:

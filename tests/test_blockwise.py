@@ -1,6 +1,6 @@
 """Block-wise transfers (RFC 7959): bodies of any size, both ways, checked byte for byte.
 
-Peers: libcoap's coap-server-openssl and coap-client-openssl (C), the project's own
+Peers: libcoap's coap-server and coap-client (C, of the build's TLS backend), the project's own
 server, and aiocoap (client and server). libcoap 4.3 does the block handling; with
 4.2 the Python layer does it (libcoap_py/blockwise.py), and the same tests hold.
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -23,12 +22,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import CoapServer, decode_message, encode_message
+from conftest import COAP_CLIENT, NO_CLIENT_REASON, CoapServer, decode_message, encode_message
 
 import libcoap_py as coap
 
 MIB = os.urandom(1 << 20)
-COAP_CLIENT = shutil.which("coap-client-openssl")
 
 
 class OwnServer:
@@ -112,7 +110,7 @@ def test_both_ways_with_the_own_server(
     assert own_server.stored == body
 
 
-@pytest.mark.skipif(COAP_CLIENT is None, reason="coap-client-openssl is not installed")
+@pytest.mark.skipif(COAP_CLIENT is None, reason=NO_CLIENT_REASON)
 def test_c_client_against_the_own_server(own_server: OwnServer, tmp_path: Path) -> None:
     uri = f"coap://127.0.0.1:{own_server.port}/big"
     out = tmp_path / "out.bin"

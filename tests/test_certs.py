@@ -9,7 +9,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import COAP_CLIENT, LIBCOAP_42, WELCOME, CertFiles, CoapServer, cert_args
+from conftest import (
+    COAP_CLIENT,
+    LIBCOAP_42,
+    NO_CLIENT_REASON,
+    WELCOME,
+    CertFiles,
+    CoapServer,
+    cert_args,
+)
 
 pytest.importorskip("cryptography", reason="libcoap_py.certs needs the 'cryptography' package")
 
@@ -133,9 +141,7 @@ def test_chain_through_intermediate_validates() -> None:
 # --------------------------------------------------------------------------
 # the same files with libcoap's own C client (independent of the binding)
 
-needs_client = pytest.mark.skipif(
-    COAP_CLIENT is None, reason="coap-client-openssl is not installed"
-)
+needs_client = pytest.mark.skipif(COAP_CLIENT is None, reason=NO_CLIENT_REASON)
 
 
 #: What OpenSSL says of a chain whose root is not among the trusted CAs.

@@ -174,6 +174,7 @@ def test_no_answer_within_the_wait_limit(silent_peer: UdpPeer) -> None:
     assert one_line(out.stderr) == f"libcoap-py: no response from {silent_peer.uri}/x within 1 s"
 
 
+@pytest.mark.needs_dtls
 def test_psk(coap_server: CoapServer) -> None:
     uri = coap_server.coaps_uri + "/"
     identity, key = coap_server.psk_identity.decode(), coap_server.psk_key.decode()
@@ -185,6 +186,7 @@ def test_psk(coap_server: CoapServer) -> None:
     assert "DTLS" in one_line(wrong.stderr)
 
 
+@pytest.mark.needs_dtls
 def test_pki(coap_server: CoapServer, certs: CertFiles, tmp_path: Path) -> None:
     uri = coap_server.coaps_uri + "/"
     out = cli("get", uri, "-c", certs.cert, "-j", certs.key, "-C", certs.ca)

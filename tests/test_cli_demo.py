@@ -35,6 +35,7 @@ def run_demo(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
+@pytest.mark.needs_dtls
 @pytest.mark.skipif(not SAMPLE.is_file(), reason="needs a source checkout (examples/)")
 def test_demo_runs_end_to_end_and_reuses_its_certificates(tmp_path: Path) -> None:
     pytest.importorskip("cryptography")
@@ -61,6 +62,7 @@ def test_demo_runs_end_to_end_and_reuses_its_certificates(tmp_path: Path) -> Non
     assert again.stdout.count("this is the payload") == out.stdout.count("this is the payload")
 
 
+@pytest.mark.needs_dtls
 def test_demo_fails_when_the_sample_shows_no_downstream_message(tmp_path: Path) -> None:
     pytest.importorskip("cryptography")
     fake = tmp_path / "fake_sample.py"

@@ -18,7 +18,10 @@ from conftest import LIBCOAP_42, CertFiles
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
-pytestmark = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="needs a source checkout")
+pytestmark = [
+    pytest.mark.skipif(not EXAMPLES.is_dir(), reason="needs a source checkout"),
+    pytest.mark.needs_dtls,  # the examples are the DTLS sample and its variants
+]
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ def sample_post(session: coap.Session, server: CoapServer, path: str, payload: b
     return pdu
 
 
+@pytest.mark.needs_dtls
 def test_sample_loop_over_pki(
     ctx: coap.Context, coap_server: CoapServer, certs: CertFiles, unique_path: str
 ) -> None:
@@ -130,6 +131,7 @@ def test_sample_loop_over_pki(
     assert session.request("GET", unique_path, timeout=5).payload == b"this is the payload"
 
 
+@pytest.mark.needs_dtls
 def test_sample_loop_over_psk_binary(
     ctx: coap.Context, coap_server: CoapServer, unique_path: str
 ) -> None:
@@ -232,6 +234,7 @@ def test_handler_exception_reraised_by_run_once(ctx: coap.Context, coap_server: 
     assert isinstance(mid2, int)
 
 
+@pytest.mark.needs_dtls
 def test_event_handler_exception_reraised(ctx: coap.Context, coap_server: CoapServer) -> None:
     @ctx.register_event_handler
     def on_event(session: Any, event: Any) -> None:

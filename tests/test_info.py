@@ -8,19 +8,25 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from conftest import COAP_SERVER, CoapServer
+from conftest import COAP_SERVER, NO_SERVER_REASON, CoapServer
 
 import libcoap_py as coap
 
 
-def _server_banner_version() -> str | None:
-    """The version coap-server-openssl prints in its usage banner ("... v4.3.1 -- ...")."""
+def _server_banner() -> bytes | None:
+    """What coap-server (of the build's TLS backend) prints as its usage banner."""
     if COAP_SERVER is None:
         return None
     out = subprocess.run(
         [COAP_SERVER, "-?"], capture_output=True, timeout=10, check=False, stdin=subprocess.DEVNULL
     )
-    match = re.search(rb"coap-server-openssl v(\d+\.\d+\.\d+)", out.stdout + out.stderr)
+    return out.stdout + out.stderr
+
+
+def _server_banner_version() -> str | None:
+    """The version coap-server prints in its usage banner ("... v4.3.1 -- ...")."""
+    banner = _server_banner()
+    match = re.search(rb"coap-server-\w+ v(\d+\.\d+\.\d+)", banner or b"")
     return match.group(1).decode() if match else None
 
 
@@ -29,16 +35,33 @@ def test_libcoap_version_matches_installed_tools() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
     banner = _server_banner_version()
     if banner is None:
-        pytest.skip("coap-server-openssl not installed; only the version format was checked")
+        pytest.skip(f"{NO_SERVER_REASON}; only the version format was checked")
     assert version == banner
 
 
-def test_tls_library_is_openssl() -> None:
-    assert "OpenSSL" in coap.tls_library()
+def test_tls_library_matches_the_package_and_the_tools() -> None:
+    """tls_library() names the library of the pkg-config package built against, and the
+    one libcoap's own coap-server of that backend reports."""
+    name = coap.tls_library().split(" ")[0]
+    suffix = coap.package_name().rsplit("-", 1)[-1]
+    expected = {"openssl": "OpenSSL", "gnutls": "GnuTLS", "mbedtls": "Mbed", "notls": "none"}
+    if suffix in expected:
+        assert name == expected[suffix], (coap.package_name(), coap.tls_library())
+    banner = _server_banner()
+    if banner is None:
+        pytest.skip(f"{NO_SERVER_REASON}; only the package name was compared")
+    match = re.search(rb"TLS Library: (\w+)", banner)
+    assert match, banner
+    assert match.group(1).decode().lower() == name.lower(), banner
 
 
 def test_dtls_is_supported() -> None:
-    assert coap.dtls_is_supported() is True
+    """DTLS is there exactly when the build's backend has it (not in libcoap-3-notls)."""
+    assert coap.dtls_is_supported() is (coap.tls_library() != "none")
+    assert coap.dtls_is_supported() is not coap.package_name().endswith("-notls")
+    banner = _server_banner()
+    if banner is not None:
+        assert (b"No DTLS" not in banner) is coap.dtls_is_supported(), banner
 
 
 def test_raw_binding_is_exposed() -> None:

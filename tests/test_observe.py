@@ -1,9 +1,9 @@
 """Observe (RFC 7641) on both libcoap generations: the client against libcoap's server
-(coap-server-openssl's /time), aiocoap and ours; our server against libcoap's client and
+(coap-server's /time), aiocoap and ours; our server against libcoap's client and
 aiocoap; in order, CON and NON, cancel.
 
 Re-registration after the server forgets: an observation survives a restart of our
-server (a new Context on the same port, also over coaps://), of coap-server-openssl (a
+server (a new Context on the same port, also over coaps://), of coap-server (a
 new process) and of an aiocoap server, and goes on within Max-Age + 5 s (small Max-Age
 values keep these short; over DTLS, libcoap 4.2 needs a second period and a new
 handshake); a re-registration sent while the server is down does not end it. A server
@@ -11,7 +11,7 @@ that comes back without observe, or sends an error notification (4.04, or 5.00 f
 handler that raised), ends it; one that rejects the re-registration with RST ends it
 with ResetError.
 
-coap-server-openssl 4.2.1 flushes notifications only when some I/O wakes it (its loop
+coap-server 4.2.1 flushes notifications only when some I/O wakes it (its loop
 selects on the epoll descriptor and calls coap_run_once only then): its /time may stay
 silent until the client re-registers after Max-Age (1 s) + 5 s.
 """
@@ -19,7 +19,6 @@ silent until the client re-registers after Max-Age (1 s) + 5 s.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import subprocess
 import threading
@@ -28,12 +27,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import CoapServer, coap_ping, free_port_pair, wait_until
+from conftest import (
+    COAP_CLIENT,
+    COAP_SERVER,
+    COAP_SERVER_NAME,
+    NO_CLIENT_REASON,
+    NO_SERVER_REASON,
+    CoapServer,
+    coap_ping,
+    free_port_pair,
+    wait_until,
+)
 
 import libcoap_py as coap
 
-COAP_CLIENT = shutil.which("coap-client-openssl")
-COAP_SERVER = shutil.which("coap-server-openssl")
 OBSERVE = coap.OptionNumber.OBSERVE
 
 
@@ -296,7 +303,7 @@ def test_error_response_ends_the_observation(ctx: coap.Context, counter: Counter
     assert [r.code for r in seen] == [coap.Code.NOT_FOUND]
 
 
-@pytest.mark.skipif(COAP_CLIENT is None, reason="coap-client-openssl is not installed")
+@pytest.mark.skipif(COAP_CLIENT is None, reason=NO_CLIENT_REASON)
 def test_c_client_observes_our_server(counter: Counter) -> None:
     out = subprocess.run(
         [COAP_CLIENT, "-s", "2", "-B", "3", f"coap://127.0.0.1:{counter.port}/counter"],
@@ -380,6 +387,7 @@ def test_survives_a_server_that_stays_down_a_while(ctx: coap.Context) -> None:
         server.stop()
 
 
+@pytest.mark.needs_dtls
 def test_survives_a_restart_over_dtls(ctx: coap.Context) -> None:
     server_psk = coap.PSK(hint=b"obs", keys={b"device": b"observe-psk-key"})
     server = Counter(max_age=1, psk=server_psk)
@@ -413,11 +421,11 @@ def _start_coap_server(port: int) -> subprocess.Popen[bytes]:
     if not wait_until(lambda: coap_ping("127.0.0.1", port), 10):
         process.kill()
         process.wait()
-        raise RuntimeError("coap-server-openssl did not come up")
+        raise RuntimeError(f"{COAP_SERVER_NAME} did not come up")
     return process
 
 
-@pytest.mark.skipif(COAP_SERVER is None, reason="coap-server-openssl is not installed")
+@pytest.mark.skipif(COAP_SERVER is None, reason=NO_SERVER_REASON)
 def test_survives_a_restart_of_the_c_server(ctx: coap.Context) -> None:
     port = free_port_pair()
     process = _start_coap_server(port)

@@ -9,11 +9,17 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import COAP_CLIENT, PSK_KEY, WELCOME, CoapServer, UdpPeer, coap_ping
-
-needs_client = pytest.mark.skipif(
-    COAP_CLIENT is None, reason="coap-client-openssl is not installed"
+from conftest import (
+    COAP_CLIENT,
+    NO_CLIENT_REASON,
+    PSK_KEY,
+    WELCOME,
+    CoapServer,
+    UdpPeer,
+    coap_ping,
 )
+
+needs_client = pytest.mark.skipif(COAP_CLIENT is None, reason=NO_CLIENT_REASON)
 
 
 def _coap_client(*args: str) -> subprocess.CompletedProcess[bytes]:

@@ -1,8 +1,8 @@
 """Certificate options beyond the C sample: a client without a certificate, and CRLs.
 
 Peers: the project's own server (a certificate endpoint that does or does not ask
-for a client certificate), coap-server-openssl -n (certificates, none asked of
-clients), and coap-client-openssl and the project's CLI with -C only. CRLs are
+for a client certificate), coap-server -n (certificates, none asked of
+clients), and coap-client and the project's CLI with -C only. CRLs are
 made with ``cryptography`` and given to OpenSSL next to the trusted root
 (``root_cas``), where it looks for them.
 """
@@ -10,13 +10,16 @@ made with ``cryptography`` and given to OpenSSL next to the trusted root
 from __future__ import annotations
 
 import datetime
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 from conftest import (
+    CHECKS_REVOCATION,
+    COAP_SERVER,
+    NO_SERVER_REASON,
+    TLS_NAME,
     CertFiles,
     cert_args,
     client_data,
@@ -31,6 +34,8 @@ import libcoap_py as coap
 pytest.importorskip("cryptography", reason="test certificates need the 'cryptography' package")
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+
+pytestmark = pytest.mark.needs_dtls
 
 Serve = Callable[..., Any]
 
@@ -92,10 +97,10 @@ def test_a_server_needs_its_own_certificate(certs: CertFiles) -> None:
         ctx.add_endpoint("coaps://127.0.0.1:0", dtls=coap.PKI(ca=certs.ca))
 
 
-@pytest.mark.skipif(shutil.which("coap-server-openssl") is None, reason="needs coap-server-openssl")
+@pytest.mark.skipif(COAP_SERVER is None, reason=NO_SERVER_REASON)
 def test_client_without_certificate_against_the_c_server(certs: CertFiles) -> None:
     port = free_port_pair()
-    command = ["coap-server-openssl", "-A", "127.0.0.1", "-p", str(port), "-n"]
+    command = [str(COAP_SERVER), "-A", "127.0.0.1", "-p", str(port), "-n"]
     command += [*cert_args(certs.server_cert, certs.server_key), "-C", str(certs.ca)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -166,6 +171,35 @@ def _crl_pki(root_cas: Path, **flags: bool) -> coap.PKI:
     return coap.PKI(root_cas=root_cas, require_peer_cert=False, check_cert_revocation=True, **flags)
 
 
+needs_crls = pytest.mark.skipif(
+    TLS_NAME not in CHECKS_REVOCATION,
+    reason=f"libcoap's {TLS_NAME} code loads no CRLs, so check_cert_revocation is refused "
+    "(test_revocation_refused_where_libcoap_loads_no_crls)",
+)
+
+
+def test_revocation_refused_where_libcoap_loads_no_crls(
+    serve: Serve, certs: CertFiles, tmp_path: Path
+) -> None:
+    """Asking for revocation checks is never ignored: where libcoap's TLS code loads no
+    CRLs (GnuTLS, Mbed TLS), a revoked certificate would pass, so the PKI is refused."""
+    revoked = _trust_with_crl(certs, tmp_path, revoke=True)
+    if TLS_NAME in CHECKS_REVOCATION:
+        port = serve(_own_server(certs, client_certs=False))
+        with pytest.raises(coap.DTLSError):
+            _get(port, _crl_pki(revoked))
+        return
+    for flags in ({}, {"allow_no_crl": True, "allow_expired_crl": True}):
+        with pytest.raises(coap.NotSupportedError, match="revocation"):
+            _crl_pki(revoked, **flags)
+    # set after construction: refused when the PKI is used, not ignored
+    pki = coap.PKI(root_cas=revoked, require_peer_cert=False)
+    pki.check_cert_revocation = True
+    with coap.Context() as ctx, pytest.raises(coap.NotSupportedError, match="revocation"):
+        ctx.client_session("coaps://127.0.0.1:9", dtls=pki)
+
+
+@needs_crls
 def test_revocation_check_without_a_crl(serve: Serve, certs: CertFiles) -> None:
     port = serve(_own_server(certs, client_certs=False))
     with pytest.raises(coap.DTLSError):
@@ -173,6 +207,7 @@ def test_revocation_check_without_a_crl(serve: Serve, certs: CertFiles) -> None:
     assert _get(port, _crl_pki(certs.ca, allow_no_crl=True)).code is coap.Code.CONTENT
 
 
+@needs_crls
 def test_revocation_check_with_a_crl(serve: Serve, certs: CertFiles, tmp_path: Path) -> None:
     port = serve(_own_server(certs, client_certs=False))
     assert _get(port, _crl_pki(_trust_with_crl(certs, tmp_path))).code is coap.Code.CONTENT
@@ -182,6 +217,7 @@ def test_revocation_check_with_a_crl(serve: Serve, certs: CertFiles, tmp_path: P
             _get(port, _crl_pki(revoked, **flags))
 
 
+@needs_crls
 def test_expired_crl(serve: Serve, certs: CertFiles, tmp_path: Path) -> None:
     port = serve(_own_server(certs, client_certs=False))
     stale = _trust_with_crl(certs, tmp_path, expired=True)

@@ -103,6 +103,7 @@ def test_close_session_from_a_handler(coap_server: CoapServer) -> None:
         assert other.request("GET", "", timeout=5).code is coap.Code.CONTENT
 
 
+@pytest.mark.needs_dtls
 def test_exception_in_handler_aborts_request_and_is_reraised(coap_server: CoapServer) -> None:
     with coap.Context() as ctx:
         pki_events: list[Any] = []

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import pytest
 from conftest import (
     COAP_CLIENT,
+    NO_CLIENT_REASON,
     CertFiles,
     cert_args,
     client_data,
@@ -38,6 +39,9 @@ from conftest import (
 )
 
 import libcoap_py as coap
+
+# The server under attack serves coaps:// too.
+pytestmark = pytest.mark.needs_dtls
 
 PSK_IDENTITY = "robust-device"
 PSK_KEY = "robust-secret"
@@ -482,7 +486,7 @@ class Capture:
 def psk_capture(server: ServerProcess) -> Iterator[Capture]:
     """A real PSK handshake through a relay; what the client sent, and the relay."""
     if COAP_CLIENT is None:
-        pytest.skip("coap-client-openssl is needed to capture a real ClientHello")
+        pytest.skip(f"{NO_CLIENT_REASON}: it is needed to capture a real ClientHello")
     relay = Relay(server.ports["psk"])
     try:
         out = _psk_client(relay.port)

@@ -1,6 +1,6 @@
 """The data service (``libcoap-py serve``) against real clients.
 
-Peers: libcoap's C client ``coap-client-openssl`` (certificates and PSK) and
+Peers: libcoap's C client ``coap-client`` (certificates and PSK) and
 the project's own client. The service runs as a child process on free
 loopback ports, as users run it; the tests read its SQLite file directly.
 """
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BIN_PACKAGE, COAP_CLIENT, LIBCOAP_42, CertFiles, cert_args, client_data
+from conftest import COAP_CLIENT, LIBCOAP_42, NO_CLIENT_REASON, CertFiles, cert_args, client_data
 from service_fixtures import (
     DEVICE,
     PSK_DEVICE,
@@ -29,9 +29,10 @@ from service_fixtures import (
 import libcoap_py as coap
 from libcoap_py.service.store import Store
 
-needs_coap_client = pytest.mark.skipif(
-    COAP_CLIENT is None, reason=f"coap-client-openssl is not installed (apt install {BIN_PACKAGE})"
-)
+# The data service serves coaps:// (certificates and PSK).
+pytestmark = pytest.mark.needs_dtls
+
+needs_coap_client = pytest.mark.skipif(COAP_CLIENT is None, reason=NO_CLIENT_REASON)
 
 
 def answer(out: subprocess.CompletedProcess[str]) -> str:

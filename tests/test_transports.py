@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import CertFiles, CoapServer
+from conftest import COAP_CLIENT, CertFiles, CoapServer
 
 import libcoap_py as coap
 
 needs_tcp = pytest.mark.skipif(
     not coap.tcp_is_supported(), reason="this libcoap is built without TCP"
 )
-COAP_CLIENT = shutil.which("coap-client-openssl")
 
 
 @pytest.fixture
@@ -36,6 +34,7 @@ def test_tcp_client_against_the_c_server(
     assert got.code is coap.Code.CONTENT and got.payload == body
 
 
+@pytest.mark.needs_dtls
 @needs_tcp
 @pytest.mark.parametrize("kind", ["psk", "pki"])
 def test_tls_client_against_the_c_server(
@@ -52,6 +51,7 @@ def test_tls_client_against_the_c_server(
         assert session.proto is coap.Proto.TLS
 
 
+@pytest.mark.needs_dtls
 @needs_tcp
 def test_own_server_over_tcp_and_tls(certs: CertFiles) -> None:
     ready = threading.Event()

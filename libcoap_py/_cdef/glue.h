@@ -201,6 +201,13 @@ int lcp_tcp_supported(void);
 const char *lcp_tls_library_name(void);
 uint64_t lcp_tls_library_version(void);
 
+/* What the (D)TLS library under libcoap can do (1 = yes): see _glue.c and
+ * libcoap_py/capabilities.py, the one place that reads them. */
+static const int LCP_TLS_CHECKS_REVOCATION;
+static const int LCP_TLS_KEEPS_PSK_PKI_APART;
+static const int LCP_TLS_PKI_CLIENT_BESIDE_PSK;
+static const int LCP_TLS_RAISES_CLIENT_CONNECTED;
+
 /* Server fast path */
 typedef struct {
   void *session_data;
