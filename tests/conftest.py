@@ -85,6 +85,15 @@ PSK_PKI_MIXED = frozenset({"GnuTLS", "Mbed TLS"})
 #: The TLS libraries whose libcoap code loads CRLs (check_cert_revocation).
 CHECKS_REVOCATION = frozenset({"OpenSSL"})
 
+#: What libcoap's coap-client logs (lower case) when the server, of the same backend,
+#: refuses its certificate (the alert it got), per TLS backend.
+CLIENT_CERT_REFUSED_LOG = {"OpenSSL": "unknown ca", "GnuTLS": "certificate is bad"}.get(TLS_NAME)
+#: What it logs when it refuses the server's certificate for a CA it does not know.
+SERVER_CA_UNKNOWN_LOG = {
+    "OpenSSL": "certificate verify failed",
+    "GnuTLS": "the peer certificate's ca is unknown",
+}.get(TLS_NAME)
+
 #: libcoap can do coaps:// (not so with libcoap-3-notls).
 DTLS = _coap.dtls_is_supported()
 #: Why a test that needs DTLS is skipped on this build.
@@ -111,8 +120,9 @@ def require_dtls() -> None:
 CREATE_METHOD = "PUT" if LIBCOAP_42 else "POST"
 
 
-#: A line of libcoap's log as its tools print it: "Nov 25 12:39:14 WARN ...".
-_TOOL_LOG_LINE = r"[A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d [A-Z]{4} [^\n]*(\n|$)"
+#: A line of libcoap's log as its tools print it: "Nov 25 12:39:14 WARN ..." (4.2),
+#: "Dec 03 03:31:21.351 WARN ..." (4.3).
+_TOOL_LOG_LINE = r"[A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d(?:\.\d+)? [A-Z]{4} [^\n]*(\n|$)"
 _TOOL_LOG_LINES = {
     bytes: re.compile(f"(?:{_TOOL_LOG_LINE})*".encode()),
     str: re.compile(f"(?:{_TOOL_LOG_LINE})*"),

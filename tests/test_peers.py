@@ -40,6 +40,7 @@ def test_c_client_plain(coap_server: CoapServer) -> None:
     assert out.stdout.startswith(WELCOME), out.stderr
 
 
+@pytest.mark.needs_dtls
 @needs_client
 def test_c_client_psk_on_the_pki_server(coap_server: CoapServer) -> None:
     """-k and -c together: one DTLS endpoint takes PSK and PKI clients."""
