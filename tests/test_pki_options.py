@@ -18,6 +18,7 @@ import pytest
 from conftest import (
     CHECKS_REVOCATION,
     COAP_SERVER,
+    DTLS,
     NO_SERVER_REASON,
     TLS_NAME,
     CertFiles,
@@ -172,7 +173,7 @@ def _crl_pki(root_cas: Path, **flags: bool) -> coap.PKI:
 
 
 needs_crls = pytest.mark.skipif(
-    TLS_NAME not in CHECKS_REVOCATION,
+    DTLS and TLS_NAME not in CHECKS_REVOCATION,  # (without DTLS: needs_dtls says so)
     reason=f"libcoap's {TLS_NAME} code loads no CRLs, so check_cert_revocation is refused "
     "(test_revocation_refused_where_libcoap_loads_no_crls)",
 )
