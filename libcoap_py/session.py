@@ -124,9 +124,20 @@ class Session:
     releases it. Sessions are also context managers.
     """
 
-    def __init__(self, context: Context, ptr: Any, uri: URI, keep: list[Any]) -> None:
+    def __init__(
+        self,
+        context: Context,
+        ptr: Any,
+        uri: URI,
+        keep: list[Any],
+        connect: Callable[[], Any] | None = None,
+    ) -> None:
         self._context = context
         self._ptr = ptr
+        # Makes a new C session to the same peer with the same credentials (client
+        # sessions): see _renew().
+        self._connect = connect
+        self._renew_due = False
         self.uri = uri
         self._keep = keep  # C buffers libcoap may still point into (PSK, PKI)
         self._pending: dict[bytes, _Pending] = {}
@@ -141,6 +152,9 @@ class Session:
         self._check_alive = False  # (True for 4.2's server sessions: see _alive())
         self._dtls_failed = False
         self.closed = False
+        #: How often a failed C session (a DTLS failure, a restarted peer) was replaced
+        #: by a new one behind this Session.
+        self.renewals = 0
         #: The common name of the peer's certificate (certificate DTLS), once known.
         self.peer_cn: str | None = None
         lib.coap_session_set_app_data(ptr, self._handle)
@@ -154,12 +168,53 @@ class Session:
             return self._checked()
         return ptr
 
-    def _checked(self) -> Any:
-        """_live() in full, for when its quick test did not pass: raises what is wrong."""
+    def _checked(self, renew: bool = True) -> Any:
+        """_live() in full, for when its quick test did not pass: raises what is wrong,
+        and replaces a C session that libcoap disconnected (with ``renew``)."""
         self._context._enter()
         if self._ptr is None:
             raise CoapError(f"the session to {self.uri} is closed")
+        if renew and self._renew_due:
+            self._renew_due = False
+            self._check_alive = False
+            if lib.lcp_session_state(self._ptr) == _STATE_NONE:
+                self._renew()
         return self._ptr
+
+    def _failed(self) -> None:
+        """libcoap reported a failure (DTLS, TLS or TCP) after which the C session may
+        be disconnected: the next use checks it, and replaces it if so (_renew)."""
+        if self._connect is not None and self._ptr is not None:
+            self._renew_due = True
+            self._check_alive = True
+
+    def _renew(self) -> None:
+        """Put a new C session to the same peer, with the same credentials, behind this
+        Session, and release the disconnected one.
+
+        Since libcoap 4.3.2 a disconnected client session has closed its socket and
+        cannot send again; before, it handshook anew. Either way the Session object
+        stays the one the user holds and handlers receive; a raw ``coap_session_t *``
+        taken from the old one is invalid afterwards. Active observations register
+        again over the new session (its local port is new, so the server must learn it).
+        """
+        assert self._connect is not None
+        old = self._ptr
+        new = self._connect()
+        if new == ffi.NULL:
+            raise CoapError(
+                f"libcoap could not make a new session to {self.uri} after the last one "
+                "failed (see the 'libcoap' logger for why)"
+            )
+        lib.coap_session_set_app_data(old, ffi.NULL)
+        self._ptr = new
+        lib.coap_session_set_app_data(new, self._handle)
+        self._dtls_failed = False
+        self.peer_cn = None
+        self.renewals += 1
+        self._context._release_session(old)
+        for observation in list(self._observations.values()):
+            observation._session_renewed()
 
     @property
     def context(self) -> Context:
@@ -430,11 +485,15 @@ class Session:
                     reason = waiter.nack_reason
                     if reason == _TLS_FAILED:
                         self._dtls_failed = True
+                        self._failed()
                     pending.error = nack_error(reason, self)
                     break
                 if pending.response is not None or pending.error is not None:
                     break
-                self._live()  # a handler may have closed the session or the Context
+                # A handler may have closed the session or the Context. (No renewal
+                # here: the waiter waits on this C session.)
+                if self._ptr is None or self._check_alive or self._context._owner != _get_ident():
+                    self._checked(renew=False)
                 remaining = deadline - _monotonic()
                 if remaining <= 0:
                     error = self._timeout_error(wait)
@@ -734,6 +793,7 @@ class Session:
         ptr = self._ptr
         if ptr is not None and self.uri.secure:
             self._context._guarded(lib.coap_session_disconnected, ptr, lib.COAP_NACK_TLS_FAILED)
+            self._failed()
 
     def _abort_handshake(self) -> None:
         """Give up a DTLS handshake that never completes (a wrong PSK gets no alert).
@@ -745,6 +805,7 @@ class Session:
         ptr = self._ptr
         if ptr is not None and lib.lcp_session_state(ptr) != _STATE_ESTABLISHED:
             self._context._guarded(lib.coap_session_disconnected, ptr, lib.COAP_NACK_TLS_FAILED)
+            self._failed()
 
     def _abandon(self, token: bytes, pending: _Pending) -> None:
         now = time.monotonic()
@@ -845,7 +906,7 @@ class ServerSession(Session):
             and lib.coap_session_get_app_data(ptr) == self._handle
         )
 
-    def _checked(self) -> Any:
+    def _checked(self, renew: bool = True) -> Any:
         self._context._enter()
         if self._ptr is not None and not self._alive():
             self._forget()
