@@ -90,8 +90,15 @@ class Observation:
 
     def _start(self) -> None:
         """Register; again with the same token when the server fell silent."""
+        self.session._live()  # a C session libcoap disconnected is replaced first
+        if self._register_again:
+            # Over a new C session: a fresh token of its own, which its later tokens
+            # cannot collide with (the old one's numbering is gone).
+            self._register_again = False
+            if self.session._observations.get(self.token) is self:
+                del self.session._observations[self.token]
+            self.token = b""
         self.token = self._register(self.token or None)
-        self._register_again = False  # (this registration went over the new session)
         self.session._observations[self.token] = self
         self.session._context._observations.add(self)
         self._seen_at = time.monotonic()

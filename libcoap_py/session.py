@@ -148,6 +148,7 @@ class Session:
         # (method, path) -> (code, options) of plain requests: request()'s fast path.
         self._prepared: dict[tuple[object, str], tuple[int, bytes, int]] = {}
         self._reliable = int(lib.lcp_session_proto(ptr)) in _RELIABLE
+        self._proto_dtls = int(lib.lcp_session_proto(ptr)) == int(Proto.DTLS)
         # Whether _live() has more to check than the owner thread and the pointer.
         self._check_alive = False  # (True for 4.2's server sessions: see _alive())
         self._dtls_failed = False
@@ -212,6 +213,13 @@ class Session:
         self._dtls_failed = False
         self.peer_cn = None
         self.renewals += 1
+        # Exchanges of the old C session end with it: a new session numbers its
+        # tokens anew, so an answer on it must not match one of them.
+        replaced = CoapError(f"the session to {self.uri} failed and was replaced")
+        for pending in self._pending.values():
+            if pending.response is None and pending.error is None and not pending.abandoned:
+                pending.error = replaced
+        self._pending.clear()
         self._context._release_session(old)
         for observation in list(self._observations.values()):
             observation._session_renewed()
@@ -500,6 +508,11 @@ class Session:
                     self._abandon(token, pending)
                     if isinstance(error, DTLSError):
                         self._abort_handshake()
+                    elif self._proto_dtls:
+                        # Silence on an established DTLS session: the peer may have
+                        # restarted and forgotten the association (a server killed
+                        # without close_notify). The next request handshakes anew.
+                        self._forget_dtls()
                     raise error
                 # Never 0 ms: for libcoap that means "wait without bound".
                 context._wait_io(waiter, _ceil(remaining * 1000))
