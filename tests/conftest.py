@@ -43,6 +43,13 @@ LIBCOAP_VERSION = _coap.libcoap_version()
 #: coap-server behaves differently in places; the tests say where.
 LIBCOAP_42 = LIBCOAP_VERSION.startswith("4.2.")
 BIN_PACKAGE = "libcoap2-bin" if LIBCOAP_42 else "libcoap3-bin"
+#: The same as a tuple, for the behaviour that changed within 4.3 (the tests follow
+#: the version: 4.3.2 and later answer FETCH without Content-Format with 4.15 and
+#: If-None-Match on an existing resource with 4.12; 4.3.5's coap-client sends a -T
+#: token as given and drops the URI's path when -O 3 (Uri-Host) is given).
+LIBCOAP_VERSION_INFO = tuple(int(part) for part in LIBCOAP_VERSION.split(".")[:3])
+#: libcoap's server core checks FETCH's Content-Format and If-None-Match itself.
+CORE_CHECKS_FETCH_AND_IF_NONE_MATCH = LIBCOAP_VERSION_INFO >= (4, 3, 2)
 
 COAP_SERVER = shutil.which("coap-server-openssl")
 COAP_CLIENT = shutil.which("coap-client-openssl")
