@@ -51,6 +51,7 @@ host_config() {
     mkdir -p "$r/etc/apt/apt.conf.d"
     echo 'Acquire::Check-Valid-Until "false";' >"$r/etc/apt/apt.conf.d/99libcoap-py-ci"
     cp -L /etc/resolv.conf "$r/etc/resolv.conf" 2>/dev/null || true
+    cp -L /etc/hosts "$r/etc/hosts" 2>/dev/null || true
     for f in /etc/pip.conf /etc/xdg/pip; do
         if [ -e "$f" ]; then
             mkdir -p "$r$(dirname "$f")"
