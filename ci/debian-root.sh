@@ -6,6 +6,7 @@
 #   bash ci/debian-root.sh base SUITE [ARCH]   # print the libcoap-free tarball's path
 #   bash ci/debian-root.sh run ROOT CMD...     # run CMD as root inside ROOT
 #   bash ci/debian-root.sh copy-src ROOT DEST  # copy this checkout to ROOT/DEST
+#   bash ci/debian-root.sh umount ROOT         # undo run's mounts (after a kill)
 #
 # Cache: $LIBCOAP_PY_CI_CACHE (default /var/cache/libcoap-py-ci) holds, per
 # SUITE-ARCH, a libcoap-free tarball (minbase + python3-venv, python3-dev,
@@ -50,6 +51,7 @@ host_config() {
     mkdir -p "$r/etc/apt/apt.conf.d"
     echo 'Acquire::Check-Valid-Until "false";' >"$r/etc/apt/apt.conf.d/99libcoap-py-ci"
     cp -L /etc/resolv.conf "$r/etc/resolv.conf" 2>/dev/null || true
+    cp -L /etc/hosts "$r/etc/hosts" 2>/dev/null || true
     for f in /etc/pip.conf /etc/xdg/pip; do
         if [ -e "$f" ]; then
             mkdir -p "$r$(dirname "$f")"
@@ -161,5 +163,6 @@ make) shift; cmd_make "$@" ;;
 base) shift; cmd_base "$@" ;;
 run) shift; r=$1; shift; in_root "$r" "$@" ;;
 copy-src) shift; cmd_copy_src "$@" ;;
-*) sed -n '2,17p' "$0" >&2; exit 2 ;;
+umount) shift; umount_root "$1" ;;
+*) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac

@@ -11,10 +11,9 @@ from __future__ import annotations
 try:
     from ._libcoap import ffi, lib
 except ImportError as _exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        f"libcoap_py._libcoap could not be loaded ({_exc}); install the package with pip, "
-        "which compiles it against the system libcoap (see the README)"
-    ) from _exc
+    from ._load import load_error
+
+    raise load_error(_exc) from _exc
 
 from . import _callbacks  # noqa: F401  (registers the extern "Python" functions)
 from .capabilities import Backend, backend

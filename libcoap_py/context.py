@@ -36,6 +36,18 @@ _io_process = lib.lcp_io_process
 _SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 _DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
+# Events after which a client session may be disconnected (libcoap 4.3.2 and later
+# also close its socket): the Session checks, and renews it, before its next use.
+_SESSION_ENDINGS = frozenset(
+    {
+        int(Event.DTLS_ERROR),
+        int(Event.DTLS_CLOSED),
+        int(Event.TCP_CLOSED),
+        int(Event.TCP_FAILED),
+        int(Event.SESSION_CLOSED),
+        int(Event.SESSION_FAILED),
+    }
+)
 _LIBCOAP_DROPS_CRITICAL = bool(lib.LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE)
 
 
@@ -172,7 +184,7 @@ class Context(Serving):
 
         ``local`` binds the local side, e.g. ``"0.0.0.0"`` or ``"[::]:40000"``.
         """
-        ctx = self._enter()
+        self._enter()
         parsed = parse_uri(uri)
         check_transport(parsed.proto)
         if parsed.secure:
@@ -208,9 +220,12 @@ class Context(Serving):
             keep.append(sni)
             self._refuse_dtls_mix("PSK", server=False)
             self._had_psk = True
-            ptr = lib.lcp_client_session_psk(
-                ctx, local_addr, server, proto, identity, len(identity), key, len(key), sni
-            )
+
+            def connect() -> Any:
+                return lib.lcp_client_session_psk(
+                    self._enter(), local_addr, server, proto, identity, len(identity),
+                    key, len(key), sni,
+                )  # fmt: skip
         elif isinstance(dtls, PKI):
             self._refuse_dtls_mix("PKI", server=False)
             if self._dtls_pki is not None:
@@ -224,16 +239,22 @@ class Context(Serving):
                 self._set_root_cas(dtls.root_cas)
             setup, buffers = dtls._setup()
             keep.extend(buffers)
-            ptr = lib.lcp_client_session_pki(ctx, local_addr, server, proto, setup)
+
+            def connect() -> Any:
+                return lib.lcp_client_session_pki(self._enter(), local_addr, server, proto, setup)
         else:
-            ptr = lib.lcp_client_session(ctx, local_addr, server, proto)
+
+            def connect() -> Any:
+                return lib.lcp_client_session(self._enter(), local_addr, server, proto)
+
+        ptr = connect()
         if ptr == ffi.NULL:
             where = f" from {local}" if local else ""
             raise CoapError(
                 f"libcoap could not create a session to {parsed}{where} "
                 "(see the 'libcoap' logger for why)"
             )
-        session = Session(self, ptr, parsed, keep)
+        session = Session(self, ptr, parsed, keep, connect)
         self._sessions.add(session)
         if dtls is not None and not BACKEND.raises_client_connected:
             self._connect_watch[session] = None
@@ -508,6 +529,7 @@ class Context(Serving):
             pending = session._take_pending(token, mid)
             if reason == NackReason.TLS_FAILED:
                 session._dtls_failed = True
+                session._failed()
             if pending is not None:
                 if not pending.abandoned:
                     pending.error = nack_error(reason, session)
@@ -535,8 +557,10 @@ class Context(Serving):
         if event == _DTLS_CONNECTED and session is not None and session in self._connect_watch:
             # libcoap raised it after all: this handshake is reported.
             self._connect_watch[session] = session._ptr
-        if session is not None and event in _DTLS_FAILURES and session.uri.secure:
-            session._dtls_failed = True
+        if session is not None and event in _SESSION_ENDINGS:
+            if event in _DTLS_FAILURES and session.uri.secure:
+                session._dtls_failed = True
+            session._failed()
         if event == _SERVER_SESSION_DEL and isinstance(session, ServerSession):
             # libcoap frees it right after this event.
             try:

@@ -84,11 +84,20 @@ class Observation:
         self._max_age = 60.0
         self._renewing = False
         self._forgetting = False
+        self._register_again = False  # the session got a new C session: see _session_renewed
         self.token = b""
         self._start()
 
     def _start(self) -> None:
         """Register; again with the same token when the server fell silent."""
+        self.session._live()  # a C session libcoap disconnected is replaced first
+        if self._register_again:
+            # Over a new C session: a fresh token of its own, which its later tokens
+            # cannot collide with (the old one's numbering is gone).
+            self._register_again = False
+            if self.session._observations.get(self.token) is self:
+                del self.session._observations[self.token]
+            self.token = b""
         self.token = self._register(self.token or None)
         self.session._observations[self.token] = self
         self.session._context._observations.add(self)
@@ -141,9 +150,19 @@ class Observation:
         self.session._observations.pop(self.token, None)
         self.session._context._observations.discard(self)
 
+    def _session_renewed(self) -> None:
+        """The session now runs over a new C session (new local port, new handshake):
+        register there on the next pass of the loop, with the same token."""
+        if self.active:
+            self._register_again = True
+
     def _maybe_reregister(self) -> None:
         """Register again when the server has been silent past Max-Age (it may have
-        forgotten us, e.g. after a restart)."""
+        forgotten us, e.g. after a restart), or the session was renewed."""
+        if self.active and self._register_again:
+            self._register_again = False
+            self._start()
+            return
         if self.active and time.monotonic() > self._seen_at + self._max_age + _REREGISTER_MARGIN:
             self.reregistrations += 1
             unanswered = self._renewing

@@ -124,9 +124,20 @@ class Session:
     releases it. Sessions are also context managers.
     """
 
-    def __init__(self, context: Context, ptr: Any, uri: URI, keep: list[Any]) -> None:
+    def __init__(
+        self,
+        context: Context,
+        ptr: Any,
+        uri: URI,
+        keep: list[Any],
+        connect: Callable[[], Any] | None = None,
+    ) -> None:
         self._context = context
         self._ptr = ptr
+        # Makes a new C session to the same peer with the same credentials (client
+        # sessions): see _renew().
+        self._connect = connect
+        self._renew_due = False
         self.uri = uri
         self._keep = keep  # C buffers libcoap may still point into (PSK, PKI)
         self._pending: dict[bytes, _Pending] = {}
@@ -137,10 +148,14 @@ class Session:
         # (method, path) -> (code, options) of plain requests: request()'s fast path.
         self._prepared: dict[tuple[object, str], tuple[int, bytes, int]] = {}
         self._reliable = int(lib.lcp_session_proto(ptr)) in _RELIABLE
+        self._proto_dtls = int(lib.lcp_session_proto(ptr)) == int(Proto.DTLS)
         # Whether _live() has more to check than the owner thread and the pointer.
         self._check_alive = False  # (True for 4.2's server sessions: see _alive())
         self._dtls_failed = False
         self.closed = False
+        #: How often a failed C session (a DTLS failure, a restarted peer) was replaced
+        #: by a new one behind this Session.
+        self.renewals = 0
         #: The common name of the peer's certificate (certificate DTLS), once known.
         self.peer_cn: str | None = None
         lib.coap_session_set_app_data(ptr, self._handle)
@@ -154,12 +169,60 @@ class Session:
             return self._checked()
         return ptr
 
-    def _checked(self) -> Any:
-        """_live() in full, for when its quick test did not pass: raises what is wrong."""
+    def _checked(self, renew: bool = True) -> Any:
+        """_live() in full, for when its quick test did not pass: raises what is wrong,
+        and replaces a C session that libcoap disconnected (with ``renew``)."""
         self._context._enter()
         if self._ptr is None:
             raise CoapError(f"the session to {self.uri} is closed")
+        if renew and self._renew_due:
+            self._renew_due = False
+            self._check_alive = False
+            if lib.lcp_session_state(self._ptr) == _STATE_NONE:
+                self._renew()
         return self._ptr
+
+    def _failed(self) -> None:
+        """libcoap reported a failure (DTLS, TLS or TCP) after which the C session may
+        be disconnected: the next use checks it, and replaces it if so (_renew)."""
+        if self._connect is not None and self._ptr is not None:
+            self._renew_due = True
+            self._check_alive = True
+
+    def _renew(self) -> None:
+        """Put a new C session to the same peer, with the same credentials, behind this
+        Session, and release the disconnected one.
+
+        Since libcoap 4.3.2 a disconnected client session has closed its socket and
+        cannot send again; before, it handshook anew. Either way the Session object
+        stays the one the user holds and handlers receive; a raw ``coap_session_t *``
+        taken from the old one is invalid afterwards. Active observations register
+        again over the new session (its local port is new, so the server must learn it).
+        """
+        assert self._connect is not None
+        old = self._ptr
+        new = self._connect()
+        if new == ffi.NULL:
+            raise CoapError(
+                f"libcoap could not make a new session to {self.uri} after the last one "
+                "failed (see the 'libcoap' logger for why)"
+            )
+        lib.coap_session_set_app_data(old, ffi.NULL)
+        self._ptr = new
+        lib.coap_session_set_app_data(new, self._handle)
+        self._dtls_failed = False
+        self.peer_cn = None
+        self.renewals += 1
+        # Exchanges of the old C session end with it: a new session numbers its
+        # tokens anew, so an answer on it must not match one of them.
+        replaced = CoapError(f"the session to {self.uri} failed and was replaced")
+        for pending in self._pending.values():
+            if pending.response is None and pending.error is None and not pending.abandoned:
+                pending.error = replaced
+        self._pending.clear()
+        self._context._release_session(old)
+        for observation in list(self._observations.values()):
+            observation._session_renewed()
 
     @property
     def context(self) -> Context:
@@ -430,17 +493,26 @@ class Session:
                     reason = waiter.nack_reason
                     if reason == _TLS_FAILED:
                         self._dtls_failed = True
+                        self._failed()
                     pending.error = nack_error(reason, self)
                     break
                 if pending.response is not None or pending.error is not None:
                     break
-                self._live()  # a handler may have closed the session or the Context
+                # A handler may have closed the session or the Context. (No renewal
+                # here: the waiter waits on this C session.)
+                if self._ptr is None or self._check_alive or self._context._owner != _get_ident():
+                    self._checked(renew=False)
                 remaining = deadline - _monotonic()
                 if remaining <= 0:
                     error = self._timeout_error(wait)
                     self._abandon(token, pending)
                     if isinstance(error, DTLSError):
                         self._abort_handshake()
+                    elif self._proto_dtls:
+                        # Silence on an established DTLS session: the peer may have
+                        # restarted and forgotten the association (a server killed
+                        # without close_notify). The next request handshakes anew.
+                        self._forget_dtls()
                     raise error
                 # Never 0 ms: for libcoap that means "wait without bound".
                 context._wait_io(waiter, _ceil(remaining * 1000))
@@ -734,6 +806,7 @@ class Session:
         ptr = self._ptr
         if ptr is not None and self.uri.secure:
             self._context._guarded(lib.coap_session_disconnected, ptr, lib.COAP_NACK_TLS_FAILED)
+            self._failed()
 
     def _abort_handshake(self) -> None:
         """Give up a DTLS handshake that never completes (a wrong PSK gets no alert).
@@ -745,6 +818,7 @@ class Session:
         ptr = self._ptr
         if ptr is not None and lib.lcp_session_state(ptr) != _STATE_ESTABLISHED:
             self._context._guarded(lib.coap_session_disconnected, ptr, lib.COAP_NACK_TLS_FAILED)
+            self._failed()
 
     def _abandon(self, token: bytes, pending: _Pending) -> None:
         now = time.monotonic()
@@ -845,7 +919,7 @@ class ServerSession(Session):
             and lib.coap_session_get_app_data(ptr) == self._handle
         )
 
-    def _checked(self) -> Any:
+    def _checked(self, renew: bool = True) -> Any:
         self._context._enter()
         if self._ptr is not None and not self._alive():
             self._forget()

@@ -306,6 +306,10 @@ ETAG = int(coap.OptionNumber.ETAG)
 SIZE1 = int(coap.OptionNumber.SIZE1)
 #: The Python layer does the block-wise work (libcoap 4.2), so its own checks apply.
 PYTHON_BLOCKS = not coap.lib.LCP_HAS_BLOCK
+ONLY_42_BLOCKS = (
+    "checks the binding's own block-wise code, used only with libcoap 4.2 "
+    "(libcoap 4.3 does block-wise transfers itself)"
+)
 
 
 def block_value(num: int, more: bool, szx: int) -> bytes:
@@ -446,7 +450,7 @@ def test_an_upload_refused_midway_is_no_success(ctx: coap.Context, scripted: Any
     assert blocks[:2] == [0, 1]
 
 
-@pytest.mark.skipif(not PYTHON_BLOCKS, reason="the Python layer's check (libcoap 4.2)")
+@pytest.mark.skipif(not PYTHON_BLOCKS, reason=ONLY_42_BLOCKS)
 def test_blocks_out_of_order_raise(ctx: coap.Context, scripted: Any) -> None:
     def handle(sock: socket.socket, data: bytes, address: Any) -> None:
         message = decode_message(data)
@@ -459,7 +463,7 @@ def test_blocks_out_of_order_raise(ctx: coap.Context, scripted: Any) -> None:
         session.request("GET", "big", timeout=10)
 
 
-@pytest.mark.skipif(not PYTHON_BLOCKS, reason="the Python layer's client (libcoap 4.2)")
+@pytest.mark.skipif(not PYTHON_BLOCKS, reason=ONLY_42_BLOCKS)
 def test_the_server_may_ask_for_smaller_blocks(ctx: coap.Context, scripted: Any) -> None:
     """A 2.31 whose Block1 says 256 makes the client send 256-byte blocks from then on."""
     received = bytearray()
@@ -510,7 +514,10 @@ def test_progress_reports_the_whole_body_at_the_end(
     assert small[-1] == (0, 0)  # the (empty) response body, complete
 
 
-@pytest.mark.skipif(not PYTHON_BLOCKS, reason="libcoap 4.3 reports only the end")
+@pytest.mark.skipif(
+    not PYTHON_BLOCKS,
+    reason="libcoap 4.3 does the blocks itself and tells the application only of the end",
+)
 def test_progress_per_block_both_ways(ctx: coap.Context, own_server: OwnServer) -> None:
     body = MIB[:100_000]
     session = ctx.client_session(f"coap://127.0.0.1:{own_server.port}")
@@ -577,7 +584,7 @@ def _raw_server(ctx: coap.Context, seen: list[bytes]) -> int:
     return ctx.add_endpoint("coap://127.0.0.1:0").port
 
 
-@pytest.mark.skipif(not PYTHON_BLOCKS, reason="the Python layer's server (libcoap 4.2)")
+@pytest.mark.skipif(not PYTHON_BLOCKS, reason=ONLY_42_BLOCKS)
 def test_upload_rules_of_the_own_server(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bytes] = []
     port = serve(lambda ctx: _raw_server(ctx, seen))
@@ -675,7 +682,7 @@ def test_own_client_both_ways_with_an_aiocoap_server(ctx: coap.Context) -> None:
         thread.join(10)
 
 
-@pytest.mark.skipif(not PYTHON_BLOCKS, reason="the Python layer's server (libcoap 4.2)")
+@pytest.mark.skipif(not PYTHON_BLOCKS, reason=ONLY_42_BLOCKS)
 def test_an_expired_body_is_rendered_again_and_its_etag_tells(
     ctx: coap.Context, serve: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -202,5 +202,7 @@ def test_c_client_rejects_server_of_other_ca(coap_server: CoapServer, certs: Cer
         assert SELF_SIGNED_IN_CHAIN + b": overridden" in log, log.decode(errors="replace")
         return
     assert WELCOME not in out.stdout
-    if SERVER_CA_UNKNOWN_LOG is not None:
-        assert SERVER_CA_UNKNOWN_LOG.encode() in log, log.decode(errors="replace")
+    if SERVER_CA_UNKNOWN_LOG:
+        assert any(text.encode() in log for text in SERVER_CA_UNKNOWN_LOG), log.decode(
+            errors="replace"
+        )

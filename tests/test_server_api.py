@@ -15,7 +15,15 @@ import struct
 from typing import Any, Callable
 
 import pytest
-from conftest import DTLS, IPV6_AVAILABLE, LIBCOAP_42, CertFiles, Seen, binary_payload
+from conftest import (
+    CORE_CHECKS_FETCH_AND_IF_NONE_MATCH,
+    DTLS,
+    IPV6_AVAILABLE,
+    LIBCOAP_42,
+    CertFiles,
+    Seen,
+    binary_payload,
+)
 
 import libcoap_py as coap
 
@@ -74,10 +82,13 @@ def msg(
     *,
     host: str = "127.0.0.1",
     non: bool = False,
+    content_format: int | None = None,
 ) -> Any:
     """An aiocoap request for ``coap://host:port/path``."""
     uri = f"coap://{f'[{host}]' if ':' in host else host}:{port}/{path}"
     kwargs: dict[str, Any] = {"code": AIO_METHOD[method], "uri": uri, "payload": payload}
+    if content_format is not None:
+        kwargs["content_format"] = content_format
     if non:
         if hasattr(aiocoap, "Unreliable"):
             kwargs["transport_tuning"] = aiocoap.Unreliable
@@ -112,9 +123,17 @@ def test_every_method_reaches_its_handler(serve: Serve) -> None:
 
     port = serve(setup)
     body = binary_payload(300)
+    # FETCH says what its body is (RFC 8132): libcoap 4.3.2 and later insist.
+    octets = int(coap.ContentFormat.OCTET_STREAM)
     responses = aio(
-        *(msg(m, port, "res", b"" if m in ("GET", "DELETE") else body) for m in ALL_METHODS)
-    )
+        *(
+            msg(
+                m, port, "res", b"" if m in ("GET", "DELETE") else body,
+                content_format=octets if m == "FETCH" else None,
+            )
+            for m in ALL_METHODS
+        )
+    )  # fmt: skip
     for method, response, request in zip(ALL_METHODS, responses, seen):
         expected_body = b"" if method in ("GET", "DELETE") else body
         assert response.code == DEFAULT_CODE[method], method
@@ -125,6 +144,30 @@ def test_every_method_reaches_its_handler(serve: Serve) -> None:
         assert request.path == "res"
         assert request.payload == expected_body
     assert [s.method for s in seen] == list(ALL_METHODS)
+
+
+def test_fetch_without_content_format(serve: Serve) -> None:
+    """libcoap 4.3.2 and later answer it 4.15 before any handler runs; earlier
+    releases hand it to the handler."""
+    seen: list[Seen] = []
+
+    def setup(ctx: coap.Context) -> int:
+        @ctx.resource("res", methods=("FETCH",))
+        def handler(request: Any, response: Any) -> None:
+            seen.append(Seen.of(request))
+            response.payload = b"fetched"
+
+        return plain_endpoint(ctx)
+
+    port = serve(setup)
+    (response,) = aio(msg("FETCH", port, "res", b"query"))
+    if CORE_CHECKS_FETCH_AND_IF_NONE_MATCH:
+        assert response.code == aiocoap.UNSUPPORTED_CONTENT_FORMAT
+        assert seen == []
+    else:
+        assert response.code == aiocoap.CONTENT
+        assert response.payload == b"fetched"
+        assert [s.method for s in seen] == ["FETCH"]
 
 
 @pytest.mark.parametrize("size", [0, 1, 255, 700, 1024])

@@ -263,8 +263,10 @@ SERVER_SCRIPT = textwrap.dedent(
         if mode == "own-handler":
             signal.signal(signal.SIGUSR1, lambda signum, frame: ctx.stop())
         print(endpoint.port, flush=True)
+        # (what SIGINT had before: a process started in the background has it ignored)
+        before = signal.getsignal(signal.SIGINT)
         ctx.run(handle_signals=(mode == "handle"))
-        restored = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        restored = signal.getsignal(signal.SIGINT) is before
         print("stopped", "restored" if restored else "not-restored", flush=True)
     """
 )

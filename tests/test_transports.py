@@ -99,7 +99,10 @@ def test_own_server_over_tcp_and_tls(certs: CertFiles) -> None:
         thread.join(10)
 
 
-@pytest.mark.skipif(coap.tcp_is_supported(), reason="this build has TCP")
+@pytest.mark.skipif(
+    coap.tcp_is_supported(),
+    reason="checks the error of a libcoap built without TCP; this libcoap has TCP",
+)
 def test_tcp_refused_where_missing(ctx: coap.Context) -> None:
     with pytest.raises(coap.NotSupportedError, match="TCP"):
         ctx.client_session("coap+tcp://127.0.0.1:5683")
