@@ -14,6 +14,17 @@ from .errors import NotSupportedError
 
 __all__ = ["PKI", "PSK", "KeySource", "PemSource"]
 
+
+def _check_revocation_supported() -> None:
+    """Refuse check_cert_revocation where the TLS library under libcoap loads no CRLs."""
+    if not BACKEND.checks_revocation:
+        raise NotSupportedError(
+            f"check_cert_revocation=True: libcoap's {BACKEND.name} code ({BACKEND.package}) "
+            "loads no CRLs, so a revoked certificate would be accepted; this build "
+            "cannot check revocation (libcoap built with OpenSSL can)"
+        )
+
+
 PemSource = Union[str, "os.PathLike[str]", bytes]
 """A PEM file path, or the PEM text itself as bytes."""
 
@@ -86,12 +97,8 @@ class PKI:
         root_cas: str | os.PathLike[str] | None = None,
         validate_cn: Callable[[str, int], bool] | None = None,
     ) -> None:
-        if check_cert_revocation and BACKEND.dtls and not BACKEND.checks_revocation:
-            raise NotSupportedError(
-                f"check_cert_revocation=True: libcoap's {BACKEND.name} code ({BACKEND.package}) "
-                "loads no CRLs, so a revoked certificate would be accepted; this build "
-                "cannot check revocation (libcoap built with OpenSSL can)"
-            )
+        if check_cert_revocation and BACKEND.dtls:
+            _check_revocation_supported()
         if (cert is None) != (key is None):
             missing = "key" if key is None else "cert"
             raise ValueError(
@@ -137,11 +144,8 @@ class PKI:
 
     def _setup(self) -> tuple[Any, list[Any]]:
         """An ``lcp_pki_t`` for the glue, and the C buffers it points into (keep them alive)."""
-        if self.check_cert_revocation and not BACKEND.checks_revocation:
-            raise NotSupportedError(
-                f"check_cert_revocation=True: libcoap's {BACKEND.name} code ({BACKEND.package}) "
-                "cannot check revocation"
-            )
+        if self.check_cert_revocation:
+            _check_revocation_supported()  # (again: the attribute may have changed)
         keep: list[Any] = []
         setup = ffi.new("lcp_pki_t *")
         keep.append(setup)

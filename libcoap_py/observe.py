@@ -152,7 +152,7 @@ class Observation:
 
     def _session_renewed(self) -> None:
         """The session now runs over a new C session (new local port, new handshake):
-        register there on the next pass of the loop, with the same token."""
+        register there on the next pass of the loop, with a fresh token (see _start)."""
         if self.active:
             self._register_again = True
 

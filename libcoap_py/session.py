@@ -147,8 +147,9 @@ class Session:
         self._handle = ffi.new_handle(self)
         # (method, path) -> (code, options) of plain requests: request()'s fast path.
         self._prepared: dict[tuple[object, str], tuple[int, bytes, int]] = {}
-        self._reliable = int(lib.lcp_session_proto(ptr)) in _RELIABLE
-        self._proto_dtls = int(lib.lcp_session_proto(ptr)) == int(Proto.DTLS)
+        proto = int(lib.lcp_session_proto(ptr))
+        self._reliable = proto in _RELIABLE
+        self._proto_dtls = proto == int(Proto.DTLS)
         # Whether _live() has more to check than the owner thread and the pointer.
         self._check_alive = False  # (True for 4.2's server sessions: see _alive())
         self._dtls_failed = False
