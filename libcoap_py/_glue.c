@@ -78,7 +78,7 @@ static void lcp_pdu_fields(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
 static void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                         int reason, int mid);
 static void lcp_py_event(coap_session_t *session, int event);
-static void lcp_py_log(int level, const char *message);
+static void lcp_py_log(int level, const char *message, int during_io);
 static int lcp_py_cn(coap_session_t *session, const char *cn,
                      unsigned int depth, int validated, void *arg);
 static const lcp_bin_t *lcp_py_psk_key(coap_session_t *session,
@@ -127,9 +127,15 @@ lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
   return lcp_py_cn(session, cn, depth, validated, arg);
 }
 
+/* Nonzero while this thread is inside libcoap's I/O processing (lcp_io): what
+ * libcoap logs then comes from traffic and timers, which a remote peer may
+ * drive; what it logs outside comes from the application's own calls. The
+ * Python side rate-limits only the former (log.py). */
+static __thread int lcp_in_io;
+
 static void
 lcp_on_log(coap_log_t level, const char *message) {
-  lcp_py_log((int)level, message);
+  lcp_py_log((int)level, message, lcp_in_io);
 }
 
 #if LCP_GENERATION >= 3
@@ -248,7 +254,7 @@ lcp_large_response(coap_resource_t *resource, coap_session_t *session,
 }
 
 static int
-lcp_io(coap_context_t *ctx, int timeout_ms) {
+lcp_io_pass(coap_context_t *ctx, int timeout_ms) {
   uint32_t t = timeout_ms < 0 ? COAP_IO_WAIT
              : timeout_ms == 0 ? COAP_IO_NO_WAIT : (uint32_t)timeout_ms;
   return coap_io_process(ctx, t);
@@ -522,7 +528,7 @@ lcp_large_response(coap_resource_t *resource, coap_session_t *session,
 }
 
 static int
-lcp_io(coap_context_t *ctx, int timeout_ms) {
+lcp_io_pass(coap_context_t *ctx, int timeout_ms) {
   /* coap_run_once: 0 (COAP_RUN_BLOCK) waits, COAP_RUN_NONBLOCK (1) polls. */
   unsigned int t = timeout_ms < 0 ? COAP_RUN_BLOCK
                  : timeout_ms == 0 ? COAP_RUN_NONBLOCK : (unsigned int)timeout_ms;
@@ -686,6 +692,16 @@ lcp_session_alive(coap_context_t *ctx, const coap_session_t *session,
 
 /* ================================================================== */
 /* The lcp_* interface                                                 */
+
+/* One I/O pass, marked as such for the log handler (lcp_in_io). */
+static int
+lcp_io(coap_context_t *ctx, int timeout_ms) {
+  int result, outer = lcp_in_io;
+  lcp_in_io = 1;
+  result = lcp_io_pass(ctx, timeout_ms);
+  lcp_in_io = outer;
+  return result;
+}
 
 coap_context_t *
 lcp_new_context(void *app_data) {

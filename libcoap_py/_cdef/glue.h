@@ -46,7 +46,7 @@ extern "Python" int lcp_py_response(coap_session_t *session, void *session_data,
 extern "Python" void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                                  int reason, int mid);
 extern "Python" void lcp_py_event(coap_session_t *session, int event);
-extern "Python" void lcp_py_log(int level, const char *message);
+extern "Python" void lcp_py_log(int level, const char *message, int during_io);
 extern "Python" int lcp_py_cn(coap_session_t *session, const char *cn,
                               unsigned int depth, int validated, void *arg);
 extern "Python" const lcp_bin_t *lcp_py_psk_key(coap_session_t *session,
