@@ -49,7 +49,13 @@ from .library import (
     tls_library,
 )
 from .linkformat import Link, format_link_format, parse_link_format
-from .log import get_log_level, set_log_level
+from .log import (
+    flush_log_summaries,
+    get_log_level,
+    get_log_rate_limit,
+    set_log_level,
+    set_log_rate_limit,
+)
 from .observe import Observation
 from .options import (
     CriticalOptionError,
@@ -109,13 +115,16 @@ __all__ = [
     "dtls_is_supported",
     "encode_option",
     "ffi",
+    "flush_log_summaries",
     "format_link_format",
     "get_log_level",
+    "get_log_rate_limit",
     "lib",
     "libcoap_version",
     "package_name",
     "parse_link_format",
     "set_log_level",
+    "set_log_rate_limit",
     "tcp_is_supported",
     "tls_is_supported",
     "tls_library",

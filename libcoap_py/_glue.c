@@ -78,7 +78,7 @@ static void lcp_pdu_fields(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
 static void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                         int reason, int mid);
 static void lcp_py_event(coap_session_t *session, int event);
-static void lcp_py_log(int level, const char *message);
+static void lcp_py_log(int level, const char *message, int during_io);
 static int lcp_py_cn(coap_session_t *session, const char *cn,
                      unsigned int depth, int validated, void *arg);
 static const lcp_bin_t *lcp_py_psk_key(coap_session_t *session,
@@ -127,9 +127,15 @@ lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
   return lcp_py_cn(session, cn, depth, validated, arg);
 }
 
+/* Nonzero while this thread is inside libcoap's I/O processing (lcp_io): what
+ * libcoap logs then comes from traffic and timers, which a remote peer may
+ * drive; what it logs outside comes from the application's own calls. The
+ * Python side rate-limits only the former (log.py). */
+static __thread int lcp_in_io;
+
 static void
 lcp_on_log(coap_log_t level, const char *message) {
-  lcp_py_log((int)level, message);
+  lcp_py_log((int)level, message, lcp_in_io);
 }
 
 #if LCP_GENERATION >= 3
@@ -247,7 +253,7 @@ lcp_large_request(coap_session_t *session, coap_pdu_t *pdu, const uint8_t *data,
 }
 
 static int
-lcp_io(coap_context_t *ctx, int timeout_ms) {
+lcp_io_pass(coap_context_t *ctx, int timeout_ms) {
   uint32_t t = timeout_ms < 0 ? COAP_IO_WAIT
              : timeout_ms == 0 ? COAP_IO_NO_WAIT : (uint32_t)timeout_ms;
   return coap_io_process(ctx, t);
@@ -517,7 +523,7 @@ lcp_large_request(coap_session_t *session, coap_pdu_t *pdu, const uint8_t *data,
 }
 
 static int
-lcp_io(coap_context_t *ctx, int timeout_ms) {
+lcp_io_pass(coap_context_t *ctx, int timeout_ms) {
   /* coap_run_once: 0 (COAP_RUN_BLOCK) waits, COAP_RUN_NONBLOCK (1) polls. */
   unsigned int t = timeout_ms < 0 ? COAP_RUN_BLOCK
                  : timeout_ms == 0 ? COAP_RUN_NONBLOCK : (unsigned int)timeout_ms;
@@ -619,21 +625,11 @@ lcp_observe_by_handler(coap_resource_t *resource, coap_session_t *session,
 }
 
 /* 4.2.1's coap_new_endpoint crashes when its bind fails on a context with no
- * endpoint yet (its error path unlinks from an empty list): try the bind
- * first, with the socket options libcoap uses, and fail cleanly. */
+ * endpoint yet (its error path unlinks from an empty list). lcp_new_endpoint
+ * tries the address first (lcp_bind_probe, with the right socket type), so
+ * the bind here fails only if another socket takes the address in between. */
 static coap_endpoint_t *
 lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
-  int on = 1, ok;
-  int fd = socket(addr->addr.sa.sa_family, SOCK_DGRAM, 0);
-  if (fd < 0)
-    return NULL;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-  ok = bind(fd, &addr->addr.sa, addr->size) == 0;
-  close(fd);
-  if (!ok) {
-    coap_log(LOG_WARNING, "cannot bind the endpoint: %s\n", strerror(errno));
-    return NULL;
-  }
   return coap_new_endpoint(ctx, addr, (coap_proto_t)proto);
 }
 
@@ -691,6 +687,16 @@ lcp_session_alive(coap_context_t *ctx, const coap_session_t *session,
 
 /* ================================================================== */
 /* The lcp_* interface                                                 */
+
+/* One I/O pass, marked as such for the log handler (lcp_in_io). */
+static int
+lcp_io(coap_context_t *ctx, int timeout_ms) {
+  int result, outer = lcp_in_io;
+  lcp_in_io = 1;
+  result = lcp_io_pass(ctx, timeout_ms);
+  lcp_in_io = outer;
+  return result;
+}
 
 coap_context_t *
 lcp_new_context(void *app_data) {
@@ -917,8 +923,68 @@ lcp_context_set_psk(coap_context_t *ctx, const uint8_t *hint, size_t hint_len,
   return lcp_server_psk(ctx, hint, hint_len, key, key_len, id_arg);
 }
 
+static uint16_t
+lcp_port_of(const coap_address_t *addr) {
+  return ntohs(addr->addr.sa.sa_family == AF_INET ? addr->addr.sin.sin_port
+                                                  : addr->addr.sin6.sin6_port);
+}
+
+/* Whether a server may take addr for proto: 0, or the errno of a test bind.
+ *
+ * libcoap binds its listening sockets with SO_REUSEADDR. For TCP (and TLS, WS)
+ * that lets a restarted server take its port back while connections of the
+ * old one are in TIME_WAIT, and still fails when another socket listens there,
+ * so the test does the same. For UDP (and DTLS) Linux lets any number of
+ * sockets that all set SO_REUSEADDR bind one address, and the newest gets the
+ * datagrams: the test binds without it, so that any other socket on the
+ * address, whatever its options, owner or process, makes it fail. IPv6
+ * sockets are dual-stack, as libcoap makes them. With port 0 the test socket
+ * (without SO_REUSEADDR) gets a port no socket uses, written to *port for
+ * libcoap to bind. */
+static int
+lcp_bind_probe(const coap_address_t *addr, int proto, uint16_t *port) {
+  int on = 1, off = 0, error = 0, fd;
+  int datagram = proto == COAP_PROTO_UDP || proto == COAP_PROTO_DTLS;
+  int family = addr->addr.sa.sa_family;
+  coap_address_t bound;
+  socklen_t size = sizeof(bound.addr);
+  *port = 0;
+  if (family != AF_INET && family != AF_INET6)
+    return 0;  /* not a socket address this test knows: libcoap decides */
+  fd = socket(family, datagram ? SOCK_DGRAM : SOCK_STREAM, 0);
+  if (fd < 0)
+    return errno;
+  if (!datagram)
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  if (family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  if (bind(fd, &addr->addr.sa, addr->size) != 0)
+    error = errno;
+  else if (datagram && lcp_port_of(addr) == 0
+           && getsockname(fd, &bound.addr.sa, &size) == 0)
+    *port = lcp_port_of(&bound);
+  close(fd);
+  return error;
+}
+
+/* A listening endpoint, or NULL with *error set to the errno of the failed
+ * test bind (lcp_bind_probe), or to 0 where libcoap refused by itself. */
 coap_endpoint_t *
-lcp_new_endpoint(coap_context_t *ctx, const coap_address_t *addr, int proto) {
+lcp_new_endpoint(coap_context_t *ctx, const coap_address_t *addr, int proto,
+                 int *error) {
+  coap_address_t chosen;
+  uint16_t port;
+  *error = lcp_bind_probe(addr, proto, &port);
+  if (*error)
+    return NULL;
+  if (port) {
+    chosen = *addr;
+    if (chosen.addr.sa.sa_family == AF_INET)
+      chosen.addr.sin.sin_port = htons(port);
+    else
+      chosen.addr.sin6.sin6_port = htons(port);
+    addr = &chosen;
+  }
   return lcp_endpoint_new(ctx, addr, proto);
 }
 

@@ -13,6 +13,7 @@ from .codes import Event, NackReason
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError, WrongThreadError
 from .library import check_transport
+from .log import flush_log_summaries, pending_summaries
 from .observe import Observation
 from .options import REGISTRY, CriticalOptionError, unknown_critical_options
 from .pdu import PDU, Option, Response, _OptionReader
@@ -432,6 +433,8 @@ class Context(Serving):
                     self._store_error(error)
 
     def _after_io(self) -> None:
+        if pending_summaries:
+            flush_log_summaries()
         if self._connect_watch:
             self._report_connected()
         if self._server_sessions and not _SERVER_SESSION_EVENTS:
@@ -601,6 +604,7 @@ class Context(Serving):
                 session._detach(CoapError("the Context was closed"))
             return
         self._free()
+        flush_log_summaries(force=True)
 
     def _free(self) -> None:
         self.closed = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -46,6 +47,20 @@ def _methods(methods: MethodSpec | Iterable[MethodSpec]) -> list[Code]:
     if isinstance(methods, (str, int)):
         methods = (methods,)
     return [Code.method(m) for m in methods]
+
+
+def _bind_error(uri: str, proto: Proto, ip: str, port: int, code: int) -> OSError:
+    """The OSError for an endpoint that could not be bound, naming its address."""
+    where = f"{proto.name} {f'[{ip}]' if ':' in ip else ip}:{port}"
+    if code == errno.EADDRINUSE:
+        why = f"{where} is in use (another server, Context or socket holds it)"
+    elif code:
+        why = f"{where}: {os.strerror(code)}"
+    else:
+        return OSError(
+            f"cannot listen on {uri}: libcoap refused {where} (see the 'libcoap' logger)"
+        )
+    return OSError(code, f"cannot listen on {uri}: {why}")
 
 
 class Endpoint:
@@ -253,7 +268,8 @@ class Serving:
         (libcoap keeps one certificate and one PSK setup per Context: they apply
         to all its coaps:// endpoints.) Port 0 picks a free port (``Endpoint.port``,
         ``Endpoint.uri``). Raises ``ValueError`` for a bad URI and ``OSError`` when
-        the address cannot be bound.
+        the address cannot be bound: ``errno.EADDRINUSE`` when another socket (of any
+        process, or another Context) holds it, for every transport.
         """
         ctx = self._enter()
         parsed = parse_uri(uri, allow_port_zero=True)
@@ -274,12 +290,10 @@ class Serving:
         address = ffi.new("coap_address_t *")
         if not lib.lcp_address_set(address, ip.encode(), parsed.port):
             raise ValueError(f"cannot use address {ip!r} for {uri!r}")
-        ptr = lib.lcp_new_endpoint(ctx, address, int(parsed.proto))
+        error = ffi.new("int *")
+        ptr = lib.lcp_new_endpoint(ctx, address, int(parsed.proto), error)
         if ptr == ffi.NULL:
-            raise OSError(
-                f"cannot listen on {uri}: the address is in use or not available here "
-                "(see the 'libcoap' logger)"
-            )
+            raise _bind_error(uri, parsed.proto, ip, parsed.port, error[0])
         endpoint = Endpoint(self, ptr, uri, parsed.proto)
         self._endpoints.append(endpoint)
         return endpoint

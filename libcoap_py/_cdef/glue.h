@@ -46,7 +46,7 @@ extern "Python" int lcp_py_response(coap_session_t *session, void *session_data,
 extern "Python" void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                                  int reason, int mid);
 extern "Python" void lcp_py_event(coap_session_t *session, int event);
-extern "Python" void lcp_py_log(int level, const char *message);
+extern "Python" void lcp_py_log(int level, const char *message, int during_io);
 extern "Python" int lcp_py_cn(coap_session_t *session, const char *cn,
                               unsigned int depth, int validated, void *arg);
 extern "Python" const lcp_bin_t *lcp_py_psk_key(coap_session_t *session,
@@ -129,8 +129,10 @@ double lcp_session_max_transmit_wait(const coap_session_t *session);
 int lcp_context_set_pki(coap_context_t *ctx, const lcp_pki_t *pki);
 int lcp_context_set_psk(coap_context_t *ctx, const uint8_t *hint, size_t hint_len,
                         const uint8_t *key, size_t key_len, void *id_arg);
+/* NULL with *error: the errno of a test bind (address in use, ...), or 0 where
+ * libcoap itself refused. Port 0 picks a port no socket uses. */
 coap_endpoint_t *lcp_new_endpoint(coap_context_t *ctx, const coap_address_t *addr,
-                                  int proto);
+                                  int proto, int *error);
 coap_resource_t *lcp_resource_new(const uint8_t *path, size_t len, void *app_data);
 coap_resource_t *lcp_resource_unknown_new(void *app_data);
 void lcp_resource_handle(coap_resource_t *resource, int method);
