@@ -5,6 +5,9 @@ explicitly (e.g. ``libcoap-3-gnutls``); otherwise the first that exists of
 ``PREFERRED`` wins. The API generation (4.2 = libcoap2, 4.3 = libcoap3) is
 read from the package's version and selects the per-generation declarations
 in ``libcoap_py/_cdef/v2`` or ``libcoap_py/_cdef/v3``.
+
+``LIBCOAP_PY_SANITIZE=address`` builds the extension with AddressSanitizer
+(for ``scripts/asan``; such a build runs only with libasan preloaded).
 """
 
 from __future__ import annotations
@@ -176,6 +179,17 @@ def _flags(package: str, what: str) -> list[str]:
     return shlex.split(_pkg_config(what, package))
 
 
+def sanitizer_flags() -> tuple[list[str], list[str]]:
+    """(compile, link) flags for ``LIBCOAP_PY_SANITIZE`` (empty when it is unset)."""
+    wanted = os.environ.get("LIBCOAP_PY_SANITIZE", "")
+    if not wanted:
+        return [], []
+    if wanted != "address":
+        raise BuildError(f"LIBCOAP_PY_SANITIZE={wanted!r}: only 'address' is supported")
+    compile_flags = ["-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1"]
+    return compile_flags, ["-fsanitize=address"]
+
+
 def make_builder() -> FFI:
     package = find_package()
     version = _pkg_config("--modversion", package)
@@ -183,10 +197,13 @@ def make_builder() -> FFI:
     header = "coap3/coap.h" if gen == 3 else "coap2/coap.h"
     cflags = _flags(package, "--cflags")
     libs = _flags(package, "--libs")
+    sanitize_compile, sanitize_link = sanitizer_flags()
 
     builder = FFI()
     builder.cdef(declarations(gen, version))
+    # The switch is part of the source, so that turning it on or off rebuilds.
     source = (
+        f"#define LCP_SANITIZE_ADDRESS {1 if sanitize_compile else 0}\n"
         f"#define LCP_GENERATION {gen}\n"
         f'#define LCP_PKG_NAME "{package}"\n'
         f"#include <{header}>\n" + GLUE.read_text()
@@ -196,12 +213,16 @@ def make_builder() -> FFI:
         source,
         include_dirs=[a[2:] for a in cflags if a.startswith("-I")],
         extra_compile_args=[a for a in cflags if not a.startswith("-I")]
-        + ["-Wno-deprecated-declarations"],
+        + ["-Wno-deprecated-declarations", *sanitize_compile],
         library_dirs=[a[2:] for a in libs if a.startswith("-L")],
         libraries=[a[2:] for a in libs if a.startswith("-l")],
-        extra_link_args=[a for a in libs if not a.startswith(("-L", "-l"))],
+        extra_link_args=[a for a in libs if not a.startswith(("-L", "-l"))] + sanitize_link,
     )
-    print(f"libcoap-py: building against {package} {version} (generation {gen})", file=sys.stderr)
+    sanitized = " with AddressSanitizer" if sanitize_compile else ""
+    print(
+        f"libcoap-py: building against {package} {version} (generation {gen}){sanitized}",
+        file=sys.stderr,
+    )
     return builder
 
 

@@ -195,9 +195,27 @@ static void
 lcp_on_request(coap_resource_t *resource, coap_session_t *session,
                const coap_pdu_t *request, const coap_string_t *query,
                coap_pdu_t *response) {
-  /* query is passed through for coap_add_data_large_response() */
   lcp_py_calls++;
   lcp_py_request(resource, session, request, query, response);
+}
+
+/* Block-wise transfers (RFC 7959). A session takes its block mode from the
+ * context when it is made.
+ * - Client sessions: libcoap sends Block1 uploads, fetches Block2 bodies and
+ *   hands over whole bodies.
+ * - Server sessions (made by libcoap when a datagram comes from a new peer):
+ *   none; server.py reassembles Block1 and serves Block2 itself (BlockServer),
+ *   as on 4.2. libcoap's server-side reassembly crashes on hostile input:
+ *   4.3.1 to 4.3.4 dereference a body they never built (a Block1 upload with
+ *   no Size1 on 4.3.1, or an empty first block), and 4.3.4 forces it on for
+ *   FETCH whatever the mode says.
+ * So the context's mode is 0, and the client constructors below switch it on
+ * while they make their session (lcp_client_blocks). */
+#define LCP_CLIENT_BLOCK_MODE (COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY)
+
+static void
+lcp_client_blocks(coap_context_t *ctx, int on) {
+  coap_context_set_block_mode(ctx, on ? LCP_CLIENT_BLOCK_MODE : 0);
 }
 
 static void
@@ -205,8 +223,7 @@ lcp_register(coap_context_t *ctx) {
   coap_register_response_handler(ctx, lcp_on_response);
   coap_register_nack_handler(ctx, lcp_on_nack);
   coap_register_event_handler(ctx, lcp_on_event);
-  /* libcoap does block-wise transfers (RFC 7959) and hands over whole bodies. */
-  coap_context_set_block_mode(ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+  lcp_client_blocks(ctx, 0);
 }
 
 static void
@@ -223,24 +240,6 @@ lcp_large_request(coap_session_t *session, coap_pdu_t *pdu, const uint8_t *data,
     return 0;
   memcpy(copy, data, len);
   if (!coap_add_data_large_request(session, pdu, len, copy, lcp_release_copy, copy)) {
-    free(copy);
-    return 0;
-  }
-  return 1;
-}
-
-static int
-lcp_large_response(coap_resource_t *resource, coap_session_t *session,
-                   const coap_pdu_t *request, coap_pdu_t *response,
-                   const void *query, const uint8_t *data, size_t len) {
-  uint8_t *copy = malloc(len ? len : 1);
-  if (!copy)
-    return 0;
-  memcpy(copy, data, len);
-  /* media type 0 and no max-age/etag: the Python side added those options. */
-  if (!coap_add_data_large_response(resource, session, request, response,
-                                    (const coap_string_t *)query, 0, -1, 0, len,
-                                    copy, lcp_release_copy, copy)) {
     free(copy);
     return 0;
   }
@@ -505,20 +504,16 @@ lcp_register(coap_context_t *ctx) {
   coap_register_event_handler(ctx, lcp_on_event);
 }
 
+static void
+lcp_client_blocks(coap_context_t *ctx, int on) {
+  (void)ctx; (void)on; /* 4.2 has no block-wise support of its own */
+}
+
 static int
 lcp_large_request(coap_session_t *session, coap_pdu_t *pdu, const uint8_t *data,
                   size_t len) {
   (void)session; (void)pdu; (void)data; (void)len;
   return 0; /* no block-wise support in 4.2's library: LCP_HAS_BLOCK is 0 */
-}
-
-static int
-lcp_large_response(coap_resource_t *resource, coap_session_t *session,
-                   const coap_pdu_t *request, coap_pdu_t *response,
-                   const void *query, const uint8_t *data, size_t len) {
-  (void)resource; (void)session; (void)request; (void)response; (void)query;
-  (void)data; (void)len;
-  return 0;
 }
 
 static int
@@ -770,7 +765,11 @@ lcp_address_format(const coap_address_t *addr, char *ip, size_t iplen,
 coap_session_t *
 lcp_client_session(coap_context_t *ctx, const coap_address_t *local,
                    const coap_address_t *server, int proto) {
-  return coap_new_client_session(ctx, local, server, (coap_proto_t)proto);
+  coap_session_t *session;
+  lcp_client_blocks(ctx, 1);
+  session = coap_new_client_session(ctx, local, server, (coap_proto_t)proto);
+  lcp_client_blocks(ctx, 0);
+  return session;
 }
 
 coap_session_t *
@@ -779,8 +778,12 @@ lcp_client_session_psk(coap_context_t *ctx, const coap_address_t *local,
                        const uint8_t *identity, size_t identity_len,
                        const uint8_t *key, size_t key_len,
                        const char *client_sni) {
-  return lcp_psk_session(ctx, local, server, proto, identity, identity_len,
-                         key, key_len, client_sni);
+  coap_session_t *session;
+  lcp_client_blocks(ctx, 1);
+  session = lcp_psk_session(ctx, local, server, proto, identity, identity_len,
+                            key, key_len, client_sni);
+  lcp_client_blocks(ctx, 0);
+  return session;
 }
 
 static void
@@ -809,9 +812,13 @@ lcp_client_session_pki(coap_context_t *ctx, const coap_address_t *local,
                        const coap_address_t *server, int proto,
                        const lcp_pki_t *pki) {
   coap_dtls_pki_t setup;
+  coap_session_t *session;
   lcp_fill_pki(&setup, pki);
-  return coap_new_client_session_pki(ctx, local, server, (coap_proto_t)proto,
-                                     &setup);
+  lcp_client_blocks(ctx, 1);
+  session = coap_new_client_session_pki(ctx, local, server, (coap_proto_t)proto,
+                                        &setup);
+  lcp_client_blocks(ctx, 0);
+  return session;
 }
 
 /* The app data of the session's context (the Python Context's handle). */
@@ -1071,13 +1078,6 @@ int
 lcp_add_data_large_request(coap_session_t *session, coap_pdu_t *pdu,
                            const uint8_t *data, size_t len) {
   return lcp_large_request(session, pdu, data, len);
-}
-
-int
-lcp_add_data_large_response(coap_resource_t *resource, coap_session_t *session,
-                            const coap_pdu_t *request, coap_pdu_t *response,
-                            const void *query, const uint8_t *data, size_t len) {
-  return lcp_large_response(resource, session, request, response, query, data, len);
 }
 
 int
@@ -1523,10 +1523,14 @@ typedef struct {
   int mid;
   const char *token;
   size_t token_len;
-  const char *payload;   /* the whole body (libcoap 4.3 reassembles Block1) */
+  const char *payload;   /* this PDU's payload (server.py reassembles Block1) */
   size_t payload_len;
   size_t options_len;    /* bytes the options take in lcp_serve_read's encoding */
+  int blocks;            /* LCP_SERVE_BLOCK1 | LCP_SERVE_BLOCK2: the options present */
 } lcp_serve_info_t;
+
+#define LCP_SERVE_BLOCK1 1
+#define LCP_SERVE_BLOCK2 2
 
 /* Fill *out; copy the options into scratch, packed (lcp_pack_option). out->options_len is
  * what they need: when more than room, scratch holds only a part and the
@@ -1547,10 +1551,15 @@ lcp_serve_read(const coap_session_t *session, const coap_pdu_t *request,
   out->token_len = info.token_len;
   out->payload = (const char *)info.payload;
   out->payload_len = info.payload_len;
+  out->blocks = 0;
   if (coap_option_iterator_init((coap_pdu_t *)request, &it, COAP_OPT_ALL)) {
     while ((opt = coap_option_next(&it)) != NULL) {
       size_t number = (size_t)LCP_OPT_NUMBER(it);
       size_t len = coap_opt_length(opt);
+      if (number == COAP_OPTION_BLOCK1)
+        out->blocks |= LCP_SERVE_BLOCK1;
+      else if (number == COAP_OPTION_BLOCK2)
+        out->blocks |= LCP_SERVE_BLOCK2;
       if (used + 6 + len <= room)
         lcp_pack_option((uint8_t *)scratch + used, number, coap_opt_value(opt), len);
       used += 6 + len;

@@ -1,9 +1,13 @@
-"""Block-wise transfers (RFC 7959) done in Python, where libcoap leaves them to the application.
+"""Block-wise transfers (RFC 7959) done in Python, where libcoap leaves them to the binding.
 
-libcoap 4.3 cuts and reassembles bodies itself (``lib.LCP_HAS_BLOCK``); libcoap 4.2
-does not. There, ``Session.request()`` runs the client half below (Block1 uploads,
-Block2 downloads) and a serving Context the server half (``BlockServer``), so that
-both generations behave the same: bodies of any size, whole or not at all.
+Client side: libcoap 4.3 cuts and reassembles bodies itself (``lib.LCP_HAS_BLOCK``);
+libcoap 4.2 does not, and there ``Session.request()`` runs the client half below
+(Block1 uploads, Block2 downloads).
+
+Server side: a serving Context runs the server half (``BlockServer``) on every
+generation. libcoap 4.3's own server-side reassembly is switched off, because
+hostile datagrams crash it (``_glue.c``, ``lcp_client_blocks``). Both generations
+behave the same: bodies of any size, whole or not at all.
 """
 
 from __future__ import annotations
@@ -357,8 +361,12 @@ class _Body:
 
 
 class BlockServer:
-    """Block-wise state of a serving Context (libcoap 4.2): partial Block1 uploads,
-    per peer and path, and response bodies being sent in Block2 blocks.
+    """Block-wise state of a serving Context: partial Block1 uploads, per peer and
+    path, and response bodies being sent in Block2 blocks.
+
+    The state a peer can make the server hold is bounded: ``per_peer`` partial
+    uploads and kept bodies each (a new one drops that peer's oldest), and
+    ``upload_bytes`` and ``cache_bytes`` for all peers together.
 
     Later blocks of a response are served from a copy of the body the handler
     rendered for block 0, kept per peer, method, path and query for
@@ -378,6 +386,8 @@ class BlockServer:
     lifetime = 120.0
     #: Finished uploads whose last answer is kept, for a retransmitted last block.
     done_count = 64
+    #: Partial uploads, and kept response bodies, one peer may have at a time.
+    per_peer = 4
 
     def __init__(self) -> None:
         self._uploads: OrderedDict[tuple[Any, ...], _Upload] = OrderedDict()
@@ -385,6 +395,9 @@ class BlockServer:
         self._done: OrderedDict[tuple[Any, ...], _Done] = OrderedDict()
         self._upload_total = 0
         self._body_total = 0
+        # How many uploads / bodies each peer has (for per_peer).
+        self._peer_uploads: dict[Any, int] = {}
+        self._peer_bodies: dict[Any, int] = {}
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -410,11 +423,26 @@ class BlockServer:
         upload = self._uploads.pop(key, None)
         if upload is not None:
             self._upload_total -= len(upload.data)
+            _count(self._peer_uploads, key[0], -1)
 
     def _drop_body(self, key: tuple[Any, ...]) -> None:
         body = self._bodies.pop(key, None)
         if body is not None:
             self._body_total -= len(body.payload)
+            _count(self._peer_bodies, key[0], -1)
+
+    def _make_room(
+        self,
+        table: OrderedDict[tuple[Any, ...], Any],
+        counts: dict[Any, int],
+        peer: Any,
+        drop: Callable[[tuple[Any, ...]], None],
+    ) -> None:
+        """Drop ``peer``'s oldest entries of ``table`` until it may add one more."""
+        if counts.get(peer, 0) < self.per_peer:
+            return
+        for key in [k for k in table if k[0] == peer][: counts[peer] - self.per_peer + 1]:
+            drop(key)
 
     @staticmethod
     def _upload_key(request: Request) -> tuple[Any, ...]:
@@ -459,7 +487,9 @@ class BlockServer:
             if announced is not None and announced > self.max_body:
                 self._too_large(response)
                 return None, None
+            self._make_room(self._uploads, self._peer_uploads, key[0], self._drop_upload)
             upload = self._uploads[key] = _Upload(touched=now)
+            _count(self._peer_uploads, key[0], 1)
         else:
             found = self._uploads.get(key)
             finished = self._done.get(key)
@@ -568,8 +598,10 @@ class BlockServer:
         if len(payload) > 16 and self.cache_bytes > 0:
             key = self._body_key(request)
             self._drop_body(key)
+            self._make_room(self._bodies, self._peer_bodies, key[0], self._drop_body)
             self._bodies[key] = _Body(int(reply.code), later, payload, time.monotonic())
             self._body_total += len(payload)
+            _count(self._peer_bodies, key[0], 1)
             self._expire(time.monotonic())
         written = self._send_block(request, response, max_pdu, int(reply.code), options, payload)
         self._remember(request, block1, *written)
@@ -618,6 +650,14 @@ class BlockServer:
         block = [block_option(_BLOCK2, offset // size, more, szx), (_SIZE2, _uint(len(payload)))]
         _answer(response, code, [*options, *block], chunk)
         return code, [*options, *block], chunk
+
+
+def _count(counts: dict[Any, int], peer: Any, step: int) -> None:
+    left = counts.get(peer, 0) + step
+    if left > 0:
+        counts[peer] = left
+    else:
+        counts.pop(peer, None)
 
 
 def _answer(response: Any, code: Code | int, options: list[Option], payload: bytes = b"") -> None:

@@ -13,10 +13,7 @@ from .pdu import (
     Option,
     OptionValue,
     PackedOptions,
-    check_fits,
     encode_option,
-    pdu_room,
-    write_options,
 )
 
 if TYPE_CHECKING:
@@ -269,34 +266,6 @@ class ServerResponse(OptionAccessors):
         if done < 0:
             raise CoapError("libcoap refused the response")
         return done > 0
-
-    def _write(
-        self, ptr: Any, max_pdu: int, token_len: int, large: tuple[Any, Any, Any, Any]
-    ) -> None:
-        """Fill the C response; a body larger than one PDU goes block-wise (libcoap 4.3)."""
-        options = list(self._options)
-        if self._content_format is not None:
-            options.append(encode_option(_CONTENT_FORMAT, int(self._content_format)))
-        if len(options) > 1:
-            options.sort(key=lambda o: o[0])
-        body = self._payload
-        payload = (
-            body if type(body) is bytes else body.encode() if isinstance(body, str) else bytes(body)
-        )
-        block_wise = bool(payload) and len(payload) > pdu_room(max_pdu, token_len, options)
-        if block_wise and not lib.LCP_HAS_BLOCK:
-            check_fits(max_pdu, token_len, options, len(payload))  # raises, naming sizes
-        lib.lcp_pdu_set_code(ptr, int(self._code))
-        if options:
-            write_options(ptr, options)
-        if block_wise:
-            resource, session, request, query = large
-            if not lib.lcp_add_data_large_response(
-                resource, session, request, ptr, query, payload, len(payload)
-            ):
-                raise CoapError("libcoap refused the block-wise response body")
-        elif payload and not lib.coap_add_data(ptr, len(payload), payload):
-            raise CoapError("libcoap refused the response payload")
 
     def __repr__(self) -> str:
         code = self._code.dotted if isinstance(self._code, Code) else str(self._code)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
-from .blockwise import LIBCOAP_BLOCKS, BlockServer
+from .blockwise import BlockServer
 from .codes import Code, MessageType, OptionNumber, Proto
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
@@ -32,6 +32,7 @@ MethodSpec = Union[str, Code, int]
 
 _SLICE_MS = 250  # run() wakes at least this often to notice stop() and signals
 _OBSERVE = int(OptionNumber.OBSERVE)
+_BLOCK2 = int(OptionNumber.BLOCK2)
 _URI_PATH = int(OptionNumber.URI_PATH)
 _METHOD_NOT_ALLOWED = int(Code.METHOD_NOT_ALLOWED)
 # The code a response starts with, by request method (an int: no Enum call per request).
@@ -486,6 +487,7 @@ class Serving:
                 session = self._server_session(session_ptr)
             req = Request._served(info, _unpack(scratch, need) if need else b"", session)
             code = info.code
+            block_options = info.blocks
         else:
             served = None
             # A notification from a libcoap that runs the GET handler without a request.
@@ -494,16 +496,19 @@ class Serving:
             token = ffi.buffer(self._info.token, self._info.token_len)[:]
             req = resource._registration(session_ptr, session, token)
             code = int(req.code)
+            block_options = lib.LCP_SERVE_BLOCK2 if req.option(_BLOCK2) is not None else 0
         handler = resource._handlers.get(code)
         if handler is None:
             lib.lcp_pdu_set_code(response, _METHOD_NOT_ALLOWED)
             return
-        blocks, block1 = None, None
-        if not LIBCOAP_BLOCKS:
-            # libcoap 4.2 leaves block-wise transfers to us: reassemble Block1
-            # uploads, serve later Block2 blocks from the body rendered for block 0.
+        # Block-wise transfers are ours on the server side, on every generation (libcoap
+        # 4.3's own reassembly crashes on hostile input: _glue.c, lcp_client_blocks):
+        # reassemble Block1 uploads, serve later Block2 blocks from the body rendered for
+        # block 0.
+        blocks = self._block_server or self._blocks()
+        block1 = None
+        if block_options:
             max_pdu = lib.coap_session_max_pdu_size(session_ptr)
-            blocks = self._blocks()
             try:
                 whole, block1 = blocks.receive(req, response)
                 if whole is None or blocks.answer_later_block(whole, response, max_pdu):
@@ -525,15 +530,9 @@ class Serving:
                 resource._observe_option(session_ptr, req, reply)
                 if lib.LCP_NOTIFY_ERROR_UNSAFE and int(reply._code) >> 5 > 2:
                     reply = self._error_notification(session_ptr, req, response, reply)
-            if blocks is not None:
+            if block_options or not reply._send_simple(session_ptr, response):
+                max_pdu = lib.coap_session_max_pdu_size(session_ptr)
                 blocks.respond(req, reply, response, max_pdu, block1)
-            elif not reply._send_simple(session_ptr, response):
-                reply._write(
-                    response,
-                    lib.coap_session_max_pdu_size(session_ptr),
-                    len(req.token),
-                    (resource._ptr, session_ptr, request, query),
-                )
             if served is not None and not (
                 self._stopping or self._close_requested or self._error is not None
             ):

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import block_attacks
 import pytest
 from conftest import (
     COAP_CLIENT,
@@ -330,6 +331,34 @@ def test_coap_garbage_at_the_dtls_endpoints(server: ServerProcess, blaster: Blas
     garbage = crafted_coap_garbage()[:40] + random_coap_garbage(rng, 40)
     for name in ("psk", "pki"):
         blaster.send(server.ports[name], garbage)
+    server.assert_serving()
+    _assert_dtls_serving(server)
+
+
+# --------------------------------------------------------------------------
+# Block-wise attacks (block_attacks.py): two datagrams crashed libcoap 4.3.1-4.3.4
+
+
+@pytest.mark.parametrize("path", ["x", "alive"], ids=["unknown path", "a resource"])
+def test_block_wise_attacks_leave_the_server_serving(server: ServerProcess, path: str) -> None:
+    for name, datagrams in block_attacks.sequences(path):
+        answered = block_attacks.send_sequence(server.ports["coap"], datagrams)
+        server.check_alive()
+        assert answered == len(datagrams), f"{name}: {answered} of {len(datagrams)} answered"
+        server.assert_serving()
+
+
+def test_block_wise_attacks_from_an_authenticated_device(server: ServerProcess) -> None:
+    """The same requests inside a PSK session, sent with new_pdu()/send()."""
+    with coap.Context() as ctx:
+        uri = f"coaps://127.0.0.1:{server.ports['psk']}"
+        session = ctx.client_session(uri, dtls=coap.PSK(identity=PSK_IDENTITY, key=PSK_KEY))
+        sender = block_attacks.SessionSender(ctx, session)
+        for name, datagrams in block_attacks.sequences("alive"):
+            for datagram in datagrams:
+                answered = sender.send(datagram)
+                server.check_alive()
+                assert answered, f"{name}: no answer"
     server.assert_serving()
     _assert_dtls_serving(server)
 

@@ -182,9 +182,6 @@ int lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
                 const uint8_t *payload, size_t payload_len, int timeout_ms);
 int lcp_add_data_large_request(coap_session_t *session, coap_pdu_t *pdu,
                                const uint8_t *data, size_t len);
-int lcp_add_data_large_response(coap_resource_t *resource, coap_session_t *session,
-                                const coap_pdu_t *request, coap_pdu_t *response,
-                                const void *query, const uint8_t *data, size_t len);
 
 /* Observe. */
 void lcp_resource_observable(coap_resource_t *resource, int observable, int confirmable);
@@ -219,7 +216,11 @@ typedef struct {
   const char *payload;
   size_t payload_len;
   size_t options_len;
+  int blocks;
 } lcp_serve_info_t;
+
+#define LCP_SERVE_BLOCK1 1
+#define LCP_SERVE_BLOCK2 2
 
 void lcp_serve_read(const coap_session_t *session, const coap_pdu_t *request,
                     lcp_serve_info_t *out, char *scratch, size_t room);

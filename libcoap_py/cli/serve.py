@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -185,6 +186,12 @@ def run(args: argparse.Namespace) -> int:
             uris = service.open()
         except (OSError, ValueError, coap.CoapError) as exc:
             raise CliError(f"cannot listen: {exc}") from None
+        # A SIGINT or SIGTERM that comes once "listening on" is out, before run() has
+        # taken the signals over, stops the service the same way.
+        previous = {
+            sig: signal.signal(sig, lambda signum, frame: service.stop())
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             auth = []
             if pki is not None:
@@ -196,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"listening on {uri}", flush=True)
             service.run(handle_signals=True)
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             service.close()
     finally:
         store.close()
