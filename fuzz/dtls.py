@@ -51,7 +51,9 @@ class DtlsWay:
         self.address = (host, port)
         self.sessions = 0
         self.send_errors = 0
-        self.ended = 0  # sessions the server ended
+        self.ended = 0  # sessions that ended (an alert, close_notify, a record error)
+        self.end_reasons: dict[str, int] = {}
+        self.skipped = 0  # empty datagrams, which DTLS cannot carry
         ctx = SSL.Context(SSL.DTLS_CLIENT_METHOD)
         ctx.use_certificate_chain_file(str(cert))
         ctx.use_privatekey_file(str(key))
@@ -140,13 +142,17 @@ class DtlsWay:
             self.send_errors += 1
 
     def send(self, data: bytes) -> None:
+        if not data:
+            # An empty record cannot be written (SSL_write of 0 bytes fails).
+            self.skipped += 1
+            return
         if self.dead:
             self.renew()
         assert self.conn is not None
         try:
             self.conn.send(data)
-        except SSL.Error:
-            self._end()
+        except SSL.Error as exc:
+            self._end(f"send: {exc}")
             return
         self._flush()
 
@@ -176,14 +182,18 @@ class DtlsWay:
                 out.append(self.conn.recv(65536))
             except SSL.WantReadError:
                 break
-            except (SSL.ZeroReturnError, SSL.Error):
-                self._end()
+            except SSL.ZeroReturnError:
+                self._end("close_notify")
+                break
+            except SSL.Error as exc:
+                self._end(f"recv: {exc}")
                 break
         self._flush()  # alerts or handshake answers OpenSSL wants sent
 
-    def _end(self) -> None:
+    def _end(self, reason: str) -> None:
         self.dead = True
         self.ended += 1
+        self.end_reasons[reason] = self.end_reasons.get(reason, 0) + 1
 
     def close(self) -> None:
         if self.conn is not None and not self.dead:

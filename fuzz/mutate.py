@@ -92,7 +92,7 @@ class Stream:
             step += 1
 
     def first(self, count: int) -> list[Datagram]:
-        out = []
+        out: list[Datagram] = []
         for datagram in self:
             if len(out) == count:
                 break
@@ -165,7 +165,11 @@ def _sequence_op(rng: random.Random, messages: list[Message]) -> tuple[list[Mess
     op = rng.randrange(5)
     if op == 0:
         i = rng.randrange(n)
-        return [*messages[: i + 1], *[messages[i]] * rng.randint(1, 4), *messages[i + 1 :]], "repeat"
+        return [
+            *messages[: i + 1],
+            *[messages[i]] * rng.randint(1, 4),
+            *messages[i + 1 :],
+        ], "repeat"
     if op == 1 and n > 1:
         shuffled = list(messages)
         rng.shuffle(shuffled)

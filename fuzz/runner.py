@@ -37,6 +37,7 @@ class Way(Protocol):
     name: str
     sessions: int
     send_errors: int
+    ended: int
 
     @property
     def max_datagram(self) -> int: ...
@@ -99,6 +100,8 @@ class Result:
     codes: collections.Counter[str] = field(default_factory=collections.Counter)
     probes: int = 0
     sessions: int = 0
+    ended: int = 0
+    silent: int = 0
     send_errors: int = 0
     elapsed_s: float = 0.0
     warmup_sent: int = 0
@@ -107,6 +110,7 @@ class Result:
     rss_after_kib: int = 0
     crash: Crash | None = None
     tracebacks: int = 0
+    exceptions: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -158,8 +162,10 @@ def exchange(
     match: Callable[[pdu.Answer], bool],
     timeout: float = PROBE_TIMEOUT_S,
     seen: Callable[[bytes], None] | None = None,
+    resend_s: float = 1.0,
 ) -> pdu.Answer | None:
-    """Send ``datagram`` (again each second) until an answer ``match``es; None at ``timeout``."""
+    """Send ``datagram`` (again every ``resend_s``) until an answer ``match``es; None at
+    ``timeout``."""
     deadline = time.monotonic() + timeout
     next_send = 0.0
     while True:
@@ -168,7 +174,7 @@ def exchange(
             return None
         if now >= next_send:
             way.send(datagram)
-            next_send = now + 1.0
+            next_send = now + resend_s
         for data in way.receive(min(0.05, deadline - now)):
             if seen is not None:
                 seen(data)
@@ -192,7 +198,8 @@ class Session:
         self.sent = 0
         self.answers = 0
         self.codes: collections.Counter[str] = collections.Counter()
-        self.ping_mid = 0x8000
+        self.last_mid = 0
+        self.silent = 0  # fuzzing sessions that stopped answering pings (then replaced)
 
     def send_batches(
         self, datagrams: Iterable[Datagram], after_batch: Callable[[list[Datagram]], bool]
@@ -202,6 +209,8 @@ class Session:
         batch: list[Datagram] = []
         for d in datagrams:
             self.way.send(d.data[:limit])
+            if len(d.data) >= 4:
+                self.last_mid = int.from_bytes(d.data[2:4], "big")
             self.sent += 1
             batch.append(d)
             if len(batch) >= self.config.batch:
@@ -225,23 +234,26 @@ class Session:
     def check_way(self) -> None:
         """The fuzzing session still gets answers (a CON ping gets an RST); a DTLS session
         that went silent is replaced, counted in the way's ``sessions``."""
-        for _ in range(2):
-            self.ping_mid = (self.ping_mid + 7919) & 0xFFFF
-            mid = self.ping_mid
+        for attempt in range(3):
+            # Half the id space away from the stream's recent (sequential) ids, so that
+            # libcoap does not take the ping for a duplicate of a fuzzed message.
+            mid = (self.last_mid + 0x8000 + 101 * attempt) & 0xFFFF
             ping = pdu.Message(pdu.CON, pdu.EMPTY, mid).encode()
             answer = exchange(
                 self.way,
                 ping,
                 lambda a, mid=mid: a.type == pdu.RST and a.mid == mid,  # type: ignore[misc]
-                timeout=2.0,
+                timeout=1.0,
                 seen=self._count,
+                resend_s=0.25,
             )
             if answer is not None:
                 return
-            if self.way.name == "dtls":
+            if self.way.name == "dtls" and attempt == 1:
                 from .dtls import DtlsWay
 
                 assert isinstance(self.way, DtlsWay)
+                self.silent += 1
                 self.way.dead = True
                 self.way.renew()
         raise ProbeFailed("the fuzzing session gets no answer to a ping")
@@ -364,16 +376,19 @@ def run(config: Config, certs: Certs, log: Callable[[str], None] = print) -> Res
         result.codes = session.codes
         result.probes = session.prober.count
         result.sessions = session.way.sessions
+        result.ended = session.way.ended
+        result.silent = session.silent
         result.send_errors = session.way.send_errors
         if failure:
             result.crash = Crash(failure[0], list(window), _tail(session.target.output()))
     finally:
         session.close()
-    output = session.target.output()
     result.tracebacks = session.target.tracebacks
+    result.exceptions = dict(session.target.process.exceptions)
     if result.tracebacks:
+        shown = "\n".join("\n".join(tb) for tb in session.target.process.first_tracebacks)
         result.failures.append(
-            f"the server logged {result.tracebacks} tracebacks:\n{_tail(output, 30)}"
+            f"the server logged {result.tracebacks} tracebacks; the first ones:\n{shown}"
         )
     if result.crash is None and result.rss_growth_kib >= config.rss_limit_kib:
         result.failures.append(
@@ -397,9 +412,7 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def replay(
-    config: Config, certs: Certs, datagrams: Sequence[Datagram]
-) -> tuple[str | None, str]:
+def replay(config: Config, certs: Certs, datagrams: Sequence[Datagram]) -> tuple[str | None, str]:
     """Send ``datagrams`` to a fresh server; (why it is dead or None, its output)."""
     session = Session(config, certs)
     try:
@@ -481,7 +494,8 @@ def report(result: Result) -> str:
     lines = [
         f"target {c.target}, way {c.way}, seed {c.seed}: {result.sent:,} datagrams sent "
         f"(+{result.warmup_sent:,} warm-up) in {result.elapsed_s:.1f} s ({rate:,.0f}/s), "
-        f"{result.answers:,} answers, {result.probes} probes, {result.sessions} session(s), "
+        f"{result.answers:,} answers, {result.probes} probes, {result.sessions} session(s) "
+        f"({result.ended} ended by the server, {result.silent} gone silent), "
         f"{result.send_errors} send errors",
         "answer codes: " + ", ".join(f"{k} {v}" for k, v in sorted(result.codes.items())),
         f"RSS: {result.rss_start_kib} KiB at start, {result.rss_before_kib} KiB after warm-up, "
@@ -498,10 +512,9 @@ def report(result: Result) -> str:
                 f"reproduced on a fresh server ({crash.replay_what}) with these "
                 f"{len(shown)} datagrams (of a window of {len(crash.window)}):"
             )
-            lines += [
-                f"  # index {d.index} step {d.step} seed {d.seed} {d.family} {d.how}\n  {d.data.hex()}"
-                for d in shown
-            ]
+            for d in shown:
+                lines.append(f"  # index {d.index} step {d.step} seed {d.seed} {d.family} {d.how}")
+                lines.append(f"  {d.data.hex()}")
             lines.append("reproduce with:")
             lines.append("  " + replay_command(c, shown))
         else:

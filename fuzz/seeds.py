@@ -69,7 +69,12 @@ from .pdu import (
 SIZES = tuple(
     sorted(
         {0, 1, 4097}
-        | {b * m + d for b in (16, 32, 64, 128, 256, 512, 1024) for m in (1, 2, 3) for d in (-1, 0, 1)}
+        | {
+            b * m + d
+            for b in (16, 32, 64, 128, 256, 512, 1024)
+            for m in (1, 2, 3)
+            for d in (-1, 0, 1)
+        }
     )
 )
 #: Methods that carry a body.
@@ -233,7 +238,9 @@ def _options(b: _Builder) -> Iterator[Seed]:
     for number, value in values:
         method = b.rng.choice(METHODS)
         payload = b"opt" if method in BODY_METHODS else b""
-        yield Seed("option", (b.request(method, "fields", options=((number, value),), payload=payload),))
+        yield Seed(
+            "option", (b.request(method, "fields", options=((number, value),), payload=payload),)
+        )
     # Many options of one kind, and an option number past 65535 in total.
     many = tuple((URI_PATH, b"s%d" % i) for i in range(120))
     yield Seed("option", (Message(CON, GET, b.next_mid(), b.token(), many),))
@@ -343,7 +350,9 @@ def _block1_transfer(
     token = b.token(b.rng.randint(1, 8))
     extra: tuple[Option, ...] = ((CONTENT_FORMAT, uint(42)),) if method == FETCH else ()
 
-    def piece(num: int, *, szx_: int = szx, size1: int | None = None, tok: bytes = token) -> Message:
+    def piece(
+        num: int, *, szx_: int = szx, size1: int | None = None, tok: bytes = token
+    ) -> Message:
         bs = block_size(szx_)
         chunk = body[num * bs : (num + 1) * bs]
         more = (num + 1) * bs < len(body)
@@ -387,7 +396,11 @@ def _block1_transfer(
             method,
             path,
             token=b.token(5),
-            options=((BLOCK2, block(5, True, 6)), (BLOCK1, block(2, False, 4)), (SIZE1, uint(0x161F))),
+            options=(
+                (BLOCK2, block(5, True, 6)),
+                (BLOCK1, block(2, False, 4)),
+                (SIZE1, uint(0x161F)),
+            ),
             payload=body[-16:] or b"B" * 16,
         )
         return (first, later)

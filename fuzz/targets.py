@@ -49,6 +49,12 @@ class ChildProcess:
     def __init__(self, argv: Sequence[str], keep_lines: int = 400) -> None:
         self.lines: collections.deque[str] = collections.deque(maxlen=keep_lines)
         self.tracebacks = 0
+        #: The first few tracebacks in the output, whole.
+        self.first_tracebacks: list[list[str]] = []
+        self._in_traceback = False
+        #: The exception line ending each traceback, counted.
+        self.exceptions: collections.Counter[str] = collections.Counter()
+        self._traceback_open = False
         self._pending = b""
         self._drainer: threading.Thread | None = None
         self.process = subprocess.Popen(
@@ -87,7 +93,20 @@ class ChildProcess:
     def _take(self, chunk: bytes) -> list[str]:
         *complete, self._pending = (self._pending + chunk).split(b"\n")
         new = [line.decode("utf-8", "replace").rstrip("\r") for line in complete]
-        self.tracebacks += sum(line.startswith("Traceback") for line in new)
+        for line in new:
+            if self._traceback_open and line and not line[0].isspace():
+                self.exceptions[line[:200]] += 1
+                self._traceback_open = False
+            if line.startswith("Traceback"):
+                self.tracebacks += 1
+                self._traceback_open = True
+                self._in_traceback = len(self.first_tracebacks) < 3
+                if self._in_traceback:
+                    self.first_tracebacks.append([])
+            if self._in_traceback:
+                self.first_tracebacks[-1].append(line)
+                if line and not line[0].isspace() and not line.startswith("Traceback"):
+                    self._in_traceback = False  # the exception line ends it
         self.lines.extend(new)
         return new
 

@@ -26,6 +26,7 @@ class UdpWay:
         self.address = (host, port)
         self.sessions = 0
         self.send_errors = 0
+        self.ended = 0
         self.sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock.connect(self.address)
