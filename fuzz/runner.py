@@ -74,6 +74,8 @@ class Config:
     drain_s: float = 0.002
     probe_every: int = 500
     warmup: int = 2_000
+    #: The warm-up sends every seed (1) or every n-th seed of each family.
+    warmup_seed_step: int = 1
     rss_limit_kib: int = 1024
     shrink: bool = True
     max_shrink_tests: int = 60
@@ -293,12 +295,17 @@ def _status_text(status: int) -> str:
     return f"the server exited with status {status}"
 
 
-def warmup_datagrams(seed: int, count: int) -> list[Datagram]:
-    """Every seed as it is, then ``count`` mutated datagrams of a stream of its own."""
+def warmup_datagrams(seed: int, count: int, seed_step: int = 1) -> list[Datagram]:
+    """Every seed (or every ``seed_step``-th of each family) as it is, then ``count``
+    mutated datagrams of a stream of its own."""
     seeds = corpus()
     out: list[Datagram] = []
+    taken: dict[str, int] = {}
     for i, s in enumerate(seeds):
-        out += clean_sequence(s, i)
+        n = taken.get(s.family, 0)
+        taken[s.family] = n + 1
+        if n % seed_step == 0:
+            out += clean_sequence(s, i)
     out += Stream(seed + 1_000_003, seeds).first(count)
     return out
 
@@ -310,7 +317,7 @@ def run(config: Config, certs: Certs, log: Callable[[str], None] = print) -> Res
     window: collections.deque[Datagram] = collections.deque()
     try:
         result.rss_start_kib = session.target.rss_kib()
-        warm = warmup_datagrams(config.seed, config.warmup)
+        warm = warmup_datagrams(config.seed, config.warmup, config.warmup_seed_step)
         failure: list[str] = []
 
         def watch(batch: list[Datagram]) -> bool:
