@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .runner import WAYS, Config, replay_main, report, run
+from .runner import WAYS, Config, replay_main, report, run, write_crash
 from .targets import TARGETS, Certs, make_certs
 
 
@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=Config.warmup, help="mutated datagrams")
     parser.add_argument("--rss-limit-kib", type=int, default=Config.rss_limit_kib)
     parser.add_argument("--no-shrink", action="store_true", help="do not shrink a crash window")
+    parser.add_argument(
+        "--crash-dir",
+        type=Path,
+        default=Path("fuzz-crashes"),
+        help="where a crash's datagrams are written (default: %(default)s)",
+    )
     args = parser.parse_args(args_list)
     ok = True
     with tempfile.TemporaryDirectory(prefix="libcoap-py-fuzz-certs-") as tmp:
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                     seconds=args.seconds,
                 )
                 result = run(config, certs, log=_log)
+                write_crash(result, args.crash_dir)
                 print(report(result), flush=True)
                 ok = ok and result.ok
     return 0 if ok else 1

@@ -54,6 +54,7 @@ class DtlsWay:
         self.ended = 0  # sessions that ended (an alert, close_notify, a record error)
         self.end_reasons: dict[str, int] = {}
         self.skipped = 0  # empty datagrams, which DTLS cannot carry
+        self.failed_handshakes = 0
         ctx = SSL.Context(SSL.DTLS_CLIENT_METHOD)
         ctx.use_certificate_chain_file(str(cert))
         ctx.use_privatekey_file(str(key))
@@ -72,19 +73,32 @@ class DtlsWay:
         return int(self.conn.get_cleartext_mtu())
 
     def renew(self) -> None:
-        """A new session (new socket, new handshake) unless the current one is alive."""
+        """A new session (new socket, new handshake) unless the current one is alive.
+
+        The new socket is bound before the old one is closed, so it gets another
+        port: libcoap 4.3.1 answers no ClientHello from the address of a session it
+        still holds. A handshake that fails is tried once more from another port.
+        """
         if not self.dead:
             return
-        if self.sock is not None:
-            self.sock.close()
-        self.sock = socket.socket(family_of(self.address[0]), socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.connect(self.address)
-        self.sock.setblocking(False)
-        self.conn = SSL.Connection(self._ctx, None)
-        self.conn.set_ciphertext_mtu(MTU)
-        self.conn.set_connect_state()
-        self._handshake()
+        for attempt in range(2):
+            old = self.sock
+            self.sock = socket.socket(family_of(self.address[0]), socket.SOCK_DGRAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            self.sock.connect(self.address)
+            self.sock.setblocking(False)
+            if old is not None:
+                old.close()
+            self.conn = SSL.Connection(self._ctx, None)
+            self.conn.set_ciphertext_mtu(MTU)
+            self.conn.set_connect_state()
+            try:
+                self._handshake()
+                break
+            except HandshakeFailed:
+                self.failed_handshakes += 1
+                if attempt == 1:
+                    raise
         self.dead = False
         self.sessions += 1
 

@@ -92,6 +92,7 @@ class Crash:
     reproduced: bool | None = None
     minimal: list[Datagram] = field(default_factory=list)
     replay_what: str = ""
+    file: Path | None = None
 
 
 @dataclass
@@ -523,7 +524,7 @@ def report(result: Result) -> str:
                 lines.append(f"  # index {d.index} step {d.step} seed {d.seed} {d.family} {d.how}")
                 lines.append(f"  {d.data.hex()}")
             lines.append("reproduce with:")
-            lines.append("  " + replay_command(c, shown))
+            lines.append("  " + replay_command(c, shown, crash.file))
         else:
             lines.append(
                 f"replaying the window of {len(crash.window)} datagrams did not reproduce it "
@@ -532,9 +533,29 @@ def report(result: Result) -> str:
     return "\n".join(lines)
 
 
-def replay_command(config: Config, datagrams: Sequence[Datagram]) -> str:
-    hexes = " ".join(d.data.hex() for d in datagrams)
-    return f"python -m fuzz replay --target {config.target} --way {config.way} {hexes}"
+def replay_command(config: Config, datagrams: Sequence[Datagram], file: Path | None = None) -> str:
+    """The command that replays ``datagrams`` (in hex, or from ``file`` when they are many)."""
+    command = f"python -m fuzz replay --target {config.target} --way {config.way}"
+    if file is not None and len(datagrams) > 20:
+        return f"{command} --file {file}"
+    return command + " " + " ".join(d.data.hex() for d in datagrams)
+
+
+def write_crash(result: Result, directory: Path) -> Path | None:
+    """The datagrams that reproduce a crash (shrunk if it was), one hex line each."""
+    crash = result.crash
+    if crash is None:
+        return None
+    c = result.config
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"crash-{c.target}-{c.way}-seed{c.seed}.hex"
+    lines = [f"# {crash.what}", f"# reproduced: {crash.reproduced} {crash.replay_what}"]
+    for d in crash.minimal or crash.window:
+        lines.append(f"# index {d.index} step {d.step} seed {d.seed} {d.family} {d.how}")
+        lines.append(d.data.hex())
+    path.write_text("\n".join(lines) + "\n")
+    crash.file = path
+    return path
 
 
 def replay_main(
