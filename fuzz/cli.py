@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .runner import WAYS, Config, replay_main, report, run, write_crash
+from .runner import WAYS, Config, SetupError, replay_main, report, run, write_crash
 from .targets import TARGETS, Certs, make_certs
 
 
@@ -39,6 +39,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except (RuntimeError, SetupError) as exc:
+        print(f"fuzz: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     if args_list[:1] == ["replay"]:
         return _replay(args_list[1:])

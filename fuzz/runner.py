@@ -33,6 +33,10 @@ PROBE_TIMEOUT_S = 5.0
 EXIT_GRACE_S = 2.0
 
 
+class SetupError(Exception):
+    """The fuzzer cannot start: a missing module, a server that does not come up."""
+
+
 class Way(Protocol):
     name: str
     sessions: int
@@ -57,7 +61,12 @@ def open_way(target: Target, way: str) -> Way:
 
         return UdpWay(*target.address("coap"))
     if way == "dtls":
-        from .dtls import DtlsWay
+        try:
+            from .dtls import DtlsWay
+        except ImportError as exc:
+            raise SetupError(
+                f"the DTLS way in needs pyOpenSSL (pip install pyopenssl): {exc}"
+            ) from None
 
         certs = target.certs
         return DtlsWay(*target.address("coaps"), certs.cert, certs.key, certs.ca)
@@ -499,8 +508,9 @@ def report(result: Result) -> str:
     """The run in a few lines; a crash with its datagrams and the command that replays them."""
     c = result.config
     rate = result.sent / result.elapsed_s if result.elapsed_s else 0.0
+    phase = " (stopped in the warm-up)" if result.crash is not None and not result.elapsed_s else ""
     lines = [
-        f"target {c.target}, way {c.way}, seed {c.seed}: {result.sent:,} datagrams sent "
+        f"target {c.target}, way {c.way}, seed {c.seed}{phase}: {result.sent:,} datagrams sent "
         f"(+{result.warmup_sent:,} warm-up) in {result.elapsed_s:.1f} s ({rate:,.0f}/s), "
         f"{result.answers:,} answers, {result.probes} probes, {result.sessions} session(s) "
         f"({result.ended} ended by the server, {result.silent} gone silent), "

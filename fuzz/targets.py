@@ -162,12 +162,14 @@ class Certs:
 
 def make_certs(directory: Path) -> Certs:
     """``libcoap-py cert init DIRECTORY`` (CA, server and device ``device-1``)."""
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-I", "-m", "libcoap_py.cli", "cert", "init", str(directory)],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=60,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"libcoap-py cert init failed: {done.stderr.strip()}")
     return Certs(directory)
 
 
