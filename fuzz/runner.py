@@ -519,6 +519,11 @@ def report(result: Result) -> str:
         f"RSS: {result.rss_start_kib} KiB at start, {result.rss_before_kib} KiB after warm-up, "
         f"{result.rss_after_kib} KiB at the end ({result.rss_growth_kib:+d} KiB)",
     ]
+    if result.exceptions:
+        lines.append(
+            "server exceptions: "
+            + "; ".join(f"{n} x {text}" for text, n in sorted(result.exceptions.items()))
+        )
     lines += result.failures
     crash = result.crash
     if crash is not None:
