@@ -88,6 +88,8 @@ class Config:
     rss_limit_kib: int = 1024
     shrink: bool = True
     max_shrink_tests: int = 60
+    #: Datagrams kept for a replay when the window alone does not reproduce a crash.
+    history: int = 20_000
     seconds: float | None = None
 
 
@@ -98,6 +100,7 @@ class Crash:
     what: str
     window: list[Datagram]
     output_tail: str
+    history: list[Datagram] = field(default_factory=list)
     reproduced: bool | None = None
     minimal: list[Datagram] = field(default_factory=list)
     replay_what: str = ""
@@ -325,6 +328,7 @@ def run(config: Config, certs: Certs, log: Callable[[str], None] = print) -> Res
     result = Result(config)
     session = Session(config, certs)
     window: collections.deque[Datagram] = collections.deque()
+    history: collections.deque[Datagram] = collections.deque(maxlen=max(config.history, 1))
     try:
         result.rss_start_kib = session.target.rss_kib()
         warm = warmup_datagrams(config.seed, config.warmup, config.warmup_seed_step)
@@ -332,6 +336,7 @@ def run(config: Config, certs: Certs, log: Callable[[str], None] = print) -> Res
 
         def watch(batch: list[Datagram]) -> bool:
             window.extend(batch)
+            history.extend(batch)
             status = session.target.exit_status()
             if status is not None:
                 failure.append(_status_text(status))
@@ -397,7 +402,9 @@ def run(config: Config, certs: Certs, log: Callable[[str], None] = print) -> Res
         result.silent = session.silent
         result.send_errors = session.way.send_errors
         if failure:
-            result.crash = Crash(failure[0], list(window), _tail(session.target.output()))
+            result.crash = Crash(
+                failure[0], list(window), _tail(session.target.output(), 40), list(history)
+            )
     finally:
         session.close()
     result.tracebacks = session.target.tracebacks
@@ -441,15 +448,23 @@ def replay(config: Config, certs: Certs, datagrams: Sequence[Datagram]) -> tuple
 
 
 def confirm(config: Config, certs: Certs, crash: Crash, log: Callable[[str], None]) -> None:
-    """Replay the window; if that reproduces the failure, shrink it (delta debugging)."""
-    why, _ = replay(config, certs, crash.window)
+    """Replay the window (then, if that is not enough, the longer history); if that
+    reproduces the failure, shrink it (delta debugging)."""
+    candidates = [crash.window]
+    if len(crash.history) > len(crash.window):
+        candidates.append(crash.history)
+    for candidate in candidates:
+        why, _ = replay(config, certs, candidate)
+        if why is not None:
+            break
+        log(f"  replaying {len(candidate)} datagrams did not reproduce it")
     crash.reproduced = why is not None
     crash.replay_what = why or ""
     if why is None:
-        log(f"  replaying {len(crash.window)} datagrams did not reproduce it")
         return
-    log(f"  reproduced with {len(crash.window)} datagrams: {why}")
-    crash.minimal = list(crash.window)
+    crash.window = candidate
+    log(f"  reproduced with {len(candidate)} datagrams: {why}")
+    crash.minimal = list(candidate)
     if config.shrink:
         tests = 0
 
@@ -458,7 +473,7 @@ def confirm(config: Config, certs: Certs, crash: Crash, log: Callable[[str], Non
             tests += 1
             return replay(config, certs, subset)[0] is not None
 
-        crash.minimal = ddmin(crash.window, fails, config.max_shrink_tests)
+        crash.minimal = ddmin(candidate, fails, config.max_shrink_tests)
         log(f"  shrunk to {len(crash.minimal)} datagrams in {tests} replays")
 
 
@@ -542,8 +557,11 @@ def report(result: Result) -> str:
             lines.append("  " + replay_command(c, shown, crash.file))
         else:
             lines.append(
-                f"replaying the window of {len(crash.window)} datagrams did not reproduce it "
-                "(timing, or state from before the window)"
+                f"replaying the window of {len(crash.window)} datagrams (and the last "
+                f"{len(crash.history)}) did not reproduce it (timing, or older state); to "
+                f"send the whole stream up to there again: python -m fuzz --target {c.target} "
+                f"--way {c.way} --seed {c.seed} --datagrams "
+                f"{crash.window[-1].index + 1 if crash.window else 0}"
             )
     return "\n".join(lines)
 

@@ -207,10 +207,12 @@ class Target:
             workdir = Path(self._tmp.name)
         listen = ["coap://127.0.0.1:0"] + (["coaps://127.0.0.1:0"] if dtls else [])
         if name == "serve":
-            argv = [sys.executable, "-I", "-m", "libcoap_py.cli", "serve"]
+            # -X faulthandler: a crash prints the Python stack it happened under.
+            argv = [sys.executable, "-X", "faulthandler", "-I", "-m", "libcoap_py.cli", "serve"]
             argv += ["--db", str(workdir / "fuzz.db"), "--certs", str(certs.directory)]
         else:
-            argv = [sys.executable, "-I", str(API_SERVER), "--certs", str(certs.directory)]
+            argv = [sys.executable, "-X", "faulthandler", "-I", str(API_SERVER)]
+            argv += ["--certs", str(certs.directory)]
         for uri in listen:
             argv += ["--listen", uri]
         self.argv = argv
