@@ -1057,6 +1057,24 @@ lcp_add_option(coap_pdu_t *pdu, uint16_t number, const uint8_t *value,
   return coap_add_option(pdu, number, len, value) != 0;
 }
 
+/* libcoap 4.3 puts a Block2 option (block 0, no more, the observer's size)
+ * into a notification before the handler runs, and exports nothing that
+ * removes or updates it; a second Block2 is refused. Overwrite its value in
+ * place: 1 when done, 0 when there is no Block2, -1 when the value has
+ * another length (4.3 encodes 0/_/16 as an empty value, which 0/M/16 cannot
+ * replace). */
+int
+lcp_patch_block2(coap_pdu_t *pdu, const uint8_t *value, size_t len) {
+  coap_opt_iterator_t it;
+  coap_opt_t *opt = coap_check_option(pdu, COAP_OPTION_BLOCK2, &it);
+  if (!opt)
+    return 0;
+  if (coap_opt_length(opt) != len)
+    return -1;
+  memcpy((uint8_t *)coap_opt_value(opt), value, len);
+  return 1;
+}
+
 int
 lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
   lcp_pdu_fields(pdu, out);

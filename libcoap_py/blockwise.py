@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BLOCK_SIZES",
     "LIBCOAP_BLOCKS",
+    "BlockAnswer",
     "BlockServer",
+    "NoRoomForBlock2",
     "ProgressCallback",
     "block_szx",
     "request",
@@ -457,10 +459,10 @@ class BlockServer:
 
     # -- Block1 --------------------------------------------------------------------------
 
-    def receive(self, request: Request, response: Any) -> tuple[Request | None, Option | None]:
+    def receive(self, request: Request) -> tuple[Request, Option | None] | BlockAnswer:
         """Take a request's Block1 block. Returns the request with the whole body and the
-        Block1 option for the final response, or (None, None) when this call answered
-        (2.31 Continue, 4.08, 4.13, 4.00)."""
+        Block1 option for the final response, or the answer to give instead of running
+        the handler (2.31 Continue, 4.08, 4.13, 4.00)."""
         value = request.option(_BLOCK1)
         if value is None:
             return request, None
@@ -469,8 +471,7 @@ class BlockServer:
         try:
             num, more, szx = parse_block(value)
         except ValueError as error:
-            _answer(response, Code.BAD_REQUEST, [], f"Block1: {error}".encode())
-            return None, None
+            return BlockAnswer(Code.BAD_REQUEST, [], f"Block1: {error}".encode())
         size = 16 << szx
         offset = num * size
         data = request.payload
@@ -478,15 +479,13 @@ class BlockServer:
         if more and len(data) != size:
             self._drop_upload(key)
             message = f"block {num} has {len(data)} bytes, not {size}"
-            _answer(response, Code.BAD_REQUEST, [], message.encode())
-            return None, None
+            return BlockAnswer(Code.BAD_REQUEST, [], message.encode())
         if num == 0:
             self._drop_upload(key)
             self._done.pop(key, None)
             announced = _read_uint(request.options, _SIZE1)
             if announced is not None and announced > self.max_body:
-                self._too_large(response)
-                return None, None
+                return self._too_large()
             self._make_room(self._uploads, self._peer_uploads, key[0], self._drop_upload)
             upload = self._uploads[key] = _Upload(touched=now)
             _count(self._peer_uploads, key[0], 1)
@@ -494,32 +493,27 @@ class BlockServer:
             found = self._uploads.get(key)
             finished = self._done.get(key)
             if found is None and finished is not None and finished.num == num and not more:
-                # libcoap 4.2 does not filter retransmissions: our answer to the last
-                # block was lost, so give it again (the handler has run already).
-                _answer(response, finished.code, finished.options, finished.payload)
-                return None, None
+                # The last block again (our answer was lost, and a new message ID gets
+                # past libcoap's duplicate check): the same answer, the handler has run.
+                return BlockAnswer(finished.code, finished.options, finished.payload)
             if found is None or offset > len(found.data):
                 self._drop_upload(key)
                 have = 0 if found is None else len(found.data)
                 message = f"block {num} (byte {offset}) came before the bytes from {have} on"
-                _answer(response, Code.REQUEST_ENTITY_INCOMPLETE, [], message.encode())
-                return None, None
+                return BlockAnswer(Code.REQUEST_ENTITY_INCOMPLETE, [], message.encode())
             upload = found
             if offset < len(upload.data):  # a block already taken, sent again
                 upload.touched = now
-                _answer(response, Code.CONTINUE, [block_option(_BLOCK1, num, True, szx)])
-                return None, None
+                return BlockAnswer(Code.CONTINUE, [block_option(_BLOCK1, num, True, szx)])
         if offset + len(data) > self.max_body or self._upload_total + len(data) > self.upload_bytes:
             self._drop_upload(key)
-            self._too_large(response)
-            return None, None
+            return self._too_large()
         upload.data += data
         upload.touched = now
         self._upload_total += len(data)
         self._uploads.move_to_end(key)
         if more:
-            _answer(response, Code.CONTINUE, [block_option(_BLOCK1, num, True, szx)])
-            return None, None
+            return BlockAnswer(Code.CONTINUE, [block_option(_BLOCK1, num, True, szx)])
         self._drop_upload(key)
         whole = Request(
             request.code,
@@ -532,37 +526,35 @@ class BlockServer:
         )
         return whole, block_option(_BLOCK1, num, False, szx)
 
-    def _too_large(self, response: Any) -> None:
-        _answer(response, Code.REQUEST_ENTITY_TOO_LARGE, [(_SIZE1, _uint(self.max_body))])
+    def _too_large(self) -> BlockAnswer:
+        return BlockAnswer(Code.REQUEST_ENTITY_TOO_LARGE, [(_SIZE1, _uint(self.max_body))])
 
     # -- Block2 --------------------------------------------------------------------------
 
-    def answer_later_block(self, request: Request, response: Any, max_pdu: int) -> bool:
-        """Answer a request for block 1, 2, ... of a body rendered before (True if done)."""
+    def answer_later_block(self, request: Request, max_pdu: int) -> BlockAnswer | None:
+        """The answer to a request for block 1, 2, ... of a body rendered before (None
+        when the handler has to run)."""
         value = request.option(_BLOCK2)
         if value is None:
-            return False
+            return None
         try:
             num = parse_block(value)[0]
         except ValueError as error:
-            _answer(response, Code.BAD_REQUEST, [], f"Block2: {error}".encode())
-            return True
+            return BlockAnswer(Code.BAD_REQUEST, [], f"Block2: {error}".encode())
         if num == 0:
-            return False
+            return None
         now = time.monotonic()
         self._expire(now)
         key = self._body_key(request)
         body = self._bodies.get(key)
         if body is None:
             if request.code in (Code.GET, Code.FETCH):
-                return False  # render it again; the ETag shows whether it changed
+                return None  # render it again; the ETag shows whether it changed
             message = "the response body is no longer kept; ask for block 0 again"
-            _answer(response, Code.REQUEST_ENTITY_INCOMPLETE, [], message.encode())
-            return True
+            return BlockAnswer(Code.REQUEST_ENTITY_INCOMPLETE, [], message.encode())
         body.touched = now
         self._bodies.move_to_end(key)
-        self._send_block(request, response, max_pdu, body.code, body.options, body.payload)
-        return True
+        return self._block_of(request, max_pdu, body.code, body.options, body.payload)
 
     def respond(
         self,
@@ -589,7 +581,7 @@ class BlockServer:
         fits = len(payload) <= pdu_room(max_pdu, len(request.token), sorted(options))
         if fits and (asked is None or (asked[0] == 0 and len(payload) <= 16 << asked[2])):
             self._remember(request, block1, int(reply.code), options, payload)
-            _answer(response, reply.code, options, payload)
+            BlockAnswer(reply.code, options, payload).write(response)
             return
         if first_option(options, _ETAG) is None:
             tag = hashlib.blake2b(payload, digest_size=8).digest()
@@ -603,8 +595,9 @@ class BlockServer:
             self._body_total += len(payload)
             _count(self._peer_bodies, key[0], 1)
             self._expire(time.monotonic())
-        written = self._send_block(request, response, max_pdu, int(reply.code), options, payload)
-        self._remember(request, block1, *written)
+        block = self._block_of(request, max_pdu, int(reply.code), options, payload)
+        block.write(response)
+        self._remember(request, block1, int(block.code), block.options, block.payload)
 
     def _remember(
         self,
@@ -621,16 +614,15 @@ class BlockServer:
             self._done.move_to_end(key)
             self._expire(time.monotonic())
 
-    def _send_block(
+    def _block_of(
         self,
         request: Request,
-        response: Any,
         max_pdu: int,
         code: int,
         options: list[Option],
         payload: bytes,
-    ) -> tuple[int, list[Option], bytes]:
-        """Answer with the block the request asks for; returns what was written."""
+    ) -> BlockAnswer:
+        """The block of ``payload`` the request asks for (block 0 if it does not say)."""
         value = request.option(_BLOCK2)
         num, szx = 0, _MAX_SZX
         if value is not None:
@@ -641,15 +633,47 @@ class BlockServer:
         offset = num << (szx + 4)
         if offset and offset >= len(payload):
             message = f"there is no block {num} of {16 << szx} bytes in {len(payload)} bytes"
-            _answer(response, Code.BAD_REQUEST, [], message.encode())
-            return int(Code.BAD_REQUEST), [], message.encode()
+            return BlockAnswer(Code.BAD_REQUEST, [], message.encode())
         szx = min(szx, fit_szx(max_pdu, len(request.token), options))
         size = 16 << szx
         chunk = payload[offset : offset + size]
         more = offset + size < len(payload)
         block = [block_option(_BLOCK2, offset // size, more, szx), (_SIZE2, _uint(len(payload)))]
-        _answer(response, code, [*options, *block], chunk)
-        return code, [*options, *block], chunk
+        return BlockAnswer(code, [*options, *block], chunk)
+
+
+class NoRoomForBlock2(CoapError):
+    """A notification needs more than one block, and libcoap 4.3's Block2 option in it
+    (for an observer of 16-byte blocks) has no room to say so."""
+
+
+@dataclass(frozen=True)
+class BlockAnswer:
+    """An answer of the block layer: a block of a body, 2.31 Continue, or an error."""
+
+    code: Code | int
+    options: list[Option]
+    payload: bytes = b""
+
+    def write(self, response: Any) -> None:
+        """Fill the C response PDU. A Block2 option that libcoap put there (in a
+        notification to an observer that asked for a block size) gets this answer's
+        value instead of a second Block2."""
+        options = self.options
+        block2 = first_option(options, _BLOCK2)
+        if block2 is not None:
+            patched = lib.lcp_patch_block2(response, block2, len(block2))
+            if patched < 0:
+                raise NoRoomForBlock2(
+                    "this notification needs more than one block, and libcoap left no room "
+                    "to say so in its Block2 option (an observer of 16-byte blocks)"
+                )
+            if patched:
+                options = [o for o in options if o[0] != _BLOCK2]
+        lib.lcp_pdu_set_code(response, int(self.code))
+        write_options(response, sorted(options, key=_by_number))
+        if self.payload and not lib.coap_add_data(response, len(self.payload), self.payload):
+            raise CoapError("libcoap refused the response payload")
 
 
 def _count(counts: dict[Any, int], peer: Any, step: int) -> None:
@@ -658,11 +682,3 @@ def _count(counts: dict[Any, int], peer: Any, step: int) -> None:
         counts[peer] = left
     else:
         counts.pop(peer, None)
-
-
-def _answer(response: Any, code: Code | int, options: list[Option], payload: bytes = b"") -> None:
-    """Fill a C response PDU (options sorted here)."""
-    lib.lcp_pdu_set_code(response, int(code))
-    write_options(response, sorted(options, key=_by_number))
-    if payload and not lib.coap_add_data(response, len(payload), payload):
-        raise CoapError("libcoap refused the response payload")

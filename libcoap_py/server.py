@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
-from .blockwise import BlockServer
+from .blockwise import BlockAnswer, BlockServer, NoRoomForBlock2
 from .codes import Code, MessageType, OptionNumber, Proto
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
@@ -524,16 +524,20 @@ class Serving:
         if block_options:
             max_pdu = lib.coap_session_max_pdu_size(session_ptr)
             try:
-                whole, block1 = blocks.receive(req, response)
-                if whole is None or blocks.answer_later_block(whole, response, max_pdu):
+                taken = blocks.receive(req)
+                answer = taken if isinstance(taken, BlockAnswer) else None
+                if answer is None:
+                    req, block1 = taken  # type: ignore[misc]
+                    answer = blocks.answer_later_block(req, max_pdu)
+                if answer is not None:
+                    self._give(resource, session_ptr, req, response, answer)
                     return
             except Exception:
                 log.exception(
                     "block-wise %s /%s from %s:%d failed", req.method, req.path, *req.peer
                 )
-                lib.lcp_pdu_set_code(response, int(Code.INTERNAL_SERVER_ERROR))
+                self._answer_error(resource, session_ptr, req, response)
                 return
-            req = whole
             code = int(req.code)
         reply = ServerResponse(_DEFAULT_CODE.get(code, Code.CONTENT))
         self._dispatching += 1
@@ -551,6 +555,9 @@ class Serving:
                 self._stopping or self._close_requested or self._error is not None
             ):
                 served[0] = 1  # lcp_serve_io may go on with the next pass
+        except NoRoomForBlock2 as error:  # a known limit, not a bug: no traceback
+            log.warning("%s /%s to %s:%d: 5.00, %s", req.method, req.path, *req.peer, error)
+            self._answer_error(resource, session_ptr, req, response)
         except Exception:
             log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
             self._answer_error(resource, session_ptr, req, response)
@@ -560,6 +567,23 @@ class Serving:
         finally:
             reply._done = True
             self._dispatching -= 1
+
+    def _give(
+        self, resource: Resource, session_ptr: Any, req: Request, response: Any, answer: BlockAnswer
+    ) -> None:
+        """Write the block layer's answer. An error to what may be a notification takes the
+        same care as a handler's (_error_notification)."""
+        if resource._observable and lib.LCP_NOTIFY_ERROR_UNSAFE and int(answer.code) >> 5 > 2:
+            failed = ServerResponse(Code.INTERNAL_SERVER_ERROR)
+            failed.code = answer.code
+            for number, value in answer.options:
+                failed.add_option(number, value)
+            failed.payload = answer.payload
+            reply = self._error_notification(session_ptr, req, response, failed)
+            if reply is not failed:  # the error went on its own
+                lib.lcp_pdu_set_code(response, int(reply._code))
+                return
+        answer.write(response)
 
     def _blocks(self) -> BlockServer:
         if self._block_server is None:
