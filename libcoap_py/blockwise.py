@@ -673,6 +673,11 @@ class BlockAnswer:
         lib.lcp_pdu_set_code(response, int(self.code))
         write_options(response, sorted(options, key=_by_number))
         if self.payload and not lib.coap_add_data(response, len(self.payload), self.payload):
+            if int(self.code) >> 5 >= 4:
+                # An error's payload is diagnostic text, which may be left out (RFC 7252,
+                # 5.5.2): it does not fit where the peer made the session's PDUs small
+                # (libcoap 4.3 takes a CSM's Max-Message-Size even over UDP).
+                return
             raise CoapError("libcoap refused the response payload")
 
 

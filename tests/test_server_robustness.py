@@ -34,6 +34,7 @@ from conftest import (
     client_data,
     coap_client_run,
     coap_ping,
+    decode_message,
     encode_message,
     raw_coap_request,
     wait_until,
@@ -346,6 +347,27 @@ def test_block_wise_attacks_leave_the_server_serving(server: ServerProcess, path
         server.check_alive()
         assert answered == len(datagrams), f"{name}: {answered} of {len(datagrams)} answered"
         server.assert_serving()
+
+
+def test_a_csm_over_udp_shrinks_only_the_diagnostics(server: ServerProcess) -> None:
+    """libcoap 4.3 takes a CSM's Max-Message-Size (7.01, option 2) even over UDP: the
+    peer's session then holds 60-byte PDUs. An error answer that does not fit goes
+    without its diagnostic text, not as 5.00 with a traceback; the body goes in blocks."""
+    port = server.ports["coap"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(encode_message(0, 0xE1, 0x7001, b"", [(2, b"\x40")]), ("127.0.0.1", port))
+        try:
+            sock.recv(2048)  # an ACK, or nothing: either way the CSM was read
+        except socket.timeout:
+            pass
+        bert = [(11, b"alive"), (int(coap.OptionNumber.BLOCK2), b"\x1f")]  # block 1, SZX 7
+        get = encode_message(0, int(coap.Code.GET), 0x7002, b"8-tokens", bert)
+        sock.sendto(get, ("127.0.0.1", port))
+        answer = decode_message(sock.recv(2048))
+    assert answer.code == coap.Code.BAD_REQUEST, answer
+    server.assert_serving()
+    assert "Traceback" not in server.log(), server.log()
 
 
 def test_block_wise_attacks_from_an_authenticated_device(server: ServerProcess) -> None:
