@@ -26,6 +26,7 @@ __all__ = [
     "flush_log_summaries",
     "get_log_level",
     "get_log_rate_limit",
+    "log_limited",
     "logger",
     "pending_summaries",
     "set_log_level",
@@ -85,6 +86,7 @@ class _Kind:
     tokens: float
     stamp: float
     level: int
+    target: logging.Logger
     suppressed: int = 0
     since: float = 0.0
     last: str = ""
@@ -107,14 +109,17 @@ class _Limiter:
             self.rate, self.burst = rate, burst
             self.kinds.clear()
 
-    def log(self, level: int, text: str) -> None:
-        """Log ``text`` at ``level`` (a logging level) or hold it back to DEBUG."""
-        key = (level, _VARYING.sub("#", text))
+    def log(
+        self, level: int, text: str, target: logging.Logger = logger, exc_info: bool = False
+    ) -> None:
+        """Log ``text`` at ``level`` (a logging level) to ``target``, or hold it back to
+        DEBUG (where a traceback, with ``exc_info``, is left out)."""
+        key = (level, f"{target.name}: {_VARYING.sub('#', text)}")
         with self.lock:
             now = time.monotonic()
             kind = self.kinds.get(key)
             if kind is None:
-                key, kind = self._new_kind(key, level, now)
+                key, kind = self._new_kind(key, level, now, target)
             rate = self.rate or 0.0
             kind.tokens = min(float(self.burst), kind.tokens + (now - kind.stamp) * rate)
             kind.stamp = now
@@ -122,17 +127,17 @@ class _Limiter:
                 kind.tokens -= 1.0
                 if kind.suppressed:
                     self._summary(key, kind, now)
-                logger.log(level, "%s", text)
+                target.log(level, "%s", text, exc_info=exc_info)
                 return
             if not kind.suppressed:
                 kind.since = now
                 self.pending.add(key)
             kind.suppressed += 1
             kind.last = text
-        logger.debug("%s", text)
+        target.debug("%s", text)
 
     def _new_kind(
-        self, key: tuple[int, str], level: int, now: float
+        self, key: tuple[int, str], level: int, now: float, target: logging.Logger
     ) -> tuple[tuple[int, str], _Kind]:
         if len(self.kinds) >= _MAX_KINDS:
             # Forget kinds that hold nothing back and whose bucket is full again.
@@ -145,16 +150,16 @@ class _Limiter:
             for k in idle:
                 del self.kinds[k]
             if len(self.kinds) >= _MAX_KINDS:
-                key = (level, _OTHER)
+                key = (level, f"{target.name}: {_OTHER}")
                 kind = self.kinds.get(key)
                 if kind is not None:
                     return key, kind
-        kind = _Kind(tokens=float(self.burst), stamp=now, level=level)
+        kind = _Kind(tokens=float(self.burst), stamp=now, level=level, target=target)
         self.kinds[key] = kind
         return key, kind
 
     def _summary(self, key: tuple[int, str], kind: _Kind, now: float) -> None:
-        logger.log(
+        kind.target.log(
             kind.level,
             "%d more suppressed in %.1f s (each logged at DEBUG), the last: %s",
             kind.suppressed,
@@ -221,6 +226,17 @@ def flush_log_summaries(*, force: bool = False) -> None:
     """
     if _limiter.pending:
         _limiter.flush(force=force)
+
+
+def log_limited(target: logging.Logger, level: int, text: str, *, exc_info: bool = False) -> None:
+    """Log what a remote peer can make the binding log (a handler that fails on its
+    input, ...) to ``target``, rate-limited per kind like libcoap's messages
+    (``set_log_rate_limit``). With ``exc_info``, the lines that get through carry the
+    current exception's traceback."""
+    if _limiter.rate is None or level <= logging.DEBUG:
+        target.log(level, "%s", text, exc_info=exc_info)
+    else:
+        _limiter.log(level, text, target, exc_info)
 
 
 @extern

@@ -18,6 +18,7 @@ from .codes import Code, MessageType, OptionNumber, Proto
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
 from .library import check_transport
+from .log import log_limited
 from .pdu import encode_option, first_option, write_options
 from .request import DEFAULT_CODES, Request, ServerResponse
 from .session import ServerSession
@@ -533,9 +534,8 @@ class Serving:
                     self._give(resource, session_ptr, req, response, answer)
                     return
             except Exception:
-                log.exception(
-                    "block-wise %s /%s from %s:%d failed", req.method, req.path, *req.peer
-                )
+                where = f"{req.method} /{req.path} from {req.peer[0]}:{req.peer[1]}"
+                log_limited(log, logging.ERROR, f"block-wise {where} failed", exc_info=True)
                 self._answer_error(resource, session_ptr, req, response)
                 return
             code = int(req.code)
@@ -556,10 +556,12 @@ class Serving:
             ):
                 served[0] = 1  # lcp_serve_io may go on with the next pass
         except NoRoomForBlock2 as error:  # a known limit, not a bug: no traceback
-            log.warning("%s /%s to %s:%d: 5.00, %s", req.method, req.path, *req.peer, error)
+            where = f"{req.method} /{req.path} to {req.peer[0]}:{req.peer[1]}"
+            log_limited(log, logging.WARNING, f"{where}: 5.00, {error}")
             self._answer_error(resource, session_ptr, req, response)
         except Exception:
-            log.exception("handler for %s /%s from %s:%d failed", req.method, req.path, *req.peer)
+            where = f"{req.method} /{req.path} from {req.peer[0]}:{req.peer[1]}"
+            log_limited(log, logging.ERROR, f"handler for {where} failed", exc_info=True)
             self._answer_error(resource, session_ptr, req, response)
         except BaseException as error:  # e.g. KeyboardInterrupt: run_once() re-raises it
             self._store_error(error)

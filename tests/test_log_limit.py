@@ -238,3 +238,35 @@ def test_serve_prints_a_few_lines_for_a_flood(tmp_path: Path) -> None:
     assert 0 < len(malformed_lines) <= _bound(elapsed), malformed_lines
     assert any(MALFORMED in line for line in summaries), lines
     assert len(lines) <= 4 * _bound(elapsed) + 5, lines
+
+
+def test_a_handler_that_fails_on_every_request_logs_a_few_tracebacks(
+    serve: Serve, records: Records
+) -> None:
+    """A handler a peer can make fail (here: on every request) is logged with its
+    traceback a few times, then counted in summaries, like libcoap's own messages."""
+    server_log = logging.getLogger("libcoap_py.server")
+    server_log.addHandler(records)
+    try:
+
+        def setup(ctx: coap.Context) -> int:
+            @ctx.resource("fails", methods=("POST",))
+            def fails(request: coap.Request, response: coap.ServerResponse) -> None:
+                raise RuntimeError("a handler bug the peer found")
+
+            return ctx.add_endpoint("coap://127.0.0.1:0").port
+
+        port = serve(setup)
+        started = time.monotonic()
+        count = 200
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(count):
+                token = os.urandom(4)
+                probe = encode_message(0, 2, i, token, [(11, b"fails")], b"x")
+                _await_answer(s, port, probe, token)
+        elapsed = time.monotonic() - started
+        shown = records.shown("handler for POST /fails")
+        assert 0 < len(shown) <= _bound(elapsed), shown
+        assert wait_until(lambda: records.accounted("handler for POST /fails") == count, 5.0)
+    finally:
+        server_log.removeHandler(records)
