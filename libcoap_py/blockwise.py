@@ -446,6 +446,16 @@ class BlockServer:
         for key in [k for k in table if k[0] == peer][: counts[peer] - self.per_peer + 1]:
             drop(key)
 
+    def forget_peer(self, peer: tuple[str, int], proto: int) -> None:
+        """Drop the uploads, kept bodies and last answers of a peer whose session ended."""
+        for table, drop in (
+            (self._uploads, self._drop_upload),
+            (self._bodies, self._drop_body),
+            (self._done, self._done.pop),
+        ):
+            for key in [k for k in table if k[0] == peer and k[1] == proto]:
+                drop(key)
+
     @staticmethod
     def _upload_key(request: Request) -> tuple[Any, ...]:
         return (request.peer, int(request.proto), int(request.code), request.path, request.query)

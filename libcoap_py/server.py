@@ -587,6 +587,13 @@ class Serving:
                 return
         answer.write(response)
 
+    def _server_session_gone(self, session: ServerSession) -> None:
+        """Forget a server session libcoap has freed, and the block-wise state of its
+        peer (a new session from that address starts afresh)."""
+        self._server_sessions.discard(session)
+        if self._block_server is not None:
+            self._block_server.forget_peer(session.peer, int(session.uri.proto))
+
     def _blocks(self) -> BlockServer:
         if self._block_server is None:
             self._block_server = BlockServer()

@@ -950,7 +950,7 @@ class ServerSession(Session):
         self._ptr = None
         self.closed = True
         self._fail_all(error or CoapError(f"the session with {self.uri} has ended"))
-        self._context._server_sessions.discard(self)
+        self._context._server_session_gone(self)
 
     def __repr__(self) -> str:
         state = "gone" if self._ptr is None else "open"
