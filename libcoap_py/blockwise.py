@@ -34,7 +34,7 @@ __all__ = [
     "LIBCOAP_BLOCKS",
     "BlockAnswer",
     "BlockServer",
-    "NoRoomForBlock2",
+    "NoRoomError",
     "ProgressCallback",
     "block_szx",
     "request",
@@ -52,6 +52,8 @@ _BLOCK2 = int(OptionNumber.BLOCK2)
 _SIZE1 = int(OptionNumber.SIZE1)
 _SIZE2 = int(OptionNumber.SIZE2)
 _ETAG = int(OptionNumber.ETAG)
+#: The most an Observe option takes (a 3-byte value).
+_OBSERVE_ROOM: Option = (int(OptionNumber.OBSERVE), bytes(3))
 _ACCEPT = int(OptionNumber.ACCEPT)
 _CONTINUE = int(Code.CONTINUE)
 _MAX_SZX = 6  # 1024 bytes; 7 is BERT (CoAP over TCP only)
@@ -588,7 +590,8 @@ class BlockServer:
                 asked = parse_block(value)
             except ValueError:
                 asked = None
-        fits = len(payload) <= pdu_room(max_pdu, len(request.token), sorted(options))
+        room = pdu_room(max_pdu, len(request.token), sorted([*options, _OBSERVE_ROOM]))
+        fits = len(payload) <= room
         if fits and (asked is None or (asked[0] == 0 and len(payload) <= 16 << asked[2])):
             self._remember(request, block1, int(reply.code), options, payload)
             BlockAnswer(reply.code, options, payload).write(response)
@@ -644,7 +647,11 @@ class BlockServer:
         if offset and offset >= len(payload):
             message = f"there is no block {num} of {16 << szx} bytes in {len(payload)} bytes"
             return BlockAnswer(Code.BAD_REQUEST, [], message.encode())
-        szx = min(szx, fit_szx(max_pdu, len(request.token), options))
+        try:
+            # (room for an Observe option, which libcoap 4.3 puts into notifications)
+            szx = min(szx, fit_szx(max_pdu, len(request.token), [*options, _OBSERVE_ROOM]))
+        except PayloadTooLargeError as error:
+            raise NoRoomError(str(error)) from None
         size = 16 << szx
         chunk = payload[offset : offset + size]
         more = offset + size < len(payload)
@@ -652,9 +659,10 @@ class BlockServer:
         return BlockAnswer(code, [*options, *block], chunk)
 
 
-class NoRoomForBlock2(CoapError):
-    """A notification needs more than one block, and libcoap 4.3's Block2 option in it
-    (for an observer of 16-byte blocks) has no room to say so."""
+class NoRoomError(CoapError):
+    """An answer that this session's PDUs cannot carry: the peer made them small (a CSM
+    over UDP, which libcoap 4.3 takes), or libcoap 4.3's Block2 option in a notification
+    (for an observer of 16-byte blocks) has no room for the more flag."""
 
 
 @dataclass(frozen=True)
@@ -674,7 +682,7 @@ class BlockAnswer:
         if block2 is not None:
             patched = lib.lcp_patch_block2(response, block2, len(block2))
             if patched < 0:
-                raise NoRoomForBlock2(
+                raise NoRoomError(
                     "this notification needs more than one block, and libcoap left no room "
                     "to say so in its Block2 option (an observer of 16-byte blocks)"
                 )

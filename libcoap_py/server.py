@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Callable, TypeVar, Union
 
 from ._libcoap import ffi, lib
-from .blockwise import BlockAnswer, BlockServer, NoRoomForBlock2
+from .blockwise import BlockAnswer, BlockServer, NoRoomError
 from .codes import Code, MessageType, OptionNumber, Proto
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
@@ -555,7 +555,7 @@ class Serving:
                 self._stopping or self._close_requested or self._error is not None
             ):
                 served[0] = 1  # lcp_serve_io may go on with the next pass
-        except NoRoomForBlock2 as error:  # a known limit, not a bug: no traceback
+        except NoRoomError as error:  # a known limit, not a bug: no traceback
             where = f"{req.method} /{req.path} to {req.peer[0]}:{req.peer[1]}"
             log_limited(log, logging.WARNING, f"{where}: 5.00, {error}")
             self._answer_error(resource, session_ptr, req, response)
