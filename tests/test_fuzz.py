@@ -10,6 +10,7 @@ long run is ``python -m fuzz`` (README, "Fuzzing").
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -52,6 +53,9 @@ FOUND = {
 }
 
 DATAGRAMS = 1000
+#: Under AddressSanitizer (scripts/asan) RSS says nothing: freed memory waits in its
+#: quarantine. The run still must leave the server alive, answering, without tracebacks.
+UNDER_ASAN = "asan" in os.environ.get("LD_PRELOAD", "")
 SEED = 20240
 
 
@@ -135,7 +139,8 @@ def _run(certs: CertFiles, target: str, way: str) -> None:
     assert result.sent == DATAGRAMS and result.warmup_sent > 0, text
     assert result.answers > DATAGRAMS // 4, text
     assert result.probes >= 4, text
-    assert result.rss_growth_kib < config.rss_limit_kib, text
+    if not UNDER_ASAN:
+        assert result.rss_growth_kib < config.rss_limit_kib, text
     unknown = set(result.exceptions) - KNOWN_SERVER_ERRORS
     assert not unknown, text
 
