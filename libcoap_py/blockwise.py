@@ -590,7 +590,9 @@ class BlockServer:
                 asked = parse_block(value)
             except ValueError:
                 asked = None
-        room = pdu_room(max_pdu, len(request.token), sorted([*options, _OBSERVE_ROOM]))
+        # (room for the Observe and Block2 options libcoap 4.3 puts into notifications)
+        extra = [_OBSERVE_ROOM] if value is None else [_OBSERVE_ROOM, (_BLOCK2, bytes(3))]
+        room = pdu_room(max_pdu, len(request.token), sorted([*options, *extra]))
         fits = len(payload) <= room
         if fits and (asked is None or (asked[0] == 0 and len(payload) <= 16 << asked[2])):
             self._remember(request, block1, int(reply.code), options, payload)
@@ -696,7 +698,10 @@ class BlockAnswer:
                 # 5.5.2): it does not fit where the peer made the session's PDUs small
                 # (libcoap 4.3 takes a CSM's Max-Message-Size even over UDP).
                 return
-            raise CoapError("libcoap refused the response payload")
+            raise NoRoomError(
+                f"libcoap refused a payload of {len(self.payload)} bytes: this session's PDUs "
+                "are smaller than the binding reckoned"
+            )
 
 
 def _count(counts: dict[Any, int], peer: Any, step: int) -> None:

@@ -533,6 +533,11 @@ class Serving:
                 if answer is not None:
                     self._give(resource, session_ptr, req, response, answer)
                     return
+            except NoRoomError as error:  # a known limit, not a bug: no traceback
+                where = f"{req.method} /{req.path} to {req.peer[0]}:{req.peer[1]}"
+                log_limited(log, logging.WARNING, f"{where}: 5.00, {error}")
+                self._answer_error(resource, session_ptr, req, response)
+                return
             except Exception:
                 where = f"{req.method} /{req.path} from {req.peer[0]}:{req.peer[1]}"
                 log_limited(log, logging.ERROR, f"block-wise {where} failed", exc_info=True)
