@@ -930,26 +930,39 @@ def raw_coap_request(
     opts = [(11, segment.encode()) for segment in path.split("/") if segment]
     opts += options or []
     datagram = encode_message(0, code, mid, token, opts, payload)
-    deadline = time.monotonic() + timeout
     with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
-        s.sendto(datagram, (host, port))
-        next_send = time.monotonic() + 1.0
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                raise TimeoutError(f"no answer from {host}:{port} within {timeout} s")
-            s.settimeout(max(0.01, min(deadline, next_send) - now))
-            try:
-                data, source = s.recvfrom(65535)
-            except socket.timeout:
-                if time.monotonic() >= next_send:
-                    s.sendto(datagram, (host, port))
-                    next_send = time.monotonic() + 1.0
-                continue
+        return exchange(s, datagram, (host, port), timeout)
+
+
+def exchange(
+    s: socket.socket, datagram: bytes, address: tuple[str, int], timeout: float = 5.0
+) -> RawMessage:
+    """Send the CON request ``datagram`` from ``s``, again every second, until its answer
+    (piggybacked, or separate and then acknowledged) comes; other datagrams are skipped.
+    Raises TimeoutError when nothing matching came in time, ConnectionResetError on RST."""
+    request = decode_message(datagram)
+    deadline = time.monotonic() + timeout
+    s.sendto(datagram, address)
+    next_send = time.monotonic() + 1.0
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            raise TimeoutError(f"no answer from {address[0]}:{address[1]} within {timeout} s")
+        s.settimeout(max(0.01, min(deadline, next_send) - now))
+        try:
+            data, source = s.recvfrom(65535)
+        except socket.timeout:
+            if time.monotonic() >= next_send:
+                s.sendto(datagram, address)  # lost, or in a full buffer: again
+                next_send = time.monotonic() + 1.0
+            continue
+        try:
             answer = decode_message(data)
-            if answer.type == 0:  # separate response (CON): acknowledge it
-                s.sendto(encode_message(2, 0, answer.mid), source)
-            if answer.token == token and answer.code != 0:
-                return answer
-            if answer.mid == mid and answer.type == 3:
-                raise ConnectionResetError(f"{host}:{port} answered with RST")
+        except ValueError:
+            continue
+        if answer.type == 0:  # separate response (CON): acknowledge it
+            s.sendto(encode_message(2, 0, answer.mid), source)
+        if answer.token == request.token and answer.code != 0:
+            return answer
+        if answer.mid == request.mid and answer.type == 3:
+            raise ConnectionResetError(f"{address[0]}:{address[1]} answered with RST")

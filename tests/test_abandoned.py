@@ -55,4 +55,5 @@ def test_session_retries_the_handshake_after_a_failure(coap_server: CoapServer) 
             started = time.monotonic()
             with pytest.raises(coap.DTLSError):
                 session.request("GET", "", timeout=1.0)
-            assert time.monotonic() - started < 5
+            # A hang guard with room for a busy machine: timeout=1.0 is the behaviour.
+            assert time.monotonic() - started < 15

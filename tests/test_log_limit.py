@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import decode_message, encode_message, wait_until
+from conftest import encode_message, exchange, wait_until
 
 import libcoap_py as coap
 from libcoap_py.cli.demo import ServiceProcess
@@ -109,33 +109,11 @@ def flood(port: int, count: int, code: int, path: str) -> float:
             for i in range(first, min(first + BATCH, count)):
                 s.sendto(malformed(i), ("127.0.0.1", port))
             token = os.urandom(4)
-            probe = encode_message(0, code, first & 0xFFFF, token, [(11, path.encode())], b"x")
-            _await_answer(s, port, probe, token)
+            # (a message ID none of the flood's datagrams has)
+            mid = 0x8000 | first // BATCH
+            probe = encode_message(0, code, mid, token, [(11, path.encode())], b"x")
+            exchange(s, probe, ("127.0.0.1", port), ANSWER_TIMEOUT_S)
     return time.monotonic() - started
-
-
-def _await_answer(s: socket.socket, port: int, probe: bytes, token: bytes) -> None:
-    deadline = time.monotonic() + ANSWER_TIMEOUT_S
-    s.sendto(probe, ("127.0.0.1", port))
-    resend = time.monotonic() + 1.0
-    while True:
-        now = time.monotonic()
-        if now >= deadline:
-            raise TimeoutError(f"no answer from 127.0.0.1:{port} within {ANSWER_TIMEOUT_S} s")
-        s.settimeout(max(0.01, min(deadline, resend) - now))
-        try:
-            data = s.recv(2048)
-        except socket.timeout:
-            if time.monotonic() >= resend:
-                s.sendto(probe, ("127.0.0.1", port))  # lost in a full buffer: again
-                resend = time.monotonic() + 1.0
-            continue
-        try:
-            answer = decode_message(data)
-        except ValueError:
-            continue
-        if answer.token == token and answer.code != 0:
-            return
 
 
 def _ping_server(ctx: coap.Context) -> int:
@@ -263,7 +241,7 @@ def test_a_handler_that_fails_on_every_request_logs_a_few_tracebacks(
             for i in range(count):
                 token = os.urandom(4)
                 probe = encode_message(0, 2, i, token, [(11, b"fails")], b"x")
-                _await_answer(s, port, probe, token)
+                exchange(s, probe, ("127.0.0.1", port), ANSWER_TIMEOUT_S)
         elapsed = time.monotonic() - started
         shown = records.shown("handler for POST /fails")
         assert 0 < len(shown) <= _bound(elapsed), shown
