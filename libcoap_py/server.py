@@ -520,10 +520,10 @@ class Serving:
         # 4.3's own reassembly crashes on hostile input: _glue.c, lcp_client_blocks):
         # reassemble Block1 uploads, serve later Block2 blocks from the body rendered for
         # block 0.
-        blocks = self._block_server or self._blocks()
         block1 = None
         if block_options:
             max_pdu = lib.coap_session_max_pdu_size(session_ptr)
+            blocks = self._blocks()
             try:
                 taken = blocks.receive(req)
                 answer = taken if isinstance(taken, BlockAnswer) else None
@@ -533,10 +533,8 @@ class Serving:
                 if answer is not None:
                     self._give(resource, session_ptr, req, response, answer)
                     return
-            except NoRoomError as error:  # a known limit, not a bug: no traceback
-                where = f"{req.method} /{req.path} to {req.peer[0]}:{req.peer[1]}"
-                log_limited(log, logging.WARNING, f"{where}: 5.00, {error}")
-                self._answer_error(resource, session_ptr, req, response)
+            except NoRoomError as error:
+                self._no_room(resource, session_ptr, req, response, error)
                 return
             except Exception:
                 where = f"{req.method} /{req.path} from {req.peer[0]}:{req.peer[1]}"
@@ -555,15 +553,13 @@ class Serving:
                     reply = self._error_notification(session_ptr, req, response, reply)
             if block_options or not reply._send_simple(session_ptr, response):
                 max_pdu = lib.coap_session_max_pdu_size(session_ptr)
-                blocks.respond(req, reply, response, max_pdu, block1)
+                self._blocks().respond(req, reply, response, max_pdu, block1)
             if served is not None and not (
                 self._stopping or self._close_requested or self._error is not None
             ):
                 served[0] = 1  # lcp_serve_io may go on with the next pass
-        except NoRoomError as error:  # a known limit, not a bug: no traceback
-            where = f"{req.method} /{req.path} to {req.peer[0]}:{req.peer[1]}"
-            log_limited(log, logging.WARNING, f"{where}: 5.00, {error}")
-            self._answer_error(resource, session_ptr, req, response)
+        except NoRoomError as error:
+            self._no_room(resource, session_ptr, req, response, error)
         except Exception:
             where = f"{req.method} /{req.path} from {req.peer[0]}:{req.peer[1]}"
             log_limited(log, logging.ERROR, f"handler for {where} failed", exc_info=True)
@@ -591,6 +587,15 @@ class Serving:
                 lib.lcp_pdu_set_code(response, int(reply._code))
                 return
         answer.write(response)
+
+    def _no_room(
+        self, resource: Resource, session_ptr: Any, req: Request, response: Any, error: Exception
+    ) -> None:
+        """5.00 for an answer this session's PDUs cannot carry: a known limit, not a bug,
+        so a rate-limited warning without a traceback."""
+        where = f"{req.method} /{req.path} to {req.peer[0]}:{req.peer[1]}"
+        log_limited(log, logging.WARNING, f"{where}: 5.00, {error}")
+        self._answer_error(resource, session_ptr, req, response)
 
     def _server_session_gone(self, session: ServerSession) -> None:
         """Forget a server session libcoap has freed, and the block-wise state of its
