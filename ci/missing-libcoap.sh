@@ -26,8 +26,8 @@ out=$(bash ci/debian-root.sh run "$bare" bash -c '
     /root/v/bin/pip install -q --disable-pip-version-check /tmp/libcoap_py-*.whl 2>&1 | grep -v "^WARNING" || true
     cd /tmp && /root/v/bin/python -c "import libcoap_py" 2>&1 || true')
 echo "$out" | tail -n 3
-if echo "$out" | grep -q "shared library libcoap-3-openssl.so.3" \
-    && echo "$out" | grep -q "sudo apt install libcoap3"; then
+if grep -q "shared library libcoap-3-openssl.so.3" <<<"$out" \
+    && grep -q "sudo apt install libcoap3" <<<"$out"; then
     echo "missing libcoap: the import error names libcoap-3-openssl.so.3 and libcoap3"
 else
     echo "missing libcoap: the import error does not say what to install" >&2
