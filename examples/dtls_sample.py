@@ -214,7 +214,7 @@ def run(
             ca=args.ca,  # pki_key.key.pem.ca_file
             verify_peer_cert=True,  # verify the server's certificate
             require_peer_cert=True,  # require a server certificate
-            allow_self_signed=True,  # allow a self-signed certificate
+            allow_self_signed=True,  # (ignored while require_peer_cert is on, as in C)
             allow_expired_certs=False,  # no expired certificates
             cert_chain_validation=True,  # validate the chain
             check_cert_revocation=False,  # no revocation lists
@@ -226,9 +226,13 @@ def run(
 
     # 5. The DTLS session (coap_new_client_session_pki with COAP_PROTO_DTLS),
     #    to the address resolved in step 2, from the local address.
+    #    Unlike the C sample, the server's certificate must be for --host: the
+    #    URI holds the address, so the name to check is given as server_name.
     uri = f"coaps://{with_brackets(server_address)}:{args.port}"
     try:
-        session = ctx.client_session(uri, dtls=pki, local=with_brackets(local_address))
+        session = ctx.client_session(
+            uri, dtls=pki, local=with_brackets(local_address), server_name=args.host
+        )
     except (ValueError, coap.CoapError) as exc:
         print(f"Cannot create session to {uri}: {exc}", file=sys.stderr)
         return EXIT_SESSION

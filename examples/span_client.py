@@ -15,9 +15,10 @@ for name, default in [("cert", "cert.crt"), ("key", "key.pem"), ("ca", "cert.crt
 p.add_argument("--payload", default="this is the payload")
 a = p.parse_args()
 
-# The sample's flags: PKI's defaults (verify and require the peer's certificate,
-# validate the chain to depth 2, no expired certificates), plus self-signed allowed.
-pki = coap.PKI(a.cert, a.key, a.ca, allow_self_signed=True)
+# The sample's flags are PKI's defaults: verify the peer's certificate against the
+# CA, validate the chain to depth 2, no expired certificates. The server's
+# certificate must also be for --host.
+pki = coap.PKI(a.cert, a.key, a.ca)
 with coap.Context() as ctx:
     session = ctx.client_session(f"coaps://{a.host}:{a.port}", dtls=pki)
     try:

@@ -14,7 +14,7 @@ from ._extern import extern
 from ._libcoap import ffi, lib
 from .codes import Code
 from .context import Context
-from .dtls import PKI, PSK
+from .dtls import PSK, PeerCheck
 from .server import Resource
 from .session import Session
 
@@ -120,14 +120,25 @@ def lcp_py_request(
 
 
 @extern
-def lcp_py_cn(session_ptr: Any, cn: Any, depth: int, validated: int, arg: Any) -> int:
+def lcp_py_cn(
+    session_ptr: Any, cn: Any, der: Any, der_len: int, depth: int, validated: int, arg: Any
+) -> int:
     context = None
     try:
-        pki: PKI = ffi.from_handle(arg)
+        check: PeerCheck = ffi.from_handle(arg)
         name = ffi.string(cn).decode("utf-8", "replace") if cn != _NULL else ""
         context, session = _find(session_ptr)
         if context is not None:
             context._on_cn(session_ptr, session, name, depth)
+        if depth == 0 and check.server_name is not None:
+            # (Only client sessions carry a server name to check.)
+            problem = check.name_problem(bytes(ffi.buffer(der, der_len)) if der else b"")
+            if problem is not None:
+                if isinstance(session, Session):
+                    session._refuse_peer(problem)
+                _log.warning("%s; the handshake is aborted", problem)
+                return 0
+        pki = check.pki
         if pki.validate_cn is not None and validated:
             return 1 if pki.validate_cn(name, depth) else 0
         return 1

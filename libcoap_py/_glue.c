@@ -80,6 +80,7 @@ static void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
 static void lcp_py_event(coap_session_t *session, int event);
 static void lcp_py_log(int level, const char *message, int during_io);
 static int lcp_py_cn(coap_session_t *session, const char *cn,
+                     const uint8_t *der, size_t der_len,
                      unsigned int depth, int validated, void *arg);
 static const lcp_bin_t *lcp_py_psk_key(coap_session_t *session,
                                        const uint8_t *identity,
@@ -118,13 +119,15 @@ static int lcp_waiter_take(coap_session_t *session, const coap_pdu_t *received,
 static int lcp_waiter_nack(coap_session_t *session, const coap_pdu_t *sent,
                            int reason, int mid);
 
+/* libcoap's certificate check (every backend calls it inside the handshake, so
+ * a 0 aborts the handshake before a queued request is sent): asn1_public_cert
+ * is the DER certificate at depth (0: the peer's own), which Python checks the
+ * server's name against (dtls.py). */
 static int
 lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
           coap_session_t *session, unsigned int depth, int validated, void *arg) {
-  (void)asn1_public_cert;
-  (void)asn1_length;
   lcp_py_calls++;
-  return lcp_py_cn(session, cn, depth, validated, arg);
+  return lcp_py_cn(session, cn, asn1_public_cert, asn1_length, depth, validated, arg);
 }
 
 /* Nonzero while this thread is inside libcoap's I/O processing (lcp_io): what

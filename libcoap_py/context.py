@@ -179,11 +179,21 @@ class Context(Serving):
     # -- sessions ---------------------------------------------------------------------------
 
     def client_session(
-        self, uri: str, dtls: PKI | PSK | None = None, local: str | None = None
+        self,
+        uri: str,
+        dtls: PKI | PSK | None = None,
+        local: str | None = None,
+        *,
+        server_name: str | None = None,
     ) -> Session:
         """A session to the server in ``uri`` (``coap://`` or ``coaps://`` with ``dtls``).
 
         ``local`` binds the local side, e.g. ``"0.0.0.0"`` or ``"[::]:40000"``.
+
+        With a ``PKI``, the server's certificate must be for the URI's host (see
+        ``PKI``'s ``check_hostname``), or for ``server_name`` when given: for a URI
+        that holds an address while the certificate names the host, as in
+        ``client_session("coaps://192.0.2.7", pki, server_name="data.example")``.
         """
         self._enter()
         parsed = parse_uri(uri)
@@ -195,6 +205,12 @@ class Context(Serving):
                 raise TypeError("dtls must be a coap.PKI or a coap.PSK")
         elif dtls is not None:
             raise ValueError(f"dtls= given for a {parsed.scheme}:// URI; use a coaps scheme")
+        if server_name is not None and not isinstance(dtls, PKI):
+            raise ValueError(
+                "server_name= is the name checked in the server's certificate: it needs "
+                "dtls=coap.PKI(...)"
+            )
+        check = dtls.peer_check(parsed.host, server_name) if isinstance(dtls, PKI) else None
 
         family, ip = resolve(parsed.host, parsed.port)
         server = ffi.new("coap_address_t *")
@@ -238,7 +254,7 @@ class Context(Serving):
             self._client_pki_used = True
             if dtls.root_cas is not None:
                 self._set_root_cas(dtls.root_cas)
-            setup, buffers = dtls._setup()
+            setup, buffers = dtls._setup(check)
             keep.extend(buffers)
 
             def connect() -> Any:

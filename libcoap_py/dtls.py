@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional, Union
 from ._libcoap import ffi, lib
 from .capabilities import BACKEND
 from .errors import NotSupportedError
+from .peername import ServerName, name_problem
 
 __all__ = ["PKI", "PSK", "KeySource", "PemSource"]
 
@@ -66,6 +67,35 @@ class PKI:
     ``root_cas`` (a file or directory of trusted roots) or
     ``allow_self_signed`` can make an unknown peer pass verification.
 
+    **Which flag wins (as in libcoap, so that a port of the C sample means
+    the same).** ``verify_peer_cert`` turns verification of the peer's chain
+    on; with it off, an unknown CA is accepted. ``require_peer_cert`` (4.3's
+    ``check_common_ca``) demands that ``ca`` signed the peer, and while it is
+    on, libcoap ignores ``allow_self_signed``: a self-signed peer is refused.
+    The C sample sets both, so its "allow self-signed" never takes effect.
+    To really accept a self-signed server (pinning it by another means, such
+    as ``validate_cn``), turn the common-CA check off::
+
+        coap.PKI(cert, key, ca, require_peer_cert=False, allow_self_signed=True)
+
+    (libcoap 4.3. On 4.2, ``allow_self_signed`` passes only a self-signed root
+    at the top of a chain, never a self-signed peer certificate; there only
+    ``verify_peer_cert=False, check_hostname=False`` gets past one.)
+    ``allow_expired_certs`` accepts certificates outside their validity dates.
+
+    **The server's name (clients).** With ``check_hostname`` (the default),
+    a client checks inside the handshake that the server's certificate is
+    for the host in the URI, or for ``Context.client_session(...,
+    server_name=...)``: its subjectAltName DNS names (``*.`` wildcards in
+    the left-most label) and IP addresses, and its common name only when it
+    has no such subjectAltName (RFC 6125). A certificate for another name
+    aborts the handshake before any request is sent, and the request raises
+    ``DTLSError`` naming both names. DNS names are also sent as SNI unless
+    ``client_sni`` says otherwise. ``check_hostname=False`` turns the check
+    off; ``verify_peer_cert=False`` needs it off too (an unverified chain
+    makes a name meaningless). Servers do not check names: they identify
+    devices by certificate.
+
     ``validate_cn(common_name, depth)`` may refuse a peer whose certificate
     passed those checks (depth 0 is the peer's own certificate). The peer's
     common name is available as ``Session.peer_cn`` / ``Request.peer_cn``.
@@ -96,6 +126,7 @@ class PKI:
         client_sni: str | None = None,
         root_cas: str | os.PathLike[str] | None = None,
         validate_cn: Callable[[str, int], bool] | None = None,
+        check_hostname: bool = True,
     ) -> None:
         if check_cert_revocation and BACKEND.dtls:
             _check_revocation_supported()
@@ -138,12 +169,38 @@ class PKI:
         self.allow_expired_crl = allow_expired_crl
         self.client_sni = client_sni
         self.validate_cn = validate_cn
+        self.check_hostname = check_hostname
         self.root_cas = None if root_cas is None else os.fspath(root_cas)
         if self.root_cas is not None and not os.path.exists(self.root_cas):
             raise FileNotFoundError(2, f"root CAs not found: {self.root_cas}", self.root_cas)
 
-    def _setup(self) -> tuple[Any, list[Any]]:
-        """An ``lcp_pki_t`` for the glue, and the C buffers it points into (keep them alive)."""
+    def peer_check(self, host: str | None, server_name: str | None = None) -> PeerCheck:
+        """What a client session to ``host`` checks of the server (its certificate's name,
+        ``server_name`` instead of ``host`` if given); ``host=None``: a server's endpoint.
+        Raises ValueError for a name that cannot be checked."""
+        if host is None:
+            return PeerCheck(self, None)
+        if not self.check_hostname:
+            if server_name is not None:
+                raise ValueError(
+                    "server_name= names what check_hostname checks, and this PKI has "
+                    "check_hostname=False"
+                )
+            return PeerCheck(self, None)
+        if not self.verify_peer_cert:
+            raise ValueError(
+                "verify_peer_cert=False accepts a server certificate from any CA, so the "
+                "name in it proves nothing: pass check_hostname=False as well (both are "
+                "explicit opt-outs)"
+            )
+        return PeerCheck(self, ServerName.parse(host if server_name is None else server_name))
+
+    def _setup(self, check: PeerCheck | None = None) -> tuple[Any, list[Any]]:
+        """An ``lcp_pki_t`` for the glue, and the C buffers it points into (keep them
+        alive). ``check``: what the certificate callback checks (default: nothing but
+        ``validate_cn``, as on a server)."""
+        if check is None:
+            check = PeerCheck(self, None)
         if self.check_cert_revocation:
             _check_revocation_supported()  # (again: the attribute may have changed)
         keep: list[Any] = []
@@ -200,9 +257,12 @@ class PKI:
                 setup.key_file = c_string(files["private key"])
             if "CA certificate" in files:
                 setup.ca_file = c_string(files["CA certificate"])
-        if self.client_sni:
-            setup.client_sni = c_string(self.client_sni)
-        handle = ffi.new_handle(self)
+        sni = self.client_sni
+        if sni is None and check.server_name is not None:
+            sni = check.server_name.sni
+        if sni:
+            setup.client_sni = c_string(sni)
+        handle = ffi.new_handle(check)
         keep.append(handle)
         setup.cn_arg = handle
         return setup, keep
@@ -215,6 +275,24 @@ class PKI:
     def __repr__(self) -> str:
         where = "in memory" if self.use_buffers else self.files.get("certificate")
         return f"<PKI cert={where} verify_peer_cert={self.verify_peer_cert}>"
+
+
+class PeerCheck:
+    """What one session checks of its peer's certificate in libcoap's certificate
+    callback: the PKI's ``validate_cn``, and for a client with ``check_hostname``, the
+    server's name (``server_name``; None: no name check)."""
+
+    __slots__ = ("pki", "server_name")
+
+    def __init__(self, pki: PKI, server_name: ServerName | None) -> None:
+        self.pki = pki
+        self.server_name = server_name
+
+    def name_problem(self, der: bytes) -> str | None:
+        """None if the peer's DER certificate is for the expected name, else why not."""
+        if self.server_name is None:
+            return None
+        return name_problem(der, self.server_name)
 
 
 KeySource = Union[Mapping[bytes, bytes], Callable[[bytes], Optional[bytes]]]

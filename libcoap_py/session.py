@@ -104,6 +104,8 @@ def nack_error(reason: int, session: Session | None) -> NackError:
     if reason == NackReason.RST:
         return ResetError(f"the peer{peer} answered with RST (it rejected the message)")
     if reason == NackReason.TLS_FAILED:
+        if session is not None and session.refusal is not None:
+            return DTLSError(f"DTLS handshake with {session.uri} refused: {session.refusal}")
         return DTLSError(f"DTLS handshake or record failure{peer}; see the libcoap log")
     if reason == NackReason.NOT_DELIVERABLE:
         return NackError(reason, f"message not deliverable{peer}")
@@ -159,6 +161,9 @@ class Session:
         self.renewals = 0
         #: The common name of the peer's certificate (certificate DTLS), once known.
         self.peer_cn: str | None = None
+        #: Why this client refused the server in the last handshake (its certificate is
+        #: for another name), or None.
+        self.refusal: str | None = None
         lib.coap_session_set_app_data(ptr, self._handle)
 
     # -- state ------------------------------------------------------------------------------
@@ -182,6 +187,13 @@ class Session:
             if lib.lcp_session_state(self._ptr) == _STATE_NONE:
                 self._renew()
         return self._ptr
+
+    def _refuse_peer(self, reason: str) -> None:
+        """The certificate callback refused the server (``reason``): the handshake ends,
+        and the requests waiting on it raise DTLSError with the reason."""
+        self.refusal = reason
+        self._dtls_failed = True
+        self._failed()
 
     def _failed(self) -> None:
         """libcoap reported a failure (DTLS, TLS or TCP) after which the C session may
@@ -213,6 +225,7 @@ class Session:
         lib.coap_session_set_app_data(new, self._handle)
         self._dtls_failed = False
         self.peer_cn = None
+        self.refusal = None
         self.renewals += 1
         # Exchanges of the old C session end with it: a new session numbers its
         # tokens anew, so an answer on it must not match one of them.
@@ -757,6 +770,8 @@ class Session:
             and secure
             and (self._dtls_failed or lib.lcp_session_state(ptr) != _STATE_ESTABLISHED)
         ):
+            if self.refusal is not None:
+                return DTLSError(f"DTLS handshake with {self.uri} refused: {self.refusal}")
             return DTLSError(
                 f"the DTLS handshake with {self.uri} did not complete within {waited:g} s "
                 "(a wrong PSK or an untrusted certificate often looks like silence)"

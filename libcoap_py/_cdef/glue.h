@@ -48,6 +48,7 @@ extern "Python" void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent
 extern "Python" void lcp_py_event(coap_session_t *session, int event);
 extern "Python" void lcp_py_log(int level, const char *message, int during_io);
 extern "Python" int lcp_py_cn(coap_session_t *session, const char *cn,
+                              const uint8_t *der, size_t der_len,
                               unsigned int depth, int validated, void *arg);
 extern "Python" const lcp_bin_t *lcp_py_psk_key(coap_session_t *session,
                                                        const uint8_t *identity,
@@ -88,7 +89,7 @@ typedef struct {
   const uint8_t *ca_buf;
   size_t ca_len;
   const char *client_sni;   /* may be NULL */
-  void *cn_arg;             /* passed to lcp_py_cn (the Python PKI's handle) */
+  void *cn_arg;             /* passed to lcp_py_cn (the Python PeerCheck's handle) */
 } lcp_pki_t;
 
 coap_session_t *lcp_client_session(coap_context_t *ctx, const coap_address_t *local,

@@ -259,7 +259,21 @@ def _add_client_arguments(parser: argparse.ArgumentParser, method: str | None) -
         "-n",
         dest="no_verify",
         action="store_true",
-        help="do not verify the server's certificate (with -C or -R)",
+        help="do not verify the server's certificate (with -C or -R), nor its name",
+    )
+    pki.add_argument(
+        "--no-check-hostname",
+        dest="no_check_hostname",
+        action="store_true",
+        help="verify the server's certificate but not that it is for the URI's host "
+        "(by default it must name that host, or --server-name)",
+    )
+    pki.add_argument(
+        "--server-name",
+        dest="server_name",
+        metavar="name",
+        help="the name the server's certificate must carry, instead of the URI's host "
+        "(for a URI that holds an address); also sent as SNI",
     )
     parser.set_defaults(run=run)
 
@@ -358,6 +372,7 @@ class Plan:
     observe: float | None = None
     local: str | None = None
     dtls: PKI | PSK | None = None
+    server_name: str | None = None
     verbosity: int = DEFAULT_VERBOSITY
     output: str | None = None
     newline: bool = False
@@ -390,6 +405,18 @@ def make_plan(args: argparse.Namespace) -> Plan:
         plan.observe = args.observe
     plan.local = _local(args.local_addr, args.local_port, plan.uri)
     plan.dtls = _credentials(args, plan.uri)
+    if args.server_name is not None:
+        from ..dtls import PKI
+
+        if not isinstance(plan.dtls, PKI) or not plan.dtls.verify_peer_cert:
+            raise CliError(
+                "--server-name is the name checked in the server's certificate: it needs "
+                "a coaps URI and -C or -R (and no -n)",
+                2,
+            )
+        if not plan.dtls.check_hostname:
+            raise CliError("--server-name and --no-check-hostname contradict each other", 2)
+        plan.server_name = args.server_name
     plan.verbosity = args.verbosity
     plan.output = None if args.output in (None, "-") else args.output
     plan.newline = args.newline
@@ -440,16 +467,18 @@ def _credentials(args: argparse.Namespace, uri: str) -> PKI | PSK | None:
         if pki_flags:
             if args.key and not args.cert:
                 raise CliError("-j keyfile needs -c certfile (the certificate it belongs to)", 2)
-            checked = bool(args.ca or args.root_cas)
+            verify = bool(args.ca or args.root_cas) and not args.no_verify
             # Without -c the client shows no certificate and only checks the server's.
+            # The server's name is checked whenever its certificate is verified.
             return coap.PKI(
                 args.cert or None,
                 (args.key or args.cert) or None,
                 args.ca,
-                verify_peer_cert=checked and not args.no_verify,
+                verify_peer_cert=verify,
                 require_peer_cert=bool(args.ca) and not args.root_cas,
                 allow_self_signed=True,
                 root_cas=args.root_cas,
+                check_hostname=verify and not args.no_check_hostname,
             )
         if psk_flags:
             if args.psk_key is None:
@@ -498,7 +527,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_session(ctx: Context, plan: Plan) -> Session:
     try:
-        return ctx.client_session(plan.uri, dtls=plan.dtls, local=plan.local)
+        return ctx.client_session(
+            plan.uri, dtls=plan.dtls, local=plan.local, server_name=plan.server_name
+        )
     except ValueError as exc:
         raise CliError(str(exc), 2) from None
     except OSError as exc:  # unknown host, local address not usable
