@@ -29,6 +29,7 @@ EventHandler = Callable[[Union[Session, None], Union[Event, int]], Any]
 H = TypeVar("H", bound=Callable[..., Any])
 
 _DTLS_CONNECTED = int(Event.DTLS_CONNECTED)
+_DTLS_ERROR = int(Event.DTLS_ERROR)
 _ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
 _NULL = ffi.NULL
 _get_ident = threading.get_ident
@@ -443,6 +444,7 @@ class Context(Serving):
                 watch[session] = None  # (again) handshaking: report its end
             elif reported is None or reported != ptr:
                 watch[session] = ptr
+                session._handshake_done = True
                 try:
                     self._deliver_event(session, _DTLS_CONNECTED)
                 except BaseException as error:
@@ -576,6 +578,11 @@ class Context(Serving):
         if event == _DTLS_CONNECTED and session is not None and session in self._connect_watch:
             # libcoap raised it after all: this handshake is reported.
             self._connect_watch[session] = session._ptr
+        if session is not None and session.uri.secure:
+            if event == _DTLS_CONNECTED:
+                session._handshake_done = True
+            elif event == _DTLS_ERROR:
+                session._handshake_error = True
         if session is not None and event in _SESSION_ENDINGS:
             if event in _DTLS_FAILURES and session.uri.secure:
                 session._dtls_failed = True

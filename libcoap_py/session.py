@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -65,6 +66,10 @@ _SEND_FAILURES = {  # lcp_request()'s
     -5: "libcoap could not send the request",
 }
 _monotonic = time.monotonic
+_log = logging.getLogger("libcoap_py")
+# A new handshake needs at least this long left of the request's timeout (DTLS's first
+# retransmission timer is 1 s).
+_MIN_HANDSHAKE_S = 1.0
 _get_ident = threading.get_ident
 _from_inline = Response._from_inline
 _lcp_request = lib.lcp_request
@@ -155,6 +160,10 @@ class Session:
         # Whether _live() has more to check than the owner thread and the pointer.
         self._check_alive = False  # (True for 4.2's server sessions: see _alive())
         self._dtls_failed = False
+        # This C session's handshake: completed, or refused by a DTLS alert (either
+        # side). Neither, and a DTLSError: libcoap abandoned it (request() retries).
+        self._handshake_done = False
+        self._handshake_error = False
         self.closed = False
         #: How often a failed C session (a DTLS failure, a restarted peer) was replaced
         #: by a new one behind this Session.
@@ -224,6 +233,8 @@ class Session:
         self._ptr = new
         lib.coap_session_set_app_data(new, self._handle)
         self._dtls_failed = False
+        self._handshake_done = False
+        self._handshake_error = False
         self.peer_cn = None
         self.refusal = None
         self.renewals += 1
@@ -357,11 +368,79 @@ class Session:
         ``token`` (0 to 8 bytes) sends this token instead of a fresh one; it must
         not be in use by another request of this session that is still waiting.
 
+        Over ``coaps://``, when libcoap abandons a handshake after its own
+        retransmissions (a lossy link) while ``timeout`` allows more, a new
+        handshake starts (``renewals`` counts them), until ``timeout``: the
+        request cannot have reached the server before a handshake completed.
+        A refused handshake (an untrusted certificate, a wrong name or key)
+        fails at once.
+
         Raises ``RequestTimeout``, ``DTLSError``, ``ResetError`` or another
         ``NackError`` when the exchange fails, ``BlockwiseError`` when a
         block-wise transfer breaks off midway (never a truncated body), and
         re-raises what a handler raised meanwhile.
         """
+        if not self._proto_dtls:
+            return self._request_once(
+                method, path, payload, query, options, content_format, accept, confirmable,
+                timeout, block_size, token, progress,
+            )  # fmt: skip
+        started = _monotonic()
+        limit = self.max_transmit_wait() + 1.0 if timeout is None else timeout
+        handshakes = 1
+        while True:
+            try:
+                return self._request_once(
+                    method, path, payload, query, options, content_format, accept,
+                    confirmable, timeout, block_size, token, progress,
+                )  # fmt: skip
+            except DTLSError as error:
+                remaining = started + limit - _monotonic()
+                if not self._handshake_abandoned():
+                    raise
+                if remaining < _MIN_HANDSHAKE_S:
+                    if handshakes == 1:
+                        raise
+                    raise DTLSError(
+                        f"the DTLS handshake with {self.uri} did not complete within "
+                        f"{limit:g} s ({handshakes} handshakes tried: the server's "
+                        "answers did not come through)"
+                    ) from error
+                handshakes += 1
+                _log.info(
+                    "libcoap abandoned the DTLS handshake with %s; starting handshake %d "
+                    "(%.1f s left)", self.uri, handshakes, remaining,
+                )  # fmt: skip
+                timeout = remaining
+                self._checked()  # the new C session: its handshake starts with the send
+
+    def _handshake_abandoned(self) -> bool:
+        """Whether the last DTLSError came from libcoap giving up on a handshake after
+        its retransmissions (no answer), not from a refusal by either side."""
+        return (
+            self.uri.secure
+            and not self._handshake_done
+            and not self._handshake_error
+            and self.refusal is None
+            and self._ptr is not None
+        )
+
+    def _request_once(
+        self,
+        method: str | Code | int,
+        path: str,
+        payload: bytes | bytearray | memoryview | str,
+        query: str | Iterable[str] | None,
+        options: Iterable[tuple[int, OptionValue]],
+        content_format: ContentFormat | int | None,
+        accept: ContentFormat | int | None,
+        confirmable: bool,
+        timeout: float | None,
+        block_size: int | None,
+        token: bytes | None,
+        progress: ProgressCallback | None,
+    ) -> Response:
+        """request() with one handshake at most."""
         context = self._context
         ptr = self._live()
         if context._dispatching:
