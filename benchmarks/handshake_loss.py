@@ -88,14 +88,25 @@ def _start_server(
 
 def _api_run(port: int, files: dict[str, Path], path: str, deadline: float) -> tuple[bool, str]:
     pki = coap.PKI(files["cert"], files["key"], files["ca"])
-    try:
-        with coap.Context() as ctx:
-            session = ctx.client_session(f"coaps://127.0.0.1:{port}", dtls=pki)
+    started = time.monotonic()
+    events: list[str] = []
+    with coap.Context() as ctx:
+
+        @ctx.register_event_handler
+        def event(session: coap.Session | None, what: object) -> None:
+            name = getattr(what, "name", str(what))
+            events.append(f"{name}@{time.monotonic() - started:.0f}s")
+
+        session = ctx.client_session(f"coaps://127.0.0.1:{port}", dtls=pki)
+        try:
             response = session.request("PUT", path, payload=b"loss", timeout=deadline)
             code = int(response.code)
             return 64 <= code < 96, f"code {code >> 5}.{code & 31:02d}"
-    except coap.CoapError as exc:
-        return False, f"{type(exc).__name__}: {exc}"
+        except coap.CoapError as exc:
+            return False, (
+                f"{type(exc).__name__}: {exc} [{session.renewals} renewals; events "
+                f"{' '.join(events) or 'none'}]"
+            )
 
 
 def _command_run(command: list[str], deadline: float) -> tuple[bool, str]:
@@ -198,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         failures: dict[str, int] = {}
         for good, why in outcomes:
             if not good:
-                failures[why[:120]] = failures.get(why[:120], 0) + 1
+                failures[why[:300]] = failures.get(why[:300], 0) + 1
         for why, n in sorted(failures.items(), key=lambda item: -item[1])[:5]:
             print(f"{'':>14}{n} x {why}")
     if args.json is not None:

@@ -5,8 +5,8 @@ per client, as it would without the proxy. Every datagram, in each direction,
 is dropped with probability ``loss``; one that passes is sent twice with
 probability ``duplicate`` and held back 10-100 ms (so that later ones overtake
 it) with probability ``reorder``. ``blackout`` drops everything for its first
-seconds after the first datagram of each client: a handshake that cannot
-complete until then.
+seconds after the proxy's first datagram: a handshake that cannot complete
+until then.
 
     python benchmarks/lossy_proxy.py --target 127.0.0.1:5684 --loss 0.2
     # then point clients at the printed port
@@ -91,7 +91,8 @@ class LossyProxy:
         self._front.bind((listen_host or host, 0))
         self.port: int = self._front.getsockname()[1]
         self._selector.register(self._front, selectors.EVENT_READ, None)
-        self._upstream: dict[Address, tuple[socket.socket, float]] = {}
+        self._upstream: dict[Address, socket.socket] = {}
+        self._first: float | None = None  # when the first datagram came
         self._later: list[_Later] = []
         self._seq = 0
         self._stop = threading.Event()
@@ -107,7 +108,7 @@ class LossyProxy:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        for sock, _ in self._upstream.values():
+        for sock in self._upstream.values():
             sock.close()
         self._upstream.clear()
         self._front.close()
@@ -142,26 +143,28 @@ class LossyProxy:
                 self._send(item.sock, item.data, item.to)
 
     def _from_client(self, data: bytes, client: Address) -> None:
-        entry = self._upstream.get(client)
-        if entry is None:
+        sock = self._upstream.get(client)
+        if sock is None:
             if len(self._upstream) >= self.max_clients:
                 return
             sock = socket.socket(self.family, socket.SOCK_DGRAM)
             sock.bind((self.target[0], 0))
             self._selector.register(sock, selectors.EVENT_READ, client)
-            entry = self._upstream[client] = (sock, time.monotonic())
+            self._upstream[client] = sock
             self.stats.clients += 1
-        self._pass(entry[0], data, self.target, entry[1])
+        self._pass(sock, data, self.target)
 
     def _from_server(self, data: bytes, client: Address) -> None:
-        entry = self._upstream.get(client)
-        if entry is not None:
-            self._pass(self._front, data, client, entry[1])
+        if client in self._upstream:
+            self._pass(self._front, data, client)
 
-    def _pass(self, sock: socket.socket, data: bytes, to: Address, since: float) -> None:
+    def _pass(self, sock: socket.socket, data: bytes, to: Address) -> None:
         self.stats.received += 1
+        now = time.monotonic()
+        if self._first is None:
+            self._first = now
         rnd = self._random.random
-        if time.monotonic() - since < self.blackout or rnd() < self.loss:
+        if now - self._first < self.blackout or rnd() < self.loss:
             self.stats.dropped += 1
             return
         copies = 1
@@ -177,9 +180,8 @@ class LossyProxy:
                 delay = 0.005
             if delay:
                 self._seq += 1
-                heapq.heappush(
-                    self._later, _Later(time.monotonic() + delay, self._seq, sock, data, to)
-                )
+                later = _Later(now + delay, self._seq, sock, data, to)
+                heapq.heappush(self._later, later)
             else:
                 self._send(sock, data, to)
 

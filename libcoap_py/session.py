@@ -164,6 +164,9 @@ class Session:
         # side). Neither, and a DTLSError: libcoap abandoned it (request() retries).
         self._handshake_done = False
         self._handshake_error = False
+        self._born = _monotonic()  # when this C session (and its handshake) began
+        # While request() waits on a handshake: when to end it and start anew (_await).
+        self._handshake_deadline: float | None = None
         self.closed = False
         #: How often a failed C session (a DTLS failure, a restarted peer) was replaced
         #: by a new one behind this Session.
@@ -235,6 +238,7 @@ class Session:
         self._dtls_failed = False
         self._handshake_done = False
         self._handshake_error = False
+        self._born = _monotonic()
         self.peer_cn = None
         self.refusal = None
         self.renewals += 1
@@ -389,6 +393,14 @@ class Session:
         limit = self.max_transmit_wait() + 1.0 if timeout is None else timeout
         handshakes = 1
         while True:
+            self._handshake_deadline = None
+            ptr = self._ptr
+            if ptr is not None and lib.lcp_session_state(ptr) != _STATE_ESTABLISHED:
+                # As long as libcoap's own retransmissions of a handshake may take (DTLS
+                # timers from 1 s, doubling): a handshake still going after that is
+                # ended and started anew (see _await).
+                budget = 2.0 ** min(lib.lcp_session_get_max_retransmit(ptr) + 1, 12) - 1
+                self._handshake_deadline = _monotonic() + budget
             try:
                 return self._request_once(
                     method, path, payload, query, options, content_format, accept,
@@ -413,16 +425,22 @@ class Session:
                 )  # fmt: skip
                 timeout = remaining
                 self._checked()  # the new C session: its handshake starts with the send
+            finally:
+                self._handshake_deadline = None
 
     def _handshake_abandoned(self) -> bool:
         """Whether the last DTLSError came from libcoap giving up on a handshake after
-        its retransmissions (no answer), not from a refusal by either side."""
+        its retransmissions (no answer), not from a refusal by either side: no DTLS
+        alert, no refusal of ours, and time for at least one DTLS retransmission timer
+        (libcoap's GnuTLS code raises no event for an alert it received, and a refused
+        handshake fails within milliseconds)."""
         return (
             self.uri.secure
             and not self._handshake_done
             and not self._handshake_error
             and self.refusal is None
             and self._ptr is not None
+            and _monotonic() - self._born >= _MIN_HANDSHAKE_S
         )
 
     def _request_once(
@@ -607,6 +625,19 @@ class Session:
                         # without close_notify). The next request handshakes anew.
                         self._forget_dtls()
                     raise error
+                stall = self._handshake_deadline
+                if stall is not None:
+                    left = stall - _monotonic()
+                    if left <= 0:
+                        # The handshake outlived what libcoap's own retransmissions
+                        # take (OpenSSL retransmits by itself when stale records come
+                        # in, unseen by libcoap's count, on doubled timers): end it.
+                        # libcoap NACKs the request, and request() starts a new one.
+                        self._handshake_deadline = None
+                        if lib.lcp_session_state(self._ptr) != _STATE_ESTABLISHED:
+                            self._abort_handshake()
+                        continue
+                    remaining = min(remaining, left)
                 # Never 0 ms: for libcoap that means "wait without bound".
                 context._wait_io(waiter, _ceil(remaining * 1000))
         finally:

@@ -352,6 +352,7 @@ def test_self_signed_flags_mean_what_they_mean_in_c(serve: Serve, pki: Pki) -> N
     assert seen.payloads == [b"secret"] * (1 if LIBCOAP_42 else 2)
 
 
+@pytest.mark.needs_dtls
 def test_option_errors(pki: Pki) -> None:
     with coap.Context() as ctx:
         with pytest.raises(ValueError, match="check_hostname=False"):
