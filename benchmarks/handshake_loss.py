@@ -10,9 +10,11 @@ seconds (``-B`` for the command-line clients). Three contenders, interleaved,
 - ``cli``: ``libcoap-py put coaps://... -B DEADLINE`` (a subprocess per run);
 - ``coap-client``: ``coap-client-openssl -m put ... -B DEADLINE``.
 
-A run succeeds when the client reports a 2.xx response. The server files
-each PUT as a resource of its own (``-d``), so the count it answers is the
-count that reached it.
+The server files each PUT as a resource of its own (``-d``); afterwards every
+path is read back from it directly (no proxy). A run of libcoap-py succeeds
+when the client reported a 2.xx response and the server filed the PUT. A run
+of coap-client succeeds when the server filed its PUT: coap-client 4.3 exits
+with status 0 even when it got no response, so its status says nothing.
 
     python -I benchmarks/handshake_loss.py                    # 200 runs each
     python -I benchmarks/handshake_loss.py --count 20 --floor 0.9   # CI's sample
@@ -120,6 +122,20 @@ def _command_run(command: list[str], deadline: float) -> tuple[bool, str]:
     return done.returncode == 0, text[-1] if text else f"exit {done.returncode}"
 
 
+def _filed(coap_port: int, numbers: dict[str, list[int]]) -> dict[str, set[int]]:
+    """Which runs' PUTs the server filed: each path read back over plain coap://."""
+    found: dict[str, set[int]] = {}
+    with coap.Context() as ctx:
+        session = ctx.client_session(f"coap://127.0.0.1:{coap_port}")
+        for kind, runs in numbers.items():
+            found[kind] = {
+                n
+                for n in runs
+                if session.request("GET", f"{kind}-{n}", timeout=5).code == coap.Code.CONTENT
+            }
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=200, help="runs per contender")
@@ -142,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="handshake-loss-"))
     files = certs.init_dir(work / "certs")
     server, port = _start_server(server_tool, files, args.count)
-    results: dict[str, list[tuple[bool, str]]] = {"api": [], "cli": [], "coap-client": []}
+    results: dict[str, dict[int, tuple[bool, str]]] = {"api": {}, "cli": {}, "coap-client": {}}
     lock = threading.Lock()
     started = time.monotonic()
     try:
@@ -176,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                              *key_args, f"{uri}/{path}"], deadline,
                         )  # fmt: skip
                     with lock:
-                        results[kind].append(outcome)
+                        results[kind][number] = outcome
 
                 return run
 
@@ -185,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 for future in [pool.submit(j) for j in jobs]:
                     future.result()
             stats = proxy.stats
+        filed = _filed(port - 1, {kind: list(runs) for kind, runs in results.items()})
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -202,14 +219,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{stats.duplicated} duplicated, {stats.reordered} reordered"
     )
     figures = {}
-    for kind, outcomes in results.items():
-        ok = sum(1 for good, _ in outcomes if good)
-        figures[kind] = ok
-        print(f"{kind:>12}: {ok}/{len(outcomes)} succeeded ({ok / max(1, len(outcomes)):.1%})")
+    for kind, runs in results.items():
+        ok = 0
         failures: dict[str, int] = {}
-        for good, why in outcomes:
-            if not good:
+        for number, (reported, why) in runs.items():
+            on_server = number in filed[kind]
+            if kind == "coap-client":
+                reported, why = on_server, "not filed on the server"
+            if reported and on_server:
+                ok += 1
+            else:
+                if reported:
+                    why = f"reported {why}, but not filed on the server"
+                elif on_server:
+                    why = f"{why} (the server filed it: only the answer was lost)"
                 failures[why[:300]] = failures.get(why[:300], 0) + 1
+        figures[kind] = ok
+        print(f"{kind:>12}: {ok}/{len(runs)} succeeded ({ok / max(1, len(runs)):.1%})")
         for why, n in sorted(failures.items(), key=lambda item: -item[1])[:5]:
             print(f"{'':>14}{n} x {why}")
     if args.json is not None:
