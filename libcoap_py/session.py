@@ -396,10 +396,13 @@ class Session:
             self._handshake_deadline = None
             ptr = self._ptr
             if ptr is not None and lib.lcp_session_state(ptr) != _STATE_ESTABLISHED:
-                # As long as libcoap's own retransmissions of a handshake may take (DTLS
-                # timers from 1 s, doubling): a handshake still going after that is
-                # ended and started anew (see _await).
+                # A handshake still going after as long as libcoap's own retransmissions
+                # of it may take (DTLS timers from 1 s, doubling), or after half the time
+                # left, is ended and started anew (see _await): a new one retransmits
+                # on fresh 1 s timers, an old one on timers doubled meanwhile.
                 budget = 2.0 ** min(lib.lcp_session_get_max_retransmit(ptr) + 1, 12) - 1
+                left = started + limit - _monotonic()
+                budget = min(budget, max(left / 2, 2 * _MIN_HANDSHAKE_S))
                 self._handshake_deadline = _monotonic() + budget
             try:
                 return self._request_once(
