@@ -16,7 +16,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Union
 
-__all__ = ["CertificateNames", "ServerName", "certificate_names", "name_problem"]
+__all__ = ["CertificateNames", "ServerName", "certificate_names", "matches", "name_problem"]
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 

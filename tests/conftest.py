@@ -735,6 +735,18 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
         pause.wait(min(interval, remaining))
 
 
+def run_until(ctx: coap_t.Context, condition: Callable[[], bool], timeout: float) -> bool:
+    """Drive ``ctx`` (``run_once``) until ``condition`` holds or ``timeout`` passed;
+    return whether it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        ctx.run_once(max(1, min(100, int(remaining * 1000))))
+    return True
+
+
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Any]]:
     """Start ServerThreads: ``serve(setup) -> setup's result``; all stop at teardown.

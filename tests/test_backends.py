@@ -8,7 +8,6 @@ the binding's own capability flags, so a wrong flag fails here.
 from __future__ import annotations
 
 import subprocess
-import time
 from typing import Any, Callable
 
 import pytest
@@ -22,6 +21,7 @@ from conftest import (
     CoapServer,
     cert_args,
     client_data,
+    run_until,
 )
 
 import libcoap_py as coap
@@ -61,10 +61,7 @@ def _credentials(kind: str, server: CoapServer, certs: CertFiles) -> coap.PSK | 
 
 
 def _run_until(ctx: coap.Context, done: Callable[[], bool], seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        ctx.run_once(100)
+    assert run_until(ctx, done, seconds), "condition not reached in time"
 
 
 @pytest.mark.needs_dtls
@@ -189,10 +186,9 @@ class Mix:
             [COAP_CLIENT, "-B", "5", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         try:
-            deadline = time.monotonic() + 20
-            while proc.poll() is None:  # serve while libcoap's client talks to us
-                assert time.monotonic() < deadline, "coap-client did not finish"
-                self.ctx.run_once(50)
+            # Serve while libcoap's client talks to us.
+            finished = run_until(self.ctx, lambda: proc.poll() is not None, 20)
+            assert finished, "coap-client did not finish"
             assert proc.stdout is not None
             return proc.stdout.read()
         finally:
