@@ -76,6 +76,8 @@ def lcp_py_nack(session_ptr: Any, sent: Any, reason: int, mid: int) -> None:
     try:
         context, session = _find(session_ptr)
         if context is not None:
+            if context._delayed.awaiting and context._delayed.nacked(session_ptr, mid, reason):
+                return
             context._on_nack(session, sent, reason, mid)
     except BaseException as error:
         if context is not None:

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <errno.h>
+#include <sys/epoll.h>
+#include <stdint.h>
 
 /* Mirrors of the structures declared in _cdef/glue.h. */
 typedef struct {
@@ -94,6 +96,11 @@ static void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
  * pass that ran Python code, which may have stored an exception or changed
  * state the Python loop must see. */
 static __thread unsigned long lcp_py_calls;
+
+/* Counts lcp_wake() calls, from any thread: the request waiter's loop hands
+ * control back to Python after a pass during which another thread woke the
+ * loop, so that what it handed over (Context.call_soon_threadsafe) runs. */
+static unsigned long lcp_wakeups;
 
 /* LCP_TLS_RAISES_CLIENT_CONNECTED (see "What the (D)TLS library under libcoap
  * can do" below), read once for the request waiter's loop. */
@@ -379,6 +386,7 @@ void lcp_pdu_set_type(coap_pdu_t *pdu, int type) {
 void lcp_pdu_set_code(coap_pdu_t *pdu, int code) {
   coap_pdu_set_code(pdu, (coap_pdu_code_t)code);
 }
+void lcp_pdu_set_mid(coap_pdu_t *pdu, int mid) { coap_pdu_set_mid(pdu, (coap_mid_t)mid); }
 
 /* 4.3 tells us when it frees a server session (SERVER_SESSION_DEL). */
 int
@@ -677,6 +685,7 @@ lcp_pdu_fields(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
 
 void lcp_pdu_set_type(coap_pdu_t *pdu, int type) { pdu->type = (uint8_t)type; }
 void lcp_pdu_set_code(coap_pdu_t *pdu, int code) { pdu->code = (uint8_t)code; }
+void lcp_pdu_set_mid(coap_pdu_t *pdu, int mid) { pdu->tid = (uint16_t)mid; }
 
 /* 4.2 frees idle server sessions without telling: ask whether the peer's
  * session is still this one (the Python side then checks it is still ours). */
@@ -720,6 +729,32 @@ lcp_install_log_handler(void) {
 int
 lcp_io_process(coap_context_t *ctx, int timeout_ms) {
   return lcp_io(ctx, timeout_ms);
+}
+
+/* ------------------------------------------------------------------ */
+/* Waking the loop from another thread (Context.call_soon_threadsafe) */
+
+/* Add wake_fd (a pipe's read end) to the epoll set libcoap waits on (coap_fd, from
+ * coap_context_get_coap_fd). Its event carries a NULL pointer, which libcoap's
+ * epoll dispatch (4.2 and 4.3) skips as it does its own timer's, so a write to
+ * the pipe only ends the wait. Edge-triggered: unread bytes do not make every
+ * later wait return at once. Returns 0, or errno. */
+int
+lcp_wake_attach(int coap_fd, int wake_fd) {
+  struct epoll_event event;
+  memset(&event, 0, sizeof(event));
+  event.events = EPOLLIN | EPOLLET;
+  event.data.ptr = NULL;
+  return epoll_ctl(coap_fd, EPOLL_CTL_ADD, wake_fd, &event) == 0 ? 0 : errno;
+}
+
+/* Safe from any thread: count the wake-up, then write a byte to the pipe's
+ * write end. Returns 0, or errno (EAGAIN: the pipe is full, a wake-up is due). */
+int
+lcp_wake(int write_fd) {
+  char byte = 0;
+  __atomic_add_fetch(&lcp_wakeups, 1, __ATOMIC_RELEASE);
+  return write(write_fd, &byte, 1) == 1 ? 0 : errno;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1424,6 +1459,7 @@ lcp_now_ms(void) {
 int
 lcp_waiter_wait(coap_context_t *ctx, lcp_waiter_t *w, int timeout_ms) {
   unsigned long calls = lcp_py_calls;
+  unsigned long wakes = __atomic_load_n(&lcp_wakeups, __ATOMIC_ACQUIRE);
   int64_t deadline = lcp_now_ms() + (timeout_ms > 0 ? timeout_ms : 1);
   for (;;) {
     int64_t left;
@@ -1439,7 +1475,7 @@ lcp_waiter_wait(coap_context_t *ctx, lcp_waiter_t *w, int timeout_ms) {
                   lcp_state_of(w->session) == COAP_SESSION_STATE_HANDSHAKE;
     if (lcp_io(ctx, (int)left) < 0)
       return -1;
-    if (lcp_py_calls != calls)
+    if (lcp_py_calls != calls || __atomic_load_n(&lcp_wakeups, __ATOMIC_ACQUIRE) != wakes)
       return 2;
     if (handshaking && lcp_state_of(w->session) == COAP_SESSION_STATE_ESTABLISHED)
       return 2;

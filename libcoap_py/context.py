@@ -7,9 +7,11 @@ import threading
 import time
 from typing import Any, Callable, TypeVar, Union
 
+from ._handoff import Handoff
 from ._libcoap import ffi, lib
 from .capabilities import BACKEND
 from .codes import Event, NackReason
+from .delayed import DelayedResponses
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError, WrongThreadError
 from .library import check_transport
@@ -99,6 +101,8 @@ class Context(Serving):
         if ptr == ffi.NULL:
             raise CoapError("libcoap could not create a context (coap_new_context failed)")
         self._ptr = ptr
+        self._handoff = Handoff(lib.coap_context_get_coap_fd(ptr))
+        self._delayed = DelayedResponses(self)
 
     # -- guards -----------------------------------------------------------------------------
 
@@ -451,6 +455,10 @@ class Context(Serving):
                     self._store_error(error)
 
     def _after_io(self) -> None:
+        if self._handoff:
+            self._handoff.run(self._store_error)
+        if self._delayed.awaiting:
+            self._delayed.check()
         if pending_summaries:
             flush_log_summaries()
         if self._connect_watch:
@@ -471,6 +479,18 @@ class Context(Serving):
         if error is not None:
             self._error = None
             raise error
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on this Context's thread, at the loop's next pass.
+
+        The one method of a Context that any thread may call. It wakes the loop
+        at once (``run()``, ``run_once()``, a waiting ``request()``), so another
+        thread can hand results back without waiting for a timeout. Callbacks run
+        in the order they were given. What a callback raises is re-raised by the
+        loop, as a handler's is. Raises ``CoapError`` once the Context is closed
+        (callbacks still queued then never run).
+        """
+        self._handoff.submit(callback, args)
 
     def can_exit(self) -> bool:
         """True when libcoap has nothing left to send or retransmit."""
@@ -648,6 +668,8 @@ class Context(Serving):
         if self._unknown is not None:
             self._unknown._ptr = None
         self._stopping = True
+        self._handoff.close()
+        self._delayed.close()
         ptr, self._ptr = self._ptr, None
         for pending_ptr in self._deferred_release:
             lib.coap_session_release(pending_ptr)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._libcoap import ffi, lib
 from .codes import Code, ContentFormat, MessageType, OptionNumber, Proto
@@ -17,6 +17,7 @@ from .pdu import (
 )
 
 if TYPE_CHECKING:
+    from .delayed import DelayedResponse
     from .session import ServerSession
 
 __all__ = ["Request", "ServerResponse"]
@@ -138,7 +139,7 @@ class ServerResponse(OptionAccessors):
     that number); every typed view of ``OptionAccessors`` reads what is set so far.
     """
 
-    __slots__ = ("_code", "_content_format", "_done", "_options", "_payload")
+    __slots__ = ("_code", "_content_format", "_delayed", "_done", "_options", "_origin", "_payload")
 
     def __init__(self, default_code: Code) -> None:
         self._code: Code | int = default_code
@@ -146,6 +147,27 @@ class ServerResponse(OptionAccessors):
         self._options: list[Option] = []
         self._content_format: ContentFormat | int | None = None
         self._done = False
+        # Set by the dispatcher: how delay() makes its DelayedResponse; what it made.
+        self._origin: Callable[[ServerResponse, bool], DelayedResponse] | None = None
+        self._delayed: DelayedResponse | None = None
+
+    def delay(self, *, acknowledge: bool = True) -> DelayedResponse:
+        """Answer later: return a :class:`~libcoap_py.delayed.DelayedResponse` to fill in
+        and ``send()`` from the Context's thread after the handler has returned.
+
+        ``acknowledge=True``: a CON request gets an empty ACK now, and the response
+        goes later as a separate (confirmable) message. ``acknowledge=False``:
+        nothing now; the response goes later in the ACK (piggybacked), for answers
+        within the client's ACK timeout. What was set on this response so far is
+        carried over. Only in a handler, once per request; not for a request that
+        registers an observer. See ``docs/server.md``, "Delayed responses".
+        """
+        self._check()
+        if self._origin is None:
+            raise CoapError("only the response given to a running handler can be delayed")
+        if self._delayed is None:
+            self._delayed = self._origin(self, bool(acknowledge))
+        return self._delayed
 
     def _check(self) -> None:
         if self._done:

@@ -12,9 +12,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, TypeVar, Union
 
+from ._handoff import FALLBACK_SLICE_MS, Handoff
 from ._libcoap import ffi, lib
 from .blockwise import BlockAnswer, BlockServer, NoRoomError
 from .codes import Code, MessageType, OptionNumber, Proto
+from .delayed import DelayedResponse, DelayedResponses
 from .dtls import PKI, PSK
 from .errors import CoapError, NotSupportedError
 from .library import check_transport
@@ -37,6 +39,7 @@ _OBSERVE = int(OptionNumber.OBSERVE)
 _BLOCK2 = int(OptionNumber.BLOCK2)
 _URI_PATH = int(OptionNumber.URI_PATH)
 _METHOD_NOT_ALLOWED = int(Code.METHOD_NOT_ALLOWED)
+_NON = int(MessageType.NON)
 # The code a response starts with, by request method (an int: no Enum call per request).
 _DEFAULT_CODE: dict[int, Code] = {int(method): code for method, code in DEFAULT_CODES.items()}
 _PASSES = 16  # I/O passes run() makes back to back while they answer requests
@@ -239,6 +242,11 @@ class Serving:
     _serve: tuple[Any, Any, int, Any] | None = None
     _close_requested: bool
     _error: BaseException | None
+    _handoff: Handoff
+    _delayed: DelayedResponses
+
+    def _release_session(self, ptr: Any) -> None:
+        raise NotImplementedError
 
     def _enter(self) -> Any:
         raise NotImplementedError
@@ -434,8 +442,9 @@ class Serving:
                 previous[sig] = signal.signal(sig, lambda signum, frame: self.stop())
         try:
             # A stop() that came before run() still ends it, after one pass.
+            slice_ms = _SLICE_MS if self._handoff.attached else FALLBACK_SLICE_MS
             while True:
-                wait = _SLICE_MS
+                wait = slice_ms
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -543,17 +552,28 @@ class Serving:
                 return
             code = int(req.code)
         reply = ServerResponse(_DEFAULT_CODE.get(code, Code.CONTENT))
+        if served is not None:
+
+            def delay(answer: ServerResponse, acknowledge: bool) -> DelayedResponse:
+                return self._delay(resource, session_ptr, req, answer, acknowledge, block1)
+
+            reply._origin = delay
         self._dispatching += 1
         try:
             handler(req, reply)
             reply._done = True
-            if resource._observable:
+            if reply._delayed is not None:
+                # Code 0: libcoap acknowledges a CON with an empty ACK; as a NON, it
+                # sends nothing (a CON stays unacknowledged until send()).
+                if not reply._delayed._acknowledged:
+                    lib.lcp_pdu_set_type(response, _NON)
+                lib.lcp_pdu_set_code(response, 0)
+            elif resource._observable:
                 resource._observe_option(session_ptr, req, reply)
                 if lib.LCP_NOTIFY_ERROR_UNSAFE and int(reply._code) >> 5 > 2:
                     reply = self._error_notification(session_ptr, req, response, reply)
-            if block_options or not reply._send_simple(session_ptr, response):
-                max_pdu = lib.coap_session_max_pdu_size(session_ptr)
-                self._blocks().respond(req, reply, response, max_pdu, block1)
+            if reply._delayed is None:
+                self._write_reply(session_ptr, req, reply, response, block_options, block1)
             if served is not None and not (
                 self._stopping or self._close_requested or self._error is not None
             ):
@@ -570,6 +590,40 @@ class Serving:
         finally:
             reply._done = True
             self._dispatching -= 1
+
+    def _write_reply(
+        self,
+        session_ptr: Any,
+        req: Request,
+        reply: ServerResponse,
+        pdu: Any,
+        block_options: int,
+        block1: Any,
+    ) -> None:
+        """Write a handler's answer into ``pdu``: in one call when it is simple, else
+        through the block layer (a body larger than one PDU goes block-wise)."""
+        if block_options or not reply._send_simple(session_ptr, pdu):
+            max_pdu = lib.coap_session_max_pdu_size(session_ptr)
+            self._blocks().respond(req, reply, pdu, max_pdu, block1)
+
+    def _delay(
+        self,
+        resource: Resource,
+        session_ptr: Any,
+        req: Request,
+        reply: ServerResponse,
+        acknowledge: bool,
+        block1: Any,
+    ) -> DelayedResponse:
+        """``ServerResponse.delay()``, in a handler."""
+        if resource._observable and req.observe is not None:
+            raise CoapError("a response to an Observe request cannot be delayed")
+        block_options = 1 if block1 is not None or req.option(_BLOCK2) is not None else 0
+
+        def write(delayed: DelayedResponse, pdu: Any) -> None:
+            self._write_reply(session_ptr, req, delayed, pdu, block_options, block1)
+
+        return DelayedResponse(self._delayed, session_ptr, req, reply, acknowledge, write)
 
     def _give(
         self, resource: Resource, session_ptr: Any, req: Request, response: Any, answer: BlockAnswer

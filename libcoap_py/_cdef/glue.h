@@ -154,6 +154,9 @@ size_t lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
                        const uint8_t **values, size_t *lengths, size_t max);
 void lcp_pdu_set_type(coap_pdu_t *pdu, int type);
 void lcp_pdu_set_code(coap_pdu_t *pdu, int code);
+void lcp_pdu_set_mid(coap_pdu_t *pdu, int mid);
+int lcp_wake_attach(int coap_fd, int wake_fd);
+int lcp_wake(int wake_fd);
 int lcp_send(coap_session_t *session, coap_pdu_t *pdu);
 
 /* Request waiter: request() waits for its response in C (see _glue.c). */
