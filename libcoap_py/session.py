@@ -892,16 +892,38 @@ class Session:
         return RequestTimeout(f"no response from {self.uri} within {waited:g} s")
 
     def new_pdu(
-        self, type: MessageType | int = MessageType.CON, code: Code | int = Code.GET
+        self,
+        type: MessageType | int = MessageType.CON,
+        code: Code | int = Code.GET,
+        *,
+        mid: int | None = None,
+        token: bytes | None = None,
     ) -> PDU:
-        """A new PDU with a fresh message ID and token, owned by you until ``send()``."""
+        """A new PDU with a fresh message ID and token, owned by you until ``send()``.
+
+        ``mid`` and ``token`` give them instead: to send a message again, as it
+        was, over a new session (a server that recognises retransmissions, such as
+        the data service, then answers it as the first copy).
+        """
         ptr = self._live()
         kind = type if type.__class__ is MessageType else MessageType(type)
         method = code if code.__class__ is Code else check_code(code)
-        pdu_ptr = _new_request(ptr, kind, method, self._token, self._token_len)
+        if mid is not None and not 0 <= mid <= 0xFFFF:
+            raise ValueError(f"a message ID is 0..65535, not {mid!r}")
+        if token is None:
+            pdu_ptr = _new_request(ptr, kind, method, self._token, self._token_len)
+            length = self._token_len[0]
+        else:
+            token = bytes(token)
+            if len(token) > 8:
+                raise ValueError(f"a token has at most 8 bytes, not {len(token)}")
+            pdu_ptr = lib.lcp_new_request_with_token(ptr, kind, method, token, len(token))
+            length = len(token)
         if not pdu_ptr:
             raise CoapError("libcoap could not allocate a PDU")
-        return _owned_new(pdu_ptr, self, self._token_len[0])
+        if mid is not None:
+            lib.lcp_pdu_set_mid(pdu_ptr, mid)
+        return _owned_new(pdu_ptr, self, length)
 
     def send(self, pdu: PDU) -> int:
         """Hand a PDU to libcoap (which sends it from ``run_once()``); returns its message ID.

@@ -388,9 +388,16 @@ def _run(args: argparse.Namespace) -> int:
 def _check_store(db: Path, device: str) -> None:
     from ..service.store import Store
 
+    # The service records "sent" on its storage thread just after the answer left:
+    # wait for it a little.
+    deadline = time.monotonic() + 5.0
     with Store(db, create=False) as store:
-        inbox = store.list_inbox(device)
-        outbox = store.list_outbox(device)
+        while True:
+            inbox = store.list_inbox(device)
+            outbox = store.list_outbox(device)
+            if [m.state for m in outbox] == ["sent"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     if not any(m.payload == SAMPLE_PAYLOAD.encode() and m.path == SAMPLE_PATH for m in inbox):
         raise DemoFailed(f"the sample's payload is not in {device}'s inbox")
     if [m.state for m in outbox] != ["sent"]:

@@ -25,8 +25,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "add",
         help="queue a downstream message for a device",
         description="Queue MESSAGE (the words joined with spaces) for a device. The service "
-        "returns it as the payload of its 2.04 response to the device's next POST or PUT, "
-        "then marks it sent.",
+        "returns it as the payload of its 2.04 response to the device's next POST or PUT "
+        "(with its id as ETag), and marks it sent (or delivered, once acknowledged, for "
+        "devices served with --confirm-downstream).",
     )
     add_db_argument(add)
     add.add_argument("--device", required=True, metavar="ID", help="the device id (its CN)")
@@ -39,7 +40,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.add_argument("message", nargs="+", metavar="MESSAGE", help="the message")
     add.set_defaults(run=run_add)
 
-    listing = actions.add_parser("list", help="list downstream messages, pending and sent")
+    listing = actions.add_parser(
+        "list",
+        help="list downstream messages and their states",
+        description="States: pending (waiting for the device), in_flight (taken for an "
+        "answer not yet handed to the socket, or awaiting the device's ACK), sent (handed "
+        "to the socket in a piggybacked answer), delivered (acknowledged by the device). "
+        "ATTEMPTS counts the answers that carried it.",
+    )
     add_db_argument(listing)
     listing.add_argument("--device", metavar="ID", help="only this device's messages")
     listing.add_argument("--pending", action="store_true", help="only messages not delivered yet")
@@ -80,6 +88,7 @@ def run_list(args: argparse.Namespace) -> int:
             m.created_at,
             m.device,
             m.state,
+            str(m.attempts),
             m.sent_at or "-",
             m.format,
             show_payload(m.payload, m.format),
@@ -88,7 +97,17 @@ def run_list(args: argparse.Namespace) -> int:
     ]
     print(
         format_table(
-            ["ID", "CREATED (UTC)", "DEVICE", "STATE", "SENT (UTC)", "FORMAT", "PAYLOAD"], rows
+            [
+                "ID",
+                "CREATED (UTC)",
+                "DEVICE",
+                "STATE",
+                "ATTEMPTS",
+                "SENT (UTC)",
+                "FORMAT",
+                "PAYLOAD",
+            ],
+            rows,
         )
     )
     return 0

@@ -23,8 +23,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="run the local data service",
         description="Serve devices over coaps://: every POST or PUT is filed in the inbox "
         "of the device (certificate common name or PSK identity), and the answer, 2.04 "
-        "Changed, carries the device's oldest pending outbox message. Runs until Ctrl-C "
-        "or SIGTERM.",
+        "Changed once the message is stored, carries the device's oldest pending outbox "
+        "message (its outbox id as ETag). Runs until Ctrl-C or SIGTERM.",
     )
     add_db_argument(serve)
     creds = serve.add_argument_group("certificates (clients must have one issued by the CA)")
@@ -57,6 +57,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="URI",
         help="endpoint, repeatable (default: coaps://127.0.0.1:5684); a plain coap:// "
         "endpoint has no device identity and answers 4.01; port 0 picks a free port",
+    )
+    serve.add_argument(
+        "--confirm-downstream",
+        action="append",
+        nargs="?",
+        const="*",
+        metavar="DEVICE",
+        help="answer as a separate confirmable response, so a downstream message counts "
+        "as delivered only when the device's CoAP stack acknowledges it; for clients that "
+        "wait for their response (not the C sample's coap_can_exit loop). Without DEVICE: "
+        "every device; repeatable with DEVICE ids",
     )
     serve.add_argument(
         "-v",
@@ -157,6 +168,17 @@ def _psk_keys(args: argparse.Namespace) -> dict[bytes, bytes]:
     return keys
 
 
+def _confirm(values: list[str] | None) -> bool | frozenset[str]:
+    if not values:
+        return False
+    if "*" in values:
+        return True
+    devices = frozenset(v.strip() for v in values)
+    if "" in devices:
+        raise CliError("--confirm-downstream: an empty device id")
+    return devices
+
+
 def run(args: argparse.Namespace) -> int:
     import libcoap_py as coap
 
@@ -181,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             psk_keys=psk_keys,
             psk_hint=args.psk_hint.encode(),
             listen=listen,
+            confirm_downstream=_confirm(args.confirm_downstream),
         )
         try:
             uris = service.open()
@@ -199,6 +222,10 @@ def run(args: argparse.Namespace) -> int:
             if psk_keys:
                 auth.append(f"PSK ({len(psk_keys)} identities)")
             print(f"data service: database {db}; devices by {' and '.join(auth) or 'nothing'}")
+            mode = service.confirm_downstream
+            if mode:
+                who = "every device" if mode is True else ", ".join(sorted(mode))
+                print(f"confirmed downstream (separate CON responses) for {who}")
             for uri in uris:
                 print(f"listening on {uri}", flush=True)
             service.run(handle_signals=True)

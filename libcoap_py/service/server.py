@@ -2,10 +2,28 @@
 
 Built only on the binding's public server API (``docs/server.md``). Every
 POST or PUT, to any path, is filed in the inbox of the device that sent it
-(the common name of its client certificate, or its PSK identity), and the
-answer is 2.04 Changed carrying the oldest downstream message waiting in that
-device's outbox (which is then marked sent), or no payload. A request without
-a DTLS identity (plain ``coap://``) gets 4.01 Unauthorized.
+(the common name of its client certificate, or its PSK identity). The answer,
+2.04 Changed, goes out only once the message is committed to SQLite, and
+carries the oldest downstream message waiting in that device's outbox (with
+its outbox id as ETag), or no payload. A request without a DTLS identity
+(plain ``coap://``) gets 4.01 Unauthorized; a database that cannot be written
+(locked, full) gives 5.03 Service Unavailable with Max-Age.
+
+Two ways to answer, by device (:class:`DataService` ``confirm_downstream``):
+
+- default: the answer is piggybacked on the ACK, once the write has
+  committed, so every client gets it, the C sample's loop included. Nothing
+  acknowledges a piggybacked response: a message handed to the socket is
+  ``sent``.
+- confirmed: the request is acknowledged at once (empty ACK) and the answer
+  follows as a separate confirmable response. The message is ``delivered``
+  when the device's stack acknowledges it, and back to ``pending`` if it does
+  not (a NACK). Only for clients that wait for their response.
+
+SQLite work runs on a writer thread (:mod:`.writer`) with group commit; the
+CoAP loop never waits for the database. A retransmitted request (same device,
+message ID, token and content, within EXCHANGE_LIFETIME) is filed once and
+answered as the first copy was, also after a restart (the exchanges table).
 
 Uri-Host and Uri-Port options (the C sample sends ``data.lab5e.com`` and
 5684) are ignored: the service serves by path alone.
@@ -13,17 +31,30 @@ Uri-Host and Uri-Port options (the C sample sends ``data.lab5e.com`` and
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from functools import partial
 from typing import Any, Callable
 
 from .. import Code, ContentFormat, Context
+from ..delayed import DelayedResponse, Delivery
 from ..dtls import PKI, PSK
-from .store import OutboxMessage, Store
+from ..errors import CoapError
+from ..log import log_limited
+from .store import Exchange, Filed, OutboxMessage, Store
+from .writer import Job, StoreWriter
 
-__all__ = ["DEFAULT_LISTEN", "EXCHANGE_LIFETIME_S", "DataService", "device_of"]
+__all__ = [
+    "BUSY_MAX_AGE_S",
+    "DEFAULT_LISTEN",
+    "EXCHANGE_LIFETIME_S",
+    "DataService",
+    "device_of",
+    "etag_of",
+]
 
 log = logging.getLogger("libcoap_py.service")
 
@@ -31,8 +62,12 @@ log = logging.getLogger("libcoap_py.service")
 DEFAULT_LISTEN = ("coaps://127.0.0.1:5684",)
 #: RFC 7252's EXCHANGE_LIFETIME: how long a retransmitted request is recognised.
 EXCHANGE_LIFETIME_S = 247.0
-#: At most this many answered exchanges are remembered for duplicate detection.
+#: Max-Age of a 5.03 answer when the database cannot be written (seconds).
+BUSY_MAX_AGE_S = 5
+#: At most this many answered exchanges are remembered in memory (all are in SQLite).
 _MAX_REMEMBERED = 4096
+#: Writes waiting for the writer thread beyond which requests get 5.03 at once.
+_MAX_BACKLOG = 4096
 
 
 def device_of(request: Any) -> str | None:
@@ -46,15 +81,60 @@ def device_of(request: Any) -> str | None:
     return None
 
 
+def etag_of(message_id: int) -> bytes:
+    """The ETag a downstream message carries: its outbox id as a CoAP uint (big-endian,
+    no leading zero bytes)."""
+    return message_id.to_bytes(max(1, (message_id.bit_length() + 7) // 8), "big")
+
+
+def _digest(request: Any) -> bytes:
+    """What makes a retransmission the same request: token, code, path, format, payload."""
+    h = hashlib.blake2b(digest_size=16)
+    cf = request.content_format
+    for part in (
+        bytes(request.token),
+        bytes([int(request.code)]),
+        str(request.path).encode(),
+        b"-" if cf is None else str(int(cf)).encode(),
+        bytes(request.payload),
+    ):
+        h.update(len(part).to_bytes(4, "big"))
+        h.update(part)
+    return h.digest()
+
+
 class _Answer:
     """A response as sent, kept to answer a retransmission of the same request alike."""
 
-    __slots__ = ("code", "content_format", "payload")
+    __slots__ = ("code", "content_format", "etag", "payload")
 
-    def __init__(self, code: Code, payload: bytes, content_format: int | None) -> None:
+    def __init__(
+        self, code: Code, payload: bytes, content_format: int | None, etag: bytes | None
+    ) -> None:
         self.code = code
         self.payload = payload
         self.content_format = content_format
+        self.etag = etag
+
+    def fill(self, response: Any) -> None:
+        response.code = self.code
+        if self.payload:
+            response.payload = self.payload
+        if self.content_format is not None:
+            response.content_format = self.content_format
+        if self.etag is not None:
+            response.etag = self.etag
+
+
+class _Exchange:
+    """An upstream request being filed (``answer`` None) or answered, with when."""
+
+    __slots__ = ("answer", "later", "when")
+
+    def __init__(self, later: DelayedResponse, when: float) -> None:
+        self.later: DelayedResponse | None = later
+        self.answer: _Answer | None = None
+        self.when = when
 
 
 class DataService:
@@ -69,6 +149,12 @@ class DataService:
     4.01) only when given here. Port 0 picks a free port; :meth:`open`
     returns the real URIs.
 
+    ``confirm_downstream``: True (every device) or a collection of device ids
+    that get their answers as separate confirmable responses, so a downstream
+    message counts as delivered only on the device's ACK; the others get them
+    piggybacked (see the module's doc). ``busy_timeout``: how long a write waits
+    for another process's lock before the request gets 5.03.
+
     ``open()`` binds, ``run()`` serves until ``stop()`` (or a signal with
     ``handle_signals=True``), ``close()`` releases everything; or use it as a
     context manager, which opens and closes.
@@ -82,6 +168,8 @@ class DataService:
         psk_keys: Mapping[bytes, bytes] | None = None,
         psk_hint: bytes = b"libcoap-py",
         listen: Sequence[str] = DEFAULT_LISTEN,
+        confirm_downstream: bool | Collection[str] = False,
+        busy_timeout: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not listen:
@@ -94,11 +182,25 @@ class DataService:
         for uri in self.listen:
             if uri.lower().startswith("coaps:") and pki is None and not self.psk_keys:
                 raise ValueError(f"{uri} needs a server certificate or PSK keys")
+        if isinstance(confirm_downstream, str):
+            raise TypeError("confirm_downstream takes True, False or a collection of device ids")
+        self.confirm_downstream: bool | frozenset[str] = (
+            confirm_downstream
+            if isinstance(confirm_downstream, bool)
+            else frozenset(confirm_downstream)
+        )
+        self.busy_timeout = busy_timeout
         self.context: Context | None = None
         self.endpoints: list[str] = []
+        self.writer: StoreWriter | None = None
         self._clock = clock
-        # (device, peer, message id) -> the answer sent, for retransmissions.
-        self._answered: OrderedDict[tuple[str, Any, int], tuple[float, _Answer]] = OrderedDict()
+        # (device, message id, digest) -> the exchange, being filed or answered.
+        self._exchanges: OrderedDict[tuple[str, int, bytes], _Exchange] = OrderedDict()
+
+    def confirms(self, device: str) -> bool:
+        """Whether ``device`` gets separate confirmable answers."""
+        mode = self.confirm_downstream
+        return mode if isinstance(mode, bool) else device in mode
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -110,6 +212,13 @@ class DataService:
         """
         if self.context is not None:
             return list(self.endpoints)
+        requeued = self.store.requeue_in_flight()
+        if requeued:
+            log.warning(
+                "%d downstream message(s) were in flight when the service stopped: "
+                "queued again (a device may get one twice, with the same ETag)",
+                requeued,
+            )
         ctx = Context()
         try:
             psk = None
@@ -123,11 +232,19 @@ class DataService:
                     endpoint = ctx.add_endpoint(uri)
                 self.endpoints.append(endpoint.uri)
             ctx.set_unknown_handler(self.handle, methods=("POST", "PUT"))
+            writer = StoreWriter(
+                self.store.path,
+                ctx.call_soon_threadsafe,
+                busy_timeout=self.busy_timeout,
+                lifetime=EXCHANGE_LIFETIME_S,
+            )
+            writer.start()
         except BaseException:
             ctx.close()
             self.endpoints.clear()
             raise
         self.context = ctx
+        self.writer = writer
         return list(self.endpoints)
 
     def run(self, timeout: float | None = None, *, handle_signals: bool = False) -> None:
@@ -143,10 +260,23 @@ class DataService:
             self.context.stop()
 
     def close(self) -> None:
-        """Close the endpoints and the context (idempotent); the store stays open."""
-        if self.context is not None:
-            self.context.close()
+        """Answer what was filed, then close the writer, the endpoints and the context
+        (idempotent); the store stays open. Messages whose ACK had not come stay
+        in flight, and go back to the queue at the next :meth:`open`."""
+        context, writer = self.context, self.writer
+        if context is not None and writer is not None:
+            writer.flush()
+            try:
+                context.run_once(0)  # sends the answers to what was committed
+            except CoapError:
+                pass
+        if writer is not None:
+            writer.stop()
+            self.writer = None
+        if context is not None:
+            context.close()
             self.context = None
+        self._exchanges.clear()
         self.endpoints.clear()
 
     def __enter__(self) -> DataService:
@@ -159,7 +289,8 @@ class DataService:
     # -- requests ----------------------------------------------------------
 
     def handle(self, request: Any, response: Any) -> None:
-        """File a POST or PUT in the sender's inbox; answer with its next downstream message."""
+        """File a POST or PUT in the sender's inbox; answer, once it is committed, with
+        the device's next downstream message."""
         device = device_of(request)
         if device is None:
             log.info(
@@ -171,59 +302,142 @@ class DataService:
             response.code = Code.UNAUTHORIZED
             response.payload = b"a device identity is needed: a client certificate or PSK"
             return
-        key = (device, _hashable(request.peer), int(request.mid))
-        answer = self._remembered(key)
-        if answer is None:
-            answer = self._file(device, request)
-            self._remember(key, answer)
-        else:
-            log.info("%s: retransmission of message %d, answered as before", device, request.mid)
-        response.code = answer.code
-        if answer.payload:
-            response.payload = answer.payload
-        if answer.content_format is not None:
-            response.content_format = answer.content_format
+        confirm = self.confirms(device)
+        digest = _digest(request)
+        key = (device, int(request.mid), digest)
+        known = self._known(key)
+        if known is not None:
+            log.info("%s: retransmission of message %d", device, request.mid)
+            if known.answer is None or confirm:
+                # Its answer is on its way (being filed, or a separate response that
+                # libcoap retransmits itself): acknowledge again where that is the way,
+                # else say nothing.
+                response.delay(acknowledge=confirm).cancel()
+            else:
+                known.answer.fill(response)
+            return
+        writer = self.writer
+        if writer is None or writer.backlog >= _MAX_BACKLOG:
+            log_limited(log, logging.WARNING, "storage is behind: answering 5.03")
+            _unavailable(response)
+            return
+        later = response.delay(acknowledge=confirm)
+        exchange = _Exchange(later, self._clock())
+        self._exchanges[key] = exchange
+        work = partial(
+            _file,
+            Exchange(
+                device,
+                int(request.mid),
+                digest,
+                str(request.path),
+                bytes(request.payload),
+                request.content_format,
+            ),
+        )
+        writer.submit(Job(work, partial(self._filed, key, exchange, confirm)))
 
-    def _file(self, device: str, request: Any) -> _Answer:
-        payload = bytes(request.payload)
-        message_id = self.store.file_message(device, request.path, payload, request.content_format)
-        downstream = self.store.take_downstream_message(device)
+    def _filed(
+        self, key: tuple[str, int, bytes], exchange: _Exchange, confirm: bool, job: Job
+    ) -> None:
+        """On the loop's thread, once the write committed (or failed): answer."""
+        later = exchange.later
+        exchange.later = None
+        assert later is not None
+        device = key[0]
+        if job.error is not None:
+            self._exchanges.pop(key, None)  # a retransmission tries again
+            log_limited(log, logging.WARNING, f"cannot file a message: {job.error}: 5.03")
+            _unavailable(later)
+            _send(later)
+            return
+        filed: Filed = job.result
+        downstream = filed.downstream
+        if downstream is None:
+            answer = _Answer(Code.CHANGED, b"", None, None)
+        else:
+            answer = _Answer(
+                Code.CHANGED,
+                downstream.payload,
+                _content_format(downstream),
+                etag_of(downstream.id),
+            )
+            later.add_done_callback(partial(self._downstream_done, downstream.id))
+        exchange.answer = answer
+        exchange.when = self._clock()
         log.info(
-            "%s %s /%s: %d bytes filed as inbox message %d; %s",
+            "%s %s /%s: %d bytes filed as inbox message %d%s; %s",
             device,
-            request.method,
-            request.path,
-            len(payload),
-            message_id,
+            later.request.method,
+            later.request.path,
+            len(later.request.payload),
+            filed.inbox_id,
+            " (a retransmission: filed before)" if filed.repeated else "",
             "no downstream message"
             if downstream is None
-            else f"downstream message {downstream.id} sent ({len(downstream.payload)} bytes)",
+            else f"downstream message {downstream.id} answered ({len(downstream.payload)} bytes"
+            f"{', confirmable' if confirm else ''})",
         )
-        if downstream is None:
-            return _Answer(Code.CHANGED, b"", None)
-        return _Answer(Code.CHANGED, downstream.payload, _content_format(downstream))
+        answer.fill(later)
+        _send(later)
 
-    def _remembered(self, key: tuple[str, Any, int]) -> _Answer | None:
+    def _downstream_done(self, message_id: int, later: DelayedResponse) -> None:
+        """Record where a downstream message stands once its response's fate is known."""
+        delivery = later.delivery
+        if delivery is Delivery.ACKNOWLEDGED:
+            state = "delivered"
+        elif delivery is Delivery.SENT:
+            state = "sent"
+        else:
+            state = "pending"
+            log.info(
+                "downstream message %d not delivered (%s): queued again",
+                message_id,
+                later.nack_reason if later.nack_reason is not None else delivery.value,
+            )
+        writer = self.writer
+        if writer is not None:
+            writer.submit(Job(partial(_mark, message_id, state), None))
+
+    def _known(self, key: tuple[str, int, bytes]) -> _Exchange | None:
+        """The exchange ``key`` if it is being filed or was answered within
+        EXCHANGE_LIFETIME (older answered ones are forgotten here first)."""
         now = self._clock()
-        while self._answered:
-            oldest_key, (when, _) = next(iter(self._answered.items()))
-            if now - when < EXCHANGE_LIFETIME_S and len(self._answered) <= _MAX_REMEMBERED:
+        exchanges = self._exchanges
+        while exchanges:
+            oldest_key, oldest = next(iter(exchanges.items()))
+            if oldest.answer is None:
+                break  # being filed: the writer answers it soon
+            if now - oldest.when < EXCHANGE_LIFETIME_S and len(exchanges) <= _MAX_REMEMBERED:
                 break
-            del self._answered[oldest_key]
-        entry = self._answered.get(key)
-        return None if entry is None else entry[1]
+            del exchanges[oldest_key]
+        return exchanges.get(key)
 
-    def _remember(self, key: tuple[str, Any, int], answer: _Answer) -> None:
-        self._answered[key] = (self._clock(), answer)
-        self._answered.move_to_end(key)
+
+def _file(exchange: Exchange, store: Store) -> Filed:
+    return store.file_exchange(exchange, lifetime=EXCHANGE_LIFETIME_S)
+
+
+def _mark(message_id: int, state: str, store: Store) -> bool:
+    return store.mark_outbox(message_id, state)
+
+
+def _unavailable(response: Any) -> None:
+    response.code = Code.SERVICE_UNAVAILABLE
+    response.max_age = BUSY_MAX_AGE_S
+    response.payload = b"the data service cannot store messages right now; try again later"
+
+
+def _send(later: DelayedResponse) -> None:
+    try:
+        later.send()
+    except CoapError as error:  # the session or the Context is gone
+        log.info("cannot answer %s: %s", later, error)
+        later.cancel()
 
 
 def _content_format(message: OutboxMessage) -> int:
     return int(ContentFormat.TEXT_PLAIN if message.format == "text" else ContentFormat.OCTET_STREAM)
-
-
-def _hashable(peer: Any) -> Any:
-    return tuple(peer) if isinstance(peer, (list, tuple)) else peer
 
 
 def _peer_text(peer: Any) -> str:

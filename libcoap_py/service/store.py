@@ -1,10 +1,14 @@
 """The data service's state: an SQLite file with each device's inbox and outbox.
 
 The inbox holds what devices sent (one row per POST or PUT); the outbox holds
-downstream messages waiting for a device. The file is opened in WAL mode, so
-the serving process and the command-line tools can use it at the same time;
-taking a downstream message is one transaction, so each message is delivered
-exactly once, whichever process takes it.
+downstream messages waiting for a device, each with its state
+(:data:`OUTBOX_STATES`); the exchanges table remembers answered requests, so
+that a retransmission is answered as its first copy was, across restarts. The
+file is opened in WAL mode, so the serving process and the command-line tools
+can use it at the same time; each write is one transaction, and taking a
+downstream message takes it for one answer only, whichever process takes it.
+The schema carries its version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`);
+a file from an older release is upgraded when it is opened.
 """
 
 from __future__ import annotations
@@ -12,21 +16,46 @@ from __future__ import annotations
 import datetime
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUTBOX_FORMATS", "InboxMessage", "OutboxMessage", "Store", "utc_now"]
+__all__ = [
+    "OUTBOX_FORMATS",
+    "OUTBOX_STATES",
+    "SCHEMA_VERSION",
+    "Exchange",
+    "Filed",
+    "InboxMessage",
+    "OutboxMessage",
+    "Store",
+    "utc_now",
+]
 
 #: How a downstream message was given, and how listings show it.
 OUTBOX_FORMATS = ("text", "hex", "base64")
 
+#: A downstream message's states:
+#: ``pending``: waiting for the device;
+#: ``in_flight``: taken for a response that was not handed to the socket yet, or
+#: sent as a confirmable response whose ACK has not come (back to ``pending`` on
+#: a NACK, and at the service's next start);
+#: ``sent``: handed to the socket in a piggybacked response, which nothing
+#: acknowledges;
+#: ``delivered``: the device's CoAP stack acknowledged the response carrying it.
+OUTBOX_STATES = ("pending", "in_flight", "sent", "delivered")
+
+#: The schema this code writes (``PRAGMA user_version``). 0: a file made before
+#: versions (release 0.x, outbox states pending/sent), upgraded when opened.
+SCHEMA_VERSION = 2
+
 #: Seconds a writer waits for another process's transaction before giving up.
 _BUSY_TIMEOUT_S = 10.0
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     device TEXT NOT NULL,
@@ -36,17 +65,53 @@ CREATE TABLE IF NOT EXISTS inbox (
     received_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS inbox_device ON inbox (device, id);
-CREATE TABLE IF NOT EXISTS outbox (
+"""
+
+_OUTBOX = """
+CREATE TABLE outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     device TEXT NOT NULL,
     payload BLOB NOT NULL,
     format TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent')),
-    sent_at TEXT
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'in_flight', 'sent', 'delivered')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sent_at TEXT,
+    delivered_at TEXT
 );
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (device, state, id);
+CREATE INDEX outbox_pending ON outbox (device, state, id);
 """
+
+# Answered exchanges, to answer a retransmission as the first copy was, across
+# restarts: by device, message ID and a digest of the request (token, code, path,
+# Content-Format, payload), so a new request that reuses a message ID is new.
+_EXCHANGES = """
+CREATE TABLE exchanges (
+    device TEXT NOT NULL,
+    mid INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    inbox_id INTEGER NOT NULL,
+    outbox_id INTEGER,
+    answered_at REAL NOT NULL,
+    PRIMARY KEY (device, mid, digest)
+) WITHOUT ROWID;
+CREATE INDEX exchanges_age ON exchanges (answered_at);
+"""
+
+# Version 0 (no user_version; outbox states pending and sent) to 2: the outbox
+# gains states, attempts and delivered_at (a new table: SQLite cannot change a
+# CHECK constraint), and the exchanges table is new. A message sent under 0
+# counts one attempt.
+_UPGRADE_0_TO_2 = (
+    "ALTER TABLE outbox RENAME TO outbox_v0;"
+    "DROP INDEX IF EXISTS outbox_pending;"
+    + _OUTBOX
+    + "INSERT INTO outbox (id, device, payload, format, created_at, state, attempts, sent_at)"
+    " SELECT id, device, payload, format, created_at, state,"
+    " CASE state WHEN 'sent' THEN 1 ELSE 0 END, sent_at FROM outbox_v0 ORDER BY id;"
+    "DROP TABLE outbox_v0;" + _EXCHANGES
+)
 
 
 def utc_now() -> str:
@@ -68,7 +133,10 @@ class InboxMessage:
 
 @dataclass(frozen=True)
 class OutboxMessage:
-    """A downstream message for a device; ``state`` is ``"pending"`` or ``"sent"``."""
+    """A downstream message for a device; ``state`` is one of :data:`OUTBOX_STATES`.
+
+    ``attempts``: how many responses carried it; ``sent_at``: when it last went out.
+    """
 
     id: int
     device: str
@@ -77,6 +145,39 @@ class OutboxMessage:
     created_at: str
     state: str
     sent_at: str | None
+    attempts: int = 0
+    delivered_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """An upstream request, as the service files it: who sent what, in which message."""
+
+    device: str
+    mid: int
+    digest: bytes
+    path: str
+    payload: bytes
+    content_format: int | None
+
+
+@dataclass(frozen=True)
+class Filed:
+    """What :meth:`Store.file_exchange` did: the inbox row, the downstream message taken
+    for the answer (or None), and whether the exchange had been answered before."""
+
+    inbox_id: int
+    downstream: OutboxMessage | None
+    repeated: bool
+
+
+_OUTBOX_COLUMNS = "id, device, payload, format, created_at, state, sent_at, attempts, delivered_at"
+
+
+def _outbox_message(row: Any) -> OutboxMessage:
+    return OutboxMessage(
+        row[0], row[1], bytes(row[2]), row[3], row[4], row[5], row[6], row[7], row[8]
+    )
 
 
 class Store:
@@ -98,17 +199,51 @@ class Store:
         try:
             self._db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
             self._db.execute("PRAGMA journal_mode=WAL")
-            # One transaction, so a process that opens the file while another
-            # creates it sees all of the schema or none.
-            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-        except sqlite3.DatabaseError:
+            self._upgrade()
+        except (sqlite3.DatabaseError, ValueError):
             self._db.close()
             raise
 
+    def _upgrade(self) -> None:
+        """Create the schema, or bring an older one up to :data:`SCHEMA_VERSION`, in one
+        transaction: a process that opens the file meanwhile sees all of it or none."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise ValueError(
+                    f"{self.path} has schema version {version}; this libcoap-py reads up "
+                    f"to {SCHEMA_VERSION} (a newer release wrote it)"
+                )
+            if version < SCHEMA_VERSION:
+                has_outbox = db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
+                ).fetchone()
+                script = _TABLES + (_UPGRADE_0_TO_2 if has_outbox else _OUTBOX + _EXCHANGES)
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        """The file's ``PRAGMA user_version``."""
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction around several calls (the service's group commit);
+        calls made inside it join it instead of committing on their own."""
+        if self._db.in_transaction:
+            yield self._db
+            return
         # BEGIN IMMEDIATE takes the write lock up front, so two processes
-        # cannot both read the same pending row and then both mark it sent.
+        # cannot both read the same pending row and then both take it.
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -116,6 +251,20 @@ class Store:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    _transaction = transaction
+
+    def set_synchronous(self, mode: str) -> None:
+        """``PRAGMA synchronous`` for this connection: ``FULL`` makes each commit survive
+        a power cut (the service's writer), ``NORMAL`` a crash of the process."""
+        if mode.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"not a synchronous mode: {mode!r}")
+        self._db.execute(f"PRAGMA synchronous = {mode.upper()}")
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long a write waits for another process's transaction before
+        ``sqlite3.OperationalError`` (database is locked)."""
+        self._db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
     def file_message(
         self, device: str, path: str, payload: bytes, content_format: int | None = None
@@ -149,21 +298,22 @@ class Store:
         """Take the oldest pending message for ``device`` and mark it sent, atomically.
 
         None if nothing is pending. A message is returned by exactly one call,
-        whichever process makes it.
+        whichever process makes it. (The service itself takes messages with
+        :meth:`file_exchange`, which marks them in flight until they go out.)
         """
         with self._transaction() as db:
             row = db.execute(
-                "SELECT id, device, payload, format, created_at FROM outbox"
-                " WHERE device = ? AND state = 'pending' ORDER BY id LIMIT 1",
+                "SELECT id FROM outbox WHERE device = ? AND state = 'pending' ORDER BY id LIMIT 1",
                 (device,),
             ).fetchone()
             if row is None:
                 return None
-            sent_at = utc_now()
             db.execute(
-                "UPDATE outbox SET state = 'sent', sent_at = ? WHERE id = ?", (sent_at, row[0])
+                "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
+                " WHERE id = ?",
+                (utc_now(), row[0]),
             )
-        return OutboxMessage(row[0], row[1], bytes(row[2]), row[3], row[4], "sent", sent_at)
+            return self._outbox_row(row[0])
 
     def take_downstream(self, device: str) -> bytes | None:
         """The payload of :meth:`take_downstream_message`, or None."""
@@ -177,10 +327,130 @@ class Store:
         return [InboxMessage(r[0], r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows]
 
     def list_outbox(self, device: str | None = None) -> list[OutboxMessage]:
-        """Outbox messages (pending and sent), oldest first; only ``device``'s if given."""
-        query = "SELECT id, device, payload, format, created_at, state, sent_at FROM outbox"
-        rows = self._select(query, device)
-        return [OutboxMessage(r[0], r[1], bytes(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+        """Outbox messages (every state), oldest first; only ``device``'s if given."""
+        rows = self._select(f"SELECT {_OUTBOX_COLUMNS} FROM outbox", device)
+        return [_outbox_message(r) for r in rows]
+
+    def _outbox_row(self, message_id: int) -> OutboxMessage | None:
+        row = self._db.execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (message_id,)
+        ).fetchone()
+        return None if row is None else _outbox_message(row)
+
+    # -- the service's writes -----------------------------------------------------------------
+
+    def file_exchange(
+        self, exchange: Exchange, *, take_downstream: bool = True, lifetime: float = 247.0
+    ) -> Filed:
+        """File an upstream request once, and take the device's next downstream message.
+
+        An exchange answered before (same device, message ID and digest, within
+        ``lifetime`` seconds) is not filed again: the result names the first
+        copy's inbox row and the same downstream message, taken again if it went
+        back to the queue meanwhile. Otherwise the request goes into the inbox,
+        and (``take_downstream``) the oldest pending message is marked
+        ``in_flight``. Each answer counts an attempt. One transaction (or part of
+        the caller's :meth:`transaction`).
+        """
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT inbox_id, outbox_id, answered_at FROM exchanges"
+                " WHERE device = ? AND mid = ? AND digest = ?",
+                (exchange.device, exchange.mid, exchange.digest),
+            ).fetchone()
+            if row is not None and now - float(row[2]) < lifetime:
+                downstream = None
+                if row[1] is not None:
+                    db.execute(
+                        "UPDATE outbox SET attempts = attempts + 1,"
+                        " state = CASE state WHEN 'pending' THEN 'in_flight' ELSE state END"
+                        " WHERE id = ?",
+                        (row[1],),
+                    )
+                    downstream = self._outbox_row(row[1])
+                return Filed(int(row[0]), downstream, True)
+            cur = db.execute(
+                "INSERT INTO inbox (device, path, payload, content_format, received_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    exchange.device,
+                    exchange.path,
+                    bytes(exchange.payload),
+                    exchange.content_format,
+                    utc_now(),
+                ),
+            )
+            inbox_id = _row_id(cur)
+            downstream = None
+            if take_downstream:
+                taken = db.execute(
+                    "SELECT id FROM outbox WHERE device = ? AND state = 'pending'"
+                    " ORDER BY id LIMIT 1",
+                    (exchange.device,),
+                ).fetchone()
+                if taken is not None:
+                    db.execute(
+                        "UPDATE outbox SET state = 'in_flight', attempts = attempts + 1"
+                        " WHERE id = ?",
+                        (taken[0],),
+                    )
+                    downstream = self._outbox_row(taken[0])
+            db.execute(
+                "INSERT OR REPLACE INTO exchanges"
+                " (device, mid, digest, inbox_id, outbox_id, answered_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    exchange.device,
+                    exchange.mid,
+                    exchange.digest,
+                    inbox_id,
+                    None if downstream is None else downstream.id,
+                    now,
+                ),
+            )
+        return Filed(inbox_id, downstream, False)
+
+    def mark_outbox(self, message_id: int, state: str) -> bool:
+        """Move an ``in_flight`` message on: to ``sent`` (handed to the socket),
+        ``delivered`` (acknowledged) or back to ``pending``. A message in another
+        state is left alone (False): a late report never undoes a delivery."""
+        if state not in ("pending", "sent", "delivered"):
+            raise ValueError(
+                f"an in-flight message goes to pending, sent or delivered, not {state!r}"
+            )
+        column = {"sent": ", sent_at = ?", "delivered": ", delivered_at = ?", "pending": ""}[state]
+        params: tuple[Any, ...] = (state, utc_now(), message_id) if column else (state, message_id)
+        with self._transaction() as db:
+            if state == "delivered":
+                # An ACK also means it was sent.
+                sent_at: tuple[Any, ...] = (utc_now(), message_id)
+                db.execute("UPDATE outbox SET sent_at = COALESCE(sent_at, ?) WHERE id = ?", sent_at)
+            cur = db.execute(
+                f"UPDATE outbox SET state = ?{column} WHERE id = ? AND state = 'in_flight'",
+                params,
+            )
+        return cur.rowcount > 0
+
+    def requeue_in_flight(self) -> int:
+        """Put every ``in_flight`` message back in the queue (the service does this when
+        it starts: it cannot know whether they went out); return how many."""
+        with self._transaction() as db:
+            cur = db.execute("UPDATE outbox SET state = 'pending' WHERE state = 'in_flight'")
+        return cur.rowcount
+
+    def prune_exchanges(self, lifetime: float = 247.0) -> int:
+        """Forget exchanges answered more than ``lifetime`` seconds ago; return how many."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "DELETE FROM exchanges WHERE answered_at < ?", (time.time() - lifetime,)
+            )
+        return cur.rowcount
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: ``"ok"``, or what is wrong."""
+        rows = self._db.execute("PRAGMA integrity_check").fetchall()
+        return "\n".join(str(r[0]) for r in rows)
 
     def devices(self) -> list[str]:
         """Every device named in the inbox or the outbox, sorted."""
