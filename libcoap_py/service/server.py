@@ -380,6 +380,9 @@ class DataService:
         )
         answer.fill(later)
         _send(later)
+        writer = self.writer
+        if downstream is not None and later.delivery is Delivery.AWAITING_ACK and writer:
+            writer.submit(Job(partial(_record_sent, downstream.id), None))
 
     def _downstream_done(self, message_id: int, later: DelayedResponse) -> None:
         """Record where a downstream message stands once its response's fate is known."""
@@ -416,6 +419,10 @@ class DataService:
 
 def _file(exchange: Exchange, store: Store) -> Filed:
     return store.file_exchange(exchange, lifetime=EXCHANGE_LIFETIME_S)
+
+
+def _record_sent(message_id: int, store: Store) -> bool:
+    return store.record_sent(message_id)
 
 
 def _mark(message_id: int, state: str, store: Store) -> bool:

@@ -432,6 +432,16 @@ class Store:
             )
         return cur.rowcount > 0
 
+    def record_sent(self, message_id: int) -> bool:
+        """Note when an ``in_flight`` message went out in a response that waits for its
+        ACK (the state stays ``in_flight``); False for a message in another state."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE outbox SET sent_at = ? WHERE id = ? AND state = 'in_flight'",
+                (utc_now(), message_id),
+            )
+        return cur.rowcount > 0
+
     def requeue_in_flight(self) -> int:
         """Put every ``in_flight`` message back in the queue (the service does this when
         it starts: it cannot know whether they went out); return how many."""
