@@ -12,6 +12,11 @@ round); the table gives medians over the rounds, the min-max range, and the
 median over rounds of each round's ratio to C. Default: 9 rounds (memory
 scenarios: at most 5). ``--quick`` uses tiny counts
 and one round: it checks that everything runs (CI), its numbers mean nothing.
+
+The service-ingest section (key ``ingest``) runs ``service_ingest.py`` as a
+subprocess: 50 devices over DTLS-PKI against the data service and against the
+same server without storage, at most 3 rounds of 10 s (``--quick``: 4 devices,
+0.5 s, one round), and reports its table and target in results.md.
 """
 
 from __future__ import annotations
@@ -99,6 +104,12 @@ SCENARIOS = [
 # many short rounds, each ratio taken within its round, keep the medians steady.
 ROUNDS = 9
 QUICK_N = {"block1m": 1, "hs_psk": 5, "hs_pki": 3, "idle1000": 20, "growth": 1000}
+
+# The service-ingest section (service_ingest.py): its own rounds, each ~15 s per server.
+INGEST = "ingest"
+INGEST_ARGS = ["--devices", "50", "--seconds", "10"]
+INGEST_QUICK_ARGS = ["--devices", "4", "--seconds", "0.5", "--rounds", "1"]
+INGEST_MAX_ROUNDS = 3
 
 
 # ---------------------------------------------------------------------------
@@ -309,6 +320,37 @@ class Bench:
         return results
 
 
+def run_ingest(bench: Bench, rounds: int) -> dict[str, Any] | None:
+    """service_ingest.py in a subprocess; its JSON (table lines, target, every
+    measurement), or None when it produced none. Failed measurements go to bench.errors."""
+    out = bench.work / "ingest.json"
+    extra = INGEST_QUICK_ARGS if bench.quick else [*INGEST_ARGS, "--rounds",
+                                                   str(min(rounds, INGEST_MAX_ROUNDS))]  # fmt: skip
+    argv = [bench.python, "-I", str(HERE / "service_ingest.py"), *extra, "--json", str(out)]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+    except subprocess.TimeoutExpired:
+        bench.errors.append(f"{INGEST}: no result within an hour\n  command: {' '.join(argv)}")
+        return None
+    data: dict[str, Any] | None = json.loads(out.read_text()) if out.is_file() else None
+    if done.returncode != 0 or data is None:
+        problems = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
+        why = "; ".join(problems) or done.stderr.strip()[-2000:] or f"exit {done.returncode}"
+        message = f"{INGEST}: {why}\n  command: {' '.join(argv)}"
+        print("ERROR " + message, file=sys.stderr, flush=True)
+        bench.errors.append(message)
+    if data is not None:
+        took = time.monotonic() - started
+        rates = ", ".join(
+            f"{key} {row['rate'][0]:.4g}" if row else f"{key} failed"
+            for key, row in data["summary"].items()
+        )
+        print(f"{INGEST:10s} {data['args']['rounds']} round(s) in {took:5.1f} s: {rates}",
+              flush=True)  # fmt: skip
+    return data
+
+
 def build_cclient(work: Path) -> tuple[Path, str, str]:
     """Compile cclient.c against libcoap 4.3 with cc and pkg-config."""
     cc = os.environ.get("CC", "cc")
@@ -409,7 +451,9 @@ class Target:
         return self.measured >= self.limit if self.at_least else self.measured <= self.limit
 
 
-def targets(results: dict[str, dict[str, list[Any]]]) -> list[Target]:
+def targets(
+    results: dict[str, dict[str, list[Any]]], ingest: dict[str, Any] | None = None
+) -> list[Target]:
     by = {sc.key: sc for sc in SCENARIOS}
     out: list[Target] = []
 
@@ -441,6 +485,15 @@ def targets(results: dict[str, dict[str, list[Any]]]) -> list[Target]:
     out.append(Target("1,000 idle DTLS sessions: libcoap-py whole RSS (interpreter "
                       "included) <= 1.5 x C's", ratio("idle1000", PY, C, rss_after), 1.5,
                       False))  # fmt: skip
+    if ingest is not None:
+        devices = ingest["args"]["devices"]
+        out.append(Target(f"service ingest, {devices} devices over DTLS-PKI: data service "
+                          "throughput >= 0.5 x the same server without storage (the "
+                          "service's shape, no database)",
+                          ingest.get("target"), 0.5, True))  # fmt: skip
+        out.append(Target(f"service ingest, {devices} devices: data service throughput "
+                          ">= 0.5 x a plain handler answering at once (no storage)",
+                          ingest.get("target_plain"), 0.5, True))  # fmt: skip
     return out
 
 
@@ -486,7 +539,8 @@ def header(bench: Bench, rounds: int, argv: list[str]) -> list[str]:
 
 
 def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds: int,
-                  out: Path, argv: list[str]) -> None:  # fmt: skip
+                  out: Path, argv: list[str],
+                  ingest: dict[str, Any] | None = None) -> None:  # fmt: skip
     by = {sc.key: sc for sc in SCENARIOS}
     lines = header(bench, rounds, argv)
     lines += [
@@ -594,8 +648,21 @@ def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds
                     f"| {sc.title} | {contender} | {growth} | {after:.1f} MiB | {fmt(ar)} |"
                 )
         lines.append("")
+    if ingest is not None:
+        lines += [
+            "## Service ingest",
+            "",
+            "The data service (`libcoap-py serve`: every POST filed in SQLite, committed",
+            "with synchronous=FULL by a writer thread in groups, before its 2.04) against",
+            "the same server shape answering 2.04 at once without storage, same run",
+            "(benchmarks/service_ingest.py; run it alone for more rounds or the Python",
+            "load generator).",
+            "",
+            *ingest["markdown"],
+            "",
+        ]
     lines += ["## Targets", "", "| Target | Measured | Met |", "|---|---:|---|"]
-    for t in targets(results):
+    for t in targets(results, ingest):
         met = "n/a" if t.met is None else ("yes" if t.met else "**no**")
         lines.append(f"| {t.text} | {fmt(t.measured)} | {met} |")
     lines.append("")
@@ -610,7 +677,9 @@ def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds
         "",
     ]
     (out / "results.md").write_text("\n".join(lines))
-    raw = {"rounds": rounds, "command": argv, "results": results}
+    raw: dict[str, Any] = {"rounds": rounds, "command": argv, "results": results}
+    if ingest is not None:
+        raw["ingest"] = ingest
     (out / "results.json").write_text(json.dumps(raw, indent=1) + "\n")
     write_chart(chart, out / "results.png")
 
@@ -652,7 +721,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds (default 9, memory scenarios at most 5; quick 1)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=HERE, help="where results.md/png go")
-    parser.add_argument("--only", nargs="*", default=None, help="scenario keys to run")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help=f"scenario keys to run ({INGEST}: service ingest)"
+    )
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else ROUNDS)
     scenarios = [s for s in SCENARIOS if not args.only or s.key in args.only]
@@ -662,7 +733,8 @@ def main() -> None:
     try:
         bench = Bench(args, work)
         results = bench.run(scenarios, rounds)
-        write_results(bench, results, rounds, args.out, sys.argv[1:])
+        ingest = run_ingest(bench, rounds) if not args.only or INGEST in args.only else None
+        write_results(bench, results, rounds, args.out, sys.argv[1:], ingest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     took = time.monotonic() - started

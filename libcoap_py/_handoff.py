@@ -28,18 +28,20 @@ log = logging.getLogger("libcoap_py")
 
 #: Where the loop cannot be woken, the longest it waits while work is queued.
 FALLBACK_SLICE_MS = 5
+_ROUNDS = 4
 
 
 class Handoff:
     """The queue of callables for one Context's loop, and the pipe that wakes it."""
 
-    __slots__ = ("_closed", "_fd", "_lock", "_queue", "_read_fd", "attached")
+    __slots__ = ("_closed", "_fd", "_lock", "_queue", "_read_fd", "_woken", "attached")
 
     def __init__(self, coap_fd: int) -> None:
         self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._lock = threading.Lock()
         self._closed = False
         self._fd = self._read_fd = -1
+        self._woken = False  # the pipe has bytes to read
         #: True when a hand-off ends the loop's wait at once (libcoap uses epoll).
         self.attached = False
         if coap_fd >= 0:
@@ -67,23 +69,37 @@ class Handoff:
                 raise CoapError("the Context is closed")
             self._queue.append((callback, args))
             if self._fd >= 0:
+                self._woken = True
                 lib.lcp_wake(self._fd)  # EAGAIN (pipe full) still leaves a wake-up due
 
+    def later(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Queue ``callback(*args)`` without waking the loop: the loop's own thread,
+        which runs it after the pass it is in (or at its next)."""
+        if self._closed:
+            raise CoapError("the Context is closed")
+        self._queue.append((callback, args))
+
     def run(self, on_error: Callable[[BaseException], None]) -> None:
-        """Run what is queued, in order, on the loop's thread. What was queued while
-        this runs waits for the next pass (its wake-up is due then)."""
-        if self._read_fd >= 0:
+        """Run what is queued, in order, on the loop's thread."""
+        if self._woken:
+            self._woken = False
             try:  # empty the pipe (edge-triggered: a full pipe would no longer wake)
                 while len(os.read(self._read_fd, 4096)) == 4096:
                     pass
             except BlockingIOError:
                 pass
-        for _ in range(len(self._queue)):
-            callback, args = self._queue.popleft()
-            try:
-                callback(*args)
-            except BaseException as error:  # re-raised by the loop, as a handler's is
-                on_error(error)
+        # What the callbacks queue themselves runs too, for a few rounds: a hand-back
+        # that schedules a follow-up (the data service's writes) does not wait for
+        # the loop's next wake-up.
+        for _ in range(_ROUNDS):
+            if not self._queue:
+                break
+            for _ in range(len(self._queue)):
+                callback, args = self._queue.popleft()
+                try:
+                    callback(*args)
+                except BaseException as error:  # re-raised by the loop, as a handler's is
+                    on_error(error)
 
     def close(self) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
         """Refuse further hand-offs; return what never ran. Idempotent."""

@@ -492,6 +492,15 @@ class Context(Serving):
         """
         self._handoff.submit(callback, args)
 
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on this Context's thread after the current I/O pass
+        (from a handler: once the pass that called it is over; else at the next
+        ``run_once()``/``run()`` pass). From the Context's thread only; other threads
+        use :meth:`call_soon_threadsafe`. A handler uses it to gather work of many
+        requests into one step."""
+        self._enter()
+        self._handoff.later(callback, args)
+
     def can_exit(self) -> bool:
         """True when libcoap has nothing left to send or retransmit."""
         return bool(lib.coap_can_exit(self._enter()))

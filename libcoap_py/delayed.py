@@ -41,7 +41,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._libcoap import ffi, lib
-from .codes import Code, MessageType, NackReason, Proto
+from .codes import Code, MessageType, NackReason, OptionNumber, Proto
 from .errors import CoapError
 from .request import Request, ServerResponse
 
@@ -54,6 +54,7 @@ _CON = int(MessageType.CON)
 _NON = int(MessageType.NON)
 _ACK = int(MessageType.ACK)
 _RELIABLE = frozenset({int(Proto.TCP), int(Proto.TLS)})
+_ETAG = int(OptionNumber.ETAG)
 _WINDOW_MARGIN_S = 1.0  # beyond the computed window, before silence counts as an ACK
 _CHECK_EVERY_S = 0.05  # how often the loop looks at responses that wait for their ACK
 
@@ -92,6 +93,7 @@ class DelayedResponse(ServerResponse):
 
     __slots__ = (
         "_acknowledged",
+        "_blockwise",
         "_callbacks",
         "_delivery",
         "_mid",
@@ -111,6 +113,7 @@ class DelayedResponse(ServerResponse):
         reply: ServerResponse,
         acknowledge: bool,
         write: Callable[[DelayedResponse, Any], None],
+        blockwise: bool = False,
     ) -> None:
         super().__init__(Code.CONTENT)
         self._code = reply._code
@@ -122,6 +125,7 @@ class DelayedResponse(ServerResponse):
         self._request = request
         self._acknowledged = acknowledge
         self._write = write
+        self._blockwise = blockwise
         self._delivery = Delivery.WAITING
         self._reason: NackReason | int | None = None
         self._callbacks: list[DoneCallback] = []
@@ -184,19 +188,21 @@ class DelayedResponse(ServerResponse):
         else:
             kind = _NON
         token = request.token
-        pdu = lib.lcp_new_request_with_token(session_ptr, kind, 0, token, len(token))
-        if pdu == ffi.NULL:
-            raise CoapError("libcoap could not allocate a PDU")
-        try:
-            if kind == _ACK:
-                lib.lcp_pdu_set_mid(pdu, request.mid)
-            self._write(self, pdu)
-        except BaseException:
-            lib.coap_delete_pdu(pdu)
-            raise
+        mid = -2 if self._blockwise else self._send_simple_reply(session_ptr, kind, token)
+        if mid == -2:  # the general way: any options, bodies of any size
+            pdu = lib.lcp_new_request_with_token(session_ptr, kind, 0, token, len(token))
+            if pdu == ffi.NULL:
+                raise CoapError("libcoap could not allocate a PDU")
+            try:
+                if kind == _ACK:
+                    lib.lcp_pdu_set_mid(pdu, request.mid)
+                self._write(self, pdu)
+            except BaseException:
+                lib.coap_delete_pdu(pdu)
+                raise
+            mid = int(lib.lcp_send(session_ptr, pdu))  # consumes the PDU
         self._done = True
         registry.waiting.discard(self)
-        mid = int(lib.lcp_send(session_ptr, pdu))  # consumes the PDU
         self._mid = mid
         if mid < 0:
             self._finish(Delivery.FAILED, None)
@@ -206,6 +212,44 @@ class DelayedResponse(ServerResponse):
         else:
             self._finish(Delivery.SENT, None)
         return self._delivery
+
+    def _send_simple_reply(self, session_ptr: Any, kind: int, token: bytes) -> int:
+        """The common case in one call (lcp_send_reply): at most an ETag and a
+        Content-Format, a payload that fits. -2: not that case, nothing sent."""
+        options = self._options
+        if not options:
+            etag = b""
+        elif len(options) == 1 and options[0][0] == _ETAG:
+            etag = options[0][1]
+        else:
+            return -2
+        cf = self._content_format
+        if cf is None:
+            number = -1
+        elif isinstance(cf, int) and 0 <= int(cf) <= 0xFFFF:
+            number = int(cf)
+        else:
+            return -2
+        body = self._payload
+        payload = (
+            body if type(body) is bytes else body.encode() if isinstance(body, str) else bytes(body)
+        )
+        mid = self._request.mid if kind == _ACK else -1
+        return int(
+            lib.lcp_send_reply(
+                session_ptr,
+                kind,
+                mid,
+                token,
+                len(token),
+                int(self._code),
+                etag,
+                len(etag),
+                number,
+                payload,
+                len(payload),
+            )
+        )
 
     def cancel(self) -> None:
         """Never send it (a CON request that was not acknowledged yet stays so: the

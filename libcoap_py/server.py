@@ -623,7 +623,9 @@ class Serving:
         def write(delayed: DelayedResponse, pdu: Any) -> None:
             self._write_reply(session_ptr, req, delayed, pdu, block_options, block1)
 
-        return DelayedResponse(self._delayed, session_ptr, req, reply, acknowledge, write)
+        return DelayedResponse(
+            self._delayed, session_ptr, req, reply, acknowledge, write, bool(block_options)
+        )
 
     def _give(
         self, resource: Resource, session_ptr: Any, req: Request, response: Any, answer: BlockAnswer

@@ -158,6 +158,9 @@ void lcp_pdu_set_mid(coap_pdu_t *pdu, int mid);
 int lcp_wake_attach(int coap_fd, int wake_fd);
 int lcp_wake(int wake_fd);
 int lcp_send(coap_session_t *session, coap_pdu_t *pdu);
+int lcp_send_reply(coap_session_t *session, int type, int mid, const uint8_t *token,
+                   size_t token_len, int code, const uint8_t *etag, size_t etag_len,
+                   int cf, const uint8_t *payload, size_t len);
 
 /* Request waiter: request() waits for its response in C (see _glue.c). */
 typedef struct lcp_waiter {

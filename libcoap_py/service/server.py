@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
@@ -45,7 +46,7 @@ from ..dtls import PKI, PSK
 from ..errors import CoapError
 from ..log import log_limited
 from .store import Exchange, Filed, OutboxMessage, Store
-from .writer import Job, StoreWriter
+from .writer import FileJob, Job, MarkJob, StoreWriter
 
 __all__ = [
     "BUSY_MAX_AGE_S",
@@ -87,20 +88,13 @@ def etag_of(message_id: int) -> bytes:
     return message_id.to_bytes(max(1, (message_id.bit_length() + 7) // 8), "big")
 
 
-def _digest(request: Any) -> bytes:
+def _digest(token: bytes, code: int, path: bytes, cf: int | None, payload: bytes) -> bytes:
     """What makes a retransmission the same request: token, code, path, format, payload."""
-    h = hashlib.blake2b(digest_size=16)
-    cf = request.content_format
-    for part in (
-        bytes(request.token),
-        bytes([int(request.code)]),
-        str(request.path).encode(),
-        b"-" if cf is None else str(int(cf)).encode(),
-        bytes(request.payload),
-    ):
-        h.update(len(part).to_bytes(4, "big"))
-        h.update(part)
-    return h.digest()
+    head = _HEAD.pack(len(token), code, len(path), 0xFFFFFFFF if cf is None else cf)
+    return hashlib.blake2b(b"".join((head, token, path, payload)), digest_size=16).digest()
+
+
+_HEAD = struct.Struct("!BBIQ")
 
 
 class _Answer:
@@ -196,6 +190,7 @@ class DataService:
         self._clock = clock
         # (device, message id, digest) -> the exchange, being filed or answered.
         self._exchanges: OrderedDict[tuple[str, int, bytes], _Exchange] = OrderedDict()
+        self._pending_jobs: list[Job] = []
 
     def confirms(self, device: str) -> bool:
         """Whether ``device`` gets separate confirmable answers."""
@@ -265,12 +260,14 @@ class DataService:
         in flight, and go back to the queue at the next :meth:`open`."""
         context, writer = self.context, self.writer
         if context is not None and writer is not None:
+            self._submit_pending()
             writer.flush()
             try:
                 context.run_once(0)  # sends the answers to what was committed
             except CoapError:
                 pass
         if writer is not None:
+            self._submit_pending()
             writer.stop()
             self.writer = None
         if context is not None:
@@ -303,11 +300,16 @@ class DataService:
             response.payload = b"a device identity is needed: a client certificate or PSK"
             return
         confirm = self.confirms(device)
-        digest = _digest(request)
-        key = (device, int(request.mid), digest)
+        path = request.path
+        payload = request.payload
+        cf = request.content_format
+        token = request.token
+        mid = int(request.mid)
+        digest = _digest(token, int(request.code), path.encode(), cf, payload)
+        key = (device, mid, digest)
         known = self._known(key)
         if known is not None:
-            log.info("%s: retransmission of message %d", device, request.mid)
+            log.info("%s: retransmission of message %d", device, mid)
             if known.answer is None or confirm:
                 # Its answer is on its way (being filed, or a separate response that
                 # libcoap retransmits itself): acknowledge again where that is the way,
@@ -317,25 +319,26 @@ class DataService:
                 known.answer.fill(response)
             return
         writer = self.writer
-        if writer is None or writer.backlog >= _MAX_BACKLOG:
+        if writer is None or writer.backlog + len(self._pending_jobs) >= _MAX_BACKLOG:
             log_limited(log, logging.WARNING, "storage is behind: answering 5.03")
             _unavailable(response)
             return
-        later = response.delay(acknowledge=confirm)
-        exchange = _Exchange(later, self._clock())
+        exchange = _Exchange(response.delay(acknowledge=confirm), self._clock())
         self._exchanges[key] = exchange
-        work = partial(
-            _file,
-            Exchange(
-                device,
-                int(request.mid),
-                digest,
-                str(request.path),
-                bytes(request.payload),
-                request.content_format,
-            ),
-        )
-        writer.submit(Job(work, partial(self._filed, key, exchange, confirm)))
+        filing = Exchange(device, mid, digest, path, payload, cf)
+        self._queue(FileJob(filing, partial(self._filed, key, exchange, confirm)))
+
+    def _queue(self, job: Job) -> None:
+        """Gather the writes of one I/O pass; the writer gets them together after it
+        (one wake-up of its thread, not one per request)."""
+        if not self._pending_jobs and self.context is not None:
+            self.context.call_soon(self._submit_pending)
+        self._pending_jobs.append(job)
+
+    def _submit_pending(self) -> None:
+        jobs, self._pending_jobs = self._pending_jobs, []
+        if self.writer is not None:
+            self.writer.submit_many(jobs)
 
     def _filed(
         self, key: tuple[str, int, bytes], exchange: _Exchange, confirm: bool, job: Job
@@ -365,24 +368,25 @@ class DataService:
             later.add_done_callback(partial(self._downstream_done, downstream.id))
         exchange.answer = answer
         exchange.when = self._clock()
-        log.info(
-            "%s %s /%s: %d bytes filed as inbox message %d%s; %s",
-            device,
-            later.request.method,
-            later.request.path,
-            len(later.request.payload),
-            filed.inbox_id,
-            " (a retransmission: filed before)" if filed.repeated else "",
-            "no downstream message"
-            if downstream is None
-            else f"downstream message {downstream.id} answered ({len(downstream.payload)} bytes"
-            f"{', confirmable' if confirm else ''})",
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s /%s: %d bytes filed as inbox message %d%s; %s",
+                device,
+                later.request.method,
+                later.request.path,
+                len(later.request.payload),
+                filed.inbox_id,
+                " (a retransmission: filed before)" if filed.repeated else "",
+                "no downstream message"
+                if downstream is None
+                else f"downstream message {downstream.id} answered ({len(downstream.payload)} "
+                f"bytes{', confirmable' if confirm else ''})",
+            )
         answer.fill(later)
         _send(later)
         writer = self.writer
         if downstream is not None and later.delivery is Delivery.AWAITING_ACK and writer:
-            writer.submit(Job(partial(_record_sent, downstream.id), None))
+            self._queue(MarkJob(downstream.id, "in_flight"))  # records when it went out
 
     def _downstream_done(self, message_id: int, later: DelayedResponse) -> None:
         """Record where a downstream message stands once its response's fate is known."""
@@ -398,9 +402,8 @@ class DataService:
                 message_id,
                 later.nack_reason if later.nack_reason is not None else delivery.value,
             )
-        writer = self.writer
-        if writer is not None:
-            writer.submit(Job(partial(_mark, message_id, state), None))
+        if self.writer is not None:
+            self._queue(MarkJob(message_id, state))
 
     def _known(self, key: tuple[str, int, bytes]) -> _Exchange | None:
         """The exchange ``key`` if it is being filed or was answered within
@@ -415,18 +418,6 @@ class DataService:
                 break
             del exchanges[oldest_key]
         return exchanges.get(key)
-
-
-def _file(exchange: Exchange, store: Store) -> Filed:
-    return store.file_exchange(exchange, lifetime=EXCHANGE_LIFETIME_S)
-
-
-def _record_sent(message_id: int, store: Store) -> bool:
-    return store.record_sent(message_id)
-
-
-def _mark(message_id: int, state: str, store: Store) -> bool:
-    return store.mark_outbox(message_id, state)
 
 
 def _unavailable(response: Any) -> None:

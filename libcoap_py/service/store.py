@@ -17,11 +17,11 @@ import datetime
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 __all__ = [
     "OUTBOX_FORMATS",
@@ -149,8 +149,7 @@ class OutboxMessage:
     delivered_at: str | None = None
 
 
-@dataclass(frozen=True)
-class Exchange:
+class Exchange(NamedTuple):
     """An upstream request, as the service files it: who sent what, in which message."""
 
     device: str
@@ -161,8 +160,7 @@ class Exchange:
     content_format: int | None
 
 
-@dataclass(frozen=True)
-class Filed:
+class Filed(NamedTuple):
     """What :meth:`Store.file_exchange` did: the inbox row, the downstream message taken
     for the answer (or None), and whether the exchange had been answered before."""
 
@@ -350,66 +348,138 @@ class Store:
         back to the queue meanwhile. Otherwise the request goes into the inbox,
         and (``take_downstream``) the oldest pending message is marked
         ``in_flight``. Each answer counts an attempt. One transaction (or part of
-        the caller's :meth:`transaction`).
+        the caller's :meth:`transaction`). :meth:`file_exchanges` does many at once.
         """
+        return self.file_exchanges([exchange], take_downstream=take_downstream, lifetime=lifetime)[
+            0
+        ]
+
+    def file_exchanges(
+        self,
+        exchanges: Sequence[Exchange],
+        *,
+        take_downstream: bool = True,
+        lifetime: float = 247.0,
+    ) -> list[Filed]:
+        """:meth:`file_exchange` for many exchanges, in order, with a handful of
+        statements whatever their number (the service's group commit)."""
+        if not exchanges:
+            return []
         now = time.time()
+        results: list[Filed | None] = [None] * len(exchanges)
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT inbox_id, outbox_id, answered_at FROM exchanges"
-                " WHERE device = ? AND mid = ? AND digest = ?",
-                (exchange.device, exchange.mid, exchange.digest),
-            ).fetchone()
-            if row is not None and now - float(row[2]) < lifetime:
-                downstream = None
-                if row[1] is not None:
-                    db.execute(
-                        "UPDATE outbox SET attempts = attempts + 1,"
-                        " state = CASE state WHEN 'pending' THEN 'in_flight' ELSE state END"
-                        " WHERE id = ?",
-                        (row[1],),
-                    )
-                    downstream = self._outbox_row(row[1])
-                return Filed(int(row[0]), downstream, True)
-            cur = db.execute(
-                "INSERT INTO inbox (device, path, payload, content_format, received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    exchange.device,
-                    exchange.path,
-                    bytes(exchange.payload),
-                    exchange.content_format,
-                    utc_now(),
-                ),
-            )
-            inbox_id = _row_id(cur)
-            downstream = None
-            if take_downstream:
-                taken = db.execute(
-                    "SELECT id FROM outbox WHERE device = ? AND state = 'pending'"
-                    " ORDER BY id LIMIT 1",
-                    (exchange.device,),
-                ).fetchone()
-                if taken is not None:
-                    db.execute(
-                        "UPDATE outbox SET state = 'in_flight', attempts = attempts + 1"
-                        " WHERE id = ?",
-                        (taken[0],),
-                    )
-                    downstream = self._outbox_row(taken[0])
-            db.execute(
-                "INSERT OR REPLACE INTO exchanges"
-                " (device, mid, digest, inbox_id, outbox_id, answered_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    exchange.device,
-                    exchange.mid,
-                    exchange.digest,
-                    inbox_id,
-                    None if downstream is None else downstream.id,
-                    now,
-                ),
-            )
-        return Filed(inbox_id, downstream, False)
+            # 1. Exchanges answered before (a retransmission, perhaps after a restart).
+            seen: dict[tuple[str, int, bytes], tuple[int, int | None]] = {}
+            keys = [(e.device, e.mid, e.digest) for e in exchanges]
+            for chunk in _chunks(sorted(set(keys)), _MAX_ROWS_PER_STATEMENT):
+                # (A join from the keys, so SQLite looks each up by the whole primary key.)
+                rows = db.execute(
+                    "SELECT e.device, e.mid, e.digest, e.inbox_id, e.outbox_id FROM (VALUES "
+                    + ",".join(["(?, ?, ?)"] * len(chunk))
+                    + ") AS k CROSS JOIN exchanges AS e ON e.device = k.column1"
+                    " AND e.mid = k.column2 AND e.digest = k.column3 WHERE e.answered_at >= ?",
+                    (*[v for key in chunk for v in key], now - lifetime),
+                ).fetchall()
+                for device, mid, digest, inbox_id, outbox_id in rows:
+                    seen[(device, mid, bytes(digest))] = (int(inbox_id), outbox_id)
+            # 2. The new ones go into the inbox (one statement; in this write transaction
+            #    AUTOINCREMENT ids are consecutive, so they are known without RETURNING).
+            new = [i for i, key in enumerate(keys) if key not in seen]
+            first_new: dict[tuple[str, int, bytes], int] = {}
+            fresh = []
+            for i in new:
+                if keys[i] in first_new:
+                    continue  # the same exchange twice in one group: filed once
+                first_new[keys[i]] = i
+                fresh.append(i)
+            inbox_ids: dict[int, int] = {}
+            received_at = utc_now()
+            for part in _chunks(fresh, _MAX_ROWS_PER_STATEMENT):
+                # Multi-row statements rather than executemany: Python's sqlite3 lets go
+                # of the GIL for each row's step, and the CoAP loop thread would then wait
+                # for it again on each of its own calls into libcoap.
+                _insert_rows(
+                    db,
+                    "inbox (device, path, payload, content_format, received_at)",
+                    [
+                        (
+                            exchanges[i].device,
+                            exchanges[i].path,
+                            bytes(exchanges[i].payload),
+                            exchanges[i].content_format,
+                            received_at,
+                        )
+                        for i in part
+                    ],
+                )
+                last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                for offset, i in enumerate(part):
+                    inbox_ids[i] = last - len(part) + 1 + offset
+            # 3. Downstream messages: the oldest pending ones of these devices, one per
+            #    new exchange, oldest to the earliest request.
+            taken: dict[int, int] = {}
+            if take_downstream and fresh:
+                devices = sorted({exchanges[i].device for i in fresh})
+                pending: dict[str, list[int]] = {}
+                for some in _chunks(devices, _MAX_ROWS_PER_STATEMENT):
+                    for message_id, device in db.execute(
+                        "SELECT id, device FROM outbox WHERE state = 'pending' AND device IN ("
+                        + ",".join("?" * len(some))
+                        + ") ORDER BY id",
+                        some,
+                    ):
+                        pending.setdefault(device, []).append(int(message_id))
+                for i in fresh:
+                    queue = pending.get(exchanges[i].device)
+                    if queue:
+                        taken[i] = queue.pop(0)
+            # Repeats re-take their message (in flight again if it went back to pending).
+            again = [outbox_id for _, outbox_id in seen.values() if outbox_id is not None]
+            # (A repeat and a new exchange never take the same message: a taken one is
+            # in flight, no longer pending.)
+            for ids in _chunks([*taken.values(), *again], _MAX_ROWS_PER_STATEMENT):
+                db.execute(
+                    "UPDATE outbox SET attempts = attempts + 1,"
+                    " state = CASE state WHEN 'pending' THEN 'in_flight' ELSE state END"
+                    " WHERE id IN (" + ",".join("?" * len(ids)) + ")",
+                    ids,
+                )
+            for part in _chunks(fresh, _MAX_ROWS_PER_STATEMENT):
+                _insert_rows(
+                    db,
+                    "exchanges (device, mid, digest, inbox_id, outbox_id, answered_at)",
+                    [(*keys[i], inbox_ids[i], taken.get(i), now) for i in part],
+                    replace=True,
+                )
+            wanted = [*taken.values(), *again]
+            messages = self._outbox_rows(wanted) if wanted else {}
+            for i, key in enumerate(keys):
+                if key in seen:
+                    inbox_id, outbox_id = seen[key]
+                    message = None if outbox_id is None else messages.get(int(outbox_id))
+                    results[i] = Filed(inbox_id, message, True)
+                elif first_new[key] != i:
+                    j = first_new[key]
+                    message = messages.get(taken[j]) if j in taken else None
+                    results[i] = Filed(inbox_ids[j], message, True)
+                else:
+                    message = messages.get(taken[i]) if i in taken else None
+                    results[i] = Filed(inbox_ids[i], message, False)
+        return [r for r in results if r is not None]
+
+    def _outbox_rows(self, ids: Sequence[int]) -> dict[int, OutboxMessage]:
+        found: dict[int, OutboxMessage] = {}
+        for chunk in _chunks(sorted(set(ids)), _MAX_ROWS_PER_STATEMENT):
+            rows = self._db.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id IN ("
+                + ",".join("?" * len(chunk))
+                + ")",
+                chunk,
+            ).fetchall()
+            for row in rows:
+                message = _outbox_message(row)
+                found[message.id] = message
+        return found
 
     def mark_outbox(self, message_id: int, state: str) -> bool:
         """Move an ``in_flight`` message on: to ``sent`` (handed to the socket),
@@ -431,6 +501,44 @@ class Store:
                 params,
             )
         return cur.rowcount > 0
+
+    def mark_outbox_many(self, marks: Sequence[tuple[int, str]]) -> int:
+        """:meth:`mark_outbox` for many ``(message_id, state)`` pairs, with one statement
+        per state; ``"in_flight"`` there means :meth:`record_sent`. Returns how many
+        rows changed."""
+        by_state: dict[str, list[int]] = {}
+        for message_id, state in marks:
+            if state not in ("in_flight", "pending", "sent", "delivered"):
+                raise ValueError(f"not a state to mark: {state!r}")
+            by_state.setdefault(state, []).append(message_id)
+        now = utc_now()
+        statements = (
+            ("in_flight", "UPDATE outbox SET sent_at = ?1 WHERE id = ?2 AND state = 'in_flight'"),
+            (
+                "pending",
+                "UPDATE outbox SET state = 'pending' WHERE id = ?2 AND state = 'in_flight'",
+            ),
+            (
+                "sent",
+                "UPDATE outbox SET state = 'sent', sent_at = ?1"
+                " WHERE id = ?2 AND state = 'in_flight'",
+            ),
+            (
+                "delivered",
+                "UPDATE outbox SET state = 'delivered', delivered_at = ?1,"
+                " sent_at = COALESCE(sent_at, ?1) WHERE id = ?2 AND state = 'in_flight'",
+            ),
+        )
+        changed = 0
+        with self._transaction() as db:
+            for state, sql in statements:
+                for ids in _chunks(by_state.get(state, []), _MAX_ROWS_PER_STATEMENT):
+                    cur = db.execute(
+                        sql.replace("id = ?2", "id IN (" + ",".join("?" * len(ids)) + ")"),
+                        [now, *ids] if "?1" in sql else ids,
+                    )
+                    changed += max(cur.rowcount, 0)
+        return changed
 
     def record_sent(self, message_id: int) -> bool:
         """Note when an ``in_flight`` message went out in a response that waits for its
@@ -486,6 +594,32 @@ class Store:
 
     def __repr__(self) -> str:
         return f"<Store {self.path}>"
+
+
+#: Rows per statement where a group's rows go into one statement: at most six
+#: parameters a row, within SQLite's 32766 (since 3.32; bullseye has 3.34).
+_MAX_ROWS_PER_STATEMENT = 300
+
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _insert_rows(
+    db: sqlite3.Connection, into: str, rows: Sequence[tuple[Any, ...]], *, replace: bool = False
+) -> None:
+    """One INSERT of many rows (``into``: ``table (columns)``)."""
+    if not rows:
+        return
+    one = "(" + ",".join("?" * len(rows[0])) + ")"
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    db.execute(
+        f"{verb} INTO {into} VALUES " + ",".join([one] * len(rows)),
+        [value for row in rows for value in row],
+    )
 
 
 def _row_id(cursor: sqlite3.Cursor) -> int:

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .store import Store
+from .store import Exchange, Store
 
-__all__ = ["BUSY_TIMEOUT_S", "MAX_GROUP", "Job", "StoreWriter"]
+__all__ = ["BUSY_TIMEOUT_S", "MAX_GROUP", "FileJob", "Job", "MarkJob", "StoreWriter"]
 
 log = logging.getLogger("libcoap_py.service")
 
@@ -44,6 +44,32 @@ class Job:
         self.done = done
         self.result: Any = None
         self.error: BaseException | None = None
+
+
+class FileJob(Job):
+    """File an upstream exchange (:meth:`Store.file_exchanges`, batched with the rest of
+    its group); ``result`` is its :class:`~.store.Filed`."""
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: Exchange, done: Callable[[Job], Any] | None) -> None:
+        super().__init__(_no_work, done)
+        self.exchange = exchange
+
+
+class MarkJob(Job):
+    """Move an outbox message on (:meth:`Store.mark_outbox_many`, batched)."""
+
+    __slots__ = ("message_id", "state")
+
+    def __init__(self, message_id: int, state: str) -> None:
+        super().__init__(_no_work, None)
+        self.message_id = message_id
+        self.state = state
+
+
+def _no_work(store: Store) -> None:
+    return None
 
 
 _STOP = object()
@@ -75,9 +101,10 @@ class StoreWriter:
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
-        #: Writes queued and not yet handed back (read by the loop for back-pressure).
-        self.backlog = 0
-        self._lock = threading.Lock()
+        # Writes queued, and written (each counted by one thread: submit() is for the
+        # loop's thread; the writer counts what it wrote).
+        self._submitted = 0
+        self._written = 0
         #: Groups committed, and the writes in them (for benchmarks and tests).
         self.groups = 0
         self.writes = 0
@@ -95,11 +122,21 @@ class StoreWriter:
             self._thread = None
             raise self._start_error
 
+    @property
+    def backlog(self) -> int:
+        """Writes queued and not yet handed back (the service's back-pressure)."""
+        return self._submitted - self._written
+
     def submit(self, job: Job) -> None:
-        """Queue a write (any thread)."""
-        with self._lock:
-            self.backlog += 1
+        """Queue a write. From one thread (the service's loop), or under a lock."""
+        self._submitted += 1
         self._queue.put(job)
+
+    def submit_many(self, jobs: list[Job]) -> None:
+        """Queue several writes with one wake-up of the writer (as :meth:`submit`)."""
+        if jobs:
+            self._submitted += len(jobs)
+            self._queue.put(jobs)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until what was queued before this call is committed and handed back
@@ -145,7 +182,10 @@ class StoreWriter:
                     if isinstance(item, threading.Event):
                         barriers.append(item)
                         break
-                    group.append(item)
+                    if isinstance(item, list):
+                        group.extend(item)
+                    else:
+                        group.append(item)
                     if len(group) >= MAX_GROUP:
                         break
                     try:
@@ -164,11 +204,24 @@ class StoreWriter:
         finally:
             store.close()
 
+    def _apply(self, store: Store, group: list[Job]) -> None:
+        """The group's writes, batched by kind: filings, then marks, then the rest."""
+        filings = [job for job in group if isinstance(job, FileJob)]
+        if filings:
+            filed = store.file_exchanges([job.exchange for job in filings], lifetime=self._lifetime)
+            for filing, result in zip(filings, filed):
+                filing.result = result
+        marks = [(job.message_id, job.state) for job in group if isinstance(job, MarkJob)]
+        if marks:
+            store.mark_outbox_many(marks)
+        for other in group:
+            if other.work is not _no_work:
+                other.result = other.work(store)
+
     def _commit(self, store: Store, group: list[Job]) -> None:
         try:
             with store.transaction():
-                for job in group:
-                    job.result = job.work(store)
+                self._apply(store, group)
         except sqlite3.Error as error:
             # Locked or full: every write of the group failed the same way. Anything
             # else: find the one write that fails, commit the others one by one.
@@ -190,8 +243,7 @@ class StoreWriter:
         else:
             self.groups += 1
             self.writes += len(group)
-        with self._lock:
-            self.backlog -= len(group)
+        self._written += len(group)
         try:
             self._hand_back(_deliver, group)
         except Exception:
