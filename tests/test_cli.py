@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from libcoap_py.cli import main
-from libcoap_py.service.store import Store
+from libcoap_py.service import OUTBOX_STATES
+from libcoap_py.service.store import Exchange, Store
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
@@ -114,25 +115,53 @@ def test_outbox_add_refuses_bad_encodings(
     assert not db.exists()
 
 
-def test_outbox_list_shows_each_format_and_state(
+def test_outbox_list_shows_each_format_state_and_attempts(
     db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with Store(db) as store:
         store.add_outbox("device-1", b"plain words", "text")
         store.add_outbox("device-1", b"\x01\x02", "hex")
         store.add_outbox("device-2", b"hello", "base64")
-        store.take_downstream("device-1")
+        store.add_outbox("device-2", b"acknowledged", "text")
+        store.take_downstream("device-1")  # sent, one attempt
+        # Taken by the service for an answer whose fate is not known yet: in flight.
+        filed = store.file_exchange(Exchange("device-2", 1, b"d", "p", b"", None))
+        assert filed.downstream is not None
+        filed = store.file_exchange(Exchange("device-2", 2, b"d", "p", b"", None))
+        assert filed.downstream is not None
+        assert store.mark_outbox(filed.downstream.id, "delivered")
     status, out, _ = run_cli(capsys, "outbox", "list", "--db", db)
     assert status == 0
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["ID", "CREATED", "(UTC)", "DEVICE"]
-    assert "plain words" in lines[1] and "sent" in lines[1]
-    assert "0102" in lines[2] and "pending" in lines[2]
-    assert "aGVsbG8=" in lines[3]
+    assert lines[0].split() == [
+        "ID", "CREATED", "(UTC)", "DEVICE", "STATE", "ATTEMPTS", "SENT", "(UTC)", "FORMAT",
+        "PAYLOAD",
+    ]  # fmt: skip
+    rows = [line.split() for line in lines[1:]]
+    # ID, CREATED, DEVICE, STATE, ATTEMPTS, SENT, FORMAT, PAYLOAD
+    assert [(r[0], r[2], r[3], r[4], r[6], " ".join(r[7:])) for r in rows] == [
+        ("1", "device-1", "sent", "1", "text", "plain words"),
+        ("2", "device-1", "pending", "0", "hex", "0102"),
+        ("3", "device-2", "in_flight", "1", "base64", "aGVsbG8="),
+        ("4", "device-2", "delivered", "1", "text", "acknowledged"),
+    ]
+    assert rows[1][5] == rows[2][5] == "-", "never handed to the socket: no SENT time"
+    assert rows[0][5] != "-" and rows[3][5] != "-"
     status, out, _ = run_cli(capsys, "outbox", "list", "--db", db, "--device", "device-2")
-    assert status == 0 and len(out.splitlines()) == 2 and "device-2" in out
+    assert status == 0 and len(out.splitlines()) == 3 and "device-1" not in out
     status, out, _ = run_cli(capsys, "outbox", "list", "--db", db, "--pending")
-    assert status == 0 and "plain words" not in out and "0102" in out
+    assert status == 0 and [line.split()[0] for line in out.splitlines()[1:]] == ["2"]
+    status, out, _ = run_cli(capsys, "outbox", "list", "--db", db, "--device", "ghost")
+    assert status == 0 and "The outbox is empty." in out
+
+
+def test_outbox_list_help_names_the_states(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["outbox", "list", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for state in OUTBOX_STATES:
+        assert state in out
+    assert "ATTEMPTS" in out
 
 
 # -- inbox ---------------------------------------------------------------------------

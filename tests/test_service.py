@@ -24,6 +24,7 @@ from conftest import (
     CertFiles,
     cert_args,
     client_data,
+    wait_until,
 )
 from service_fixtures import (
     DEVICE,
@@ -76,6 +77,11 @@ def inbox(db: Path) -> list[tuple[str, str, bytes, int | None]]:
         return [(m.device, m.path, m.payload, m.content_format) for m in store.list_inbox()]
 
 
+def states(db: Path) -> list[str]:
+    with Store(db, create=False) as store:
+        return [m.state for m in store.list_outbox()]
+
+
 def pki_client(certs: CertFiles, *, cert: Path | None = None, key: Path | None = None) -> coap.PKI:
     return coap.PKI(cert or certs.cert, key or certs.key, ca=certs.cert)
 
@@ -100,8 +106,9 @@ def test_c_client_with_certificate_gets_downstream_message_once(
         (DEVICE, "some/path", b"payload two", None),
         (DEVICE, "some/path", b"payload three", None),
     ]
-    with Store(db, create=False) as store:
-        assert [m.state for m in store.list_outbox()] == ["sent", "sent"]
+    # Piggybacked answers: each message is "sent" once handed to the socket (recorded
+    # by the storage thread just after).
+    assert wait_until(lambda: states(db) == ["sent", "sent"], 10), states(db)
 
 
 @needs_coap_client
@@ -266,6 +273,63 @@ def test_message_queued_with_the_cli_while_serving(
         r = session.request("POST", "x", payload=b"hi", timeout=10)
     assert r.payload == bytes.fromhex("cafef00d")
     assert r.option(coap.OptionNumber.CONTENT_FORMAT) == bytes([42])  # octet-stream
+
+
+# -- confirmed mode (serve --confirm-downstream) ---------------------------------------
+
+
+def test_confirmed_mode_for_one_device(db: Path, certs: CertFiles) -> None:
+    """--confirm-downstream device-1: device-1's answers come as separate CONs and its
+    messages end "delivered"; a PSK device keeps piggybacked answers ("sent")."""
+    queue(db, DEVICE, b"for the certificate device")
+    queue(db, PSK_DEVICE, b"for the psk device")
+    svc = start_service(db, certs, psk=True, extra=["--confirm-downstream", DEVICE])
+    try:
+        with coap.Context() as ctx:
+            session = ctx.client_session(svc.uri(), dtls=pki_client(certs))
+            confirmed = session.request("POST", "c", payload=b"1", timeout=10)
+        with coap.Context() as ctx:
+            session = ctx.client_session(
+                svc.uri(), dtls=coap.PSK(PSK_DEVICE.encode(), PSK_DEVICE_KEY.encode())
+            )
+            piggybacked = session.request("POST", "p", payload=b"2", timeout=10)
+        assert wait_until(lambda: states(db) == ["delivered", "sent"], 10), states(db)
+    finally:
+        assert svc.stop() == 0, svc.output()
+    assert "confirmed downstream (separate CON responses) for device-1" in svc.output()
+    assert (confirmed.payload, confirmed.type) == (
+        b"for the certificate device",
+        coap.MessageType.CON,
+    )
+    assert (piggybacked.payload, piggybacked.type) == (b"for the psk device", coap.MessageType.ACK)
+    assert confirmed.etag == b"\x01" and piggybacked.etag == b"\x02"
+
+
+@needs_coap_client
+def test_confirmed_mode_with_coap_client(db: Path, certs: CertFiles) -> None:
+    """coap-client waits for a separate response: it gets the message, and its ACK
+    makes the message "delivered"."""
+    queue(db, DEVICE, b"confirmed for coap-client")
+    svc = start_service(db, certs, extra=["--confirm-downstream"])
+    try:
+        out = coap_client("-m", "post", "-e", "x", *pki_args(certs), f"{svc.uri()}/c")
+        assert answer(out) == "confirmed for coap-client", out.stderr + svc.output()
+        assert wait_until(lambda: states(db) == ["delivered"], 10), states(db)
+    finally:
+        assert svc.stop() == 0, svc.output()
+    assert "confirmed downstream (separate CON responses) for every device" in svc.output()
+    assert inbox(db) == [(DEVICE, "c", b"x", None)]
+
+
+def test_confirm_downstream_refuses_an_empty_device_id(db: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-I", "-m", "libcoap_py.cli", "serve", "--db", str(db),
+         "--listen", "coap://127.0.0.1:0", "--confirm-downstream", ""],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "--confirm-downstream: an empty device id" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 # -- the process -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from libcoap_py.service.store import Store
+from libcoap_py.service.store import OUTBOX_STATES, Exchange, Store
 
 
 @pytest.fixture
@@ -54,6 +54,8 @@ def test_take_downstream_is_oldest_first_and_exactly_once(db: Path) -> None:
     ]
     assert outbox[0].sent_at is not None and outbox[1].sent_at is None
     assert outbox[2].format == "hex"
+    # Each take counts an attempt; nothing is delivered without an ACK.
+    assert [(m.attempts, m.delivered_at) for m in outbox] == [(1, None), (0, None), (1, None)]
 
 
 def test_take_message_reports_format_and_id(db: Path) -> None:
@@ -156,3 +158,129 @@ def test_devices_lists_inbox_and_outbox_names(db: Path) -> None:
         store.add_outbox("a", b"x", "text")
         store.add_outbox("b", b"y", "text")
         assert store.devices() == ["a", "b"]
+
+
+# -- the service's writes: states, exchanges, transactions -------------------------------
+
+
+def exchange(mid: int, payload: bytes = b"up", device: str = "device-1") -> Exchange:
+    return Exchange(device, mid, b"digest-" + payload, "p", payload, None)
+
+
+def test_outbox_states() -> None:
+    assert OUTBOX_STATES == ("pending", "in_flight", "sent", "delivered")
+
+
+def test_file_exchange_files_once_and_takes_in_flight(db: Path) -> None:
+    with Store(db) as store:
+        first_id = store.add_outbox("device-1", b"one", "text")
+        store.add_outbox("device-1", b"two", "text")
+        filed = store.file_exchange(exchange(1))
+        assert not filed.repeated and filed.downstream is not None
+        assert (filed.downstream.id, filed.downstream.state) == (first_id, "in_flight")
+        assert filed.downstream.attempts == 1
+        # The same exchange again: not filed again, the same message (another attempt).
+        again = store.file_exchange(exchange(1))
+        assert (again.inbox_id, again.repeated) == (filed.inbox_id, True)
+        assert again.downstream is not None and again.downstream.id == first_id
+        assert again.downstream.attempts == 2
+        # Another payload under the same message ID is a new request.
+        other = store.file_exchange(exchange(1, b"other"))
+        assert not other.repeated and other.downstream is not None
+        assert other.downstream.payload == b"two"
+        # take_downstream=False files without taking.
+        quiet = store.file_exchange(exchange(2), take_downstream=False)
+        assert quiet.downstream is None
+        assert [m.path for m in store.list_inbox()] == ["p", "p", "p"]
+        assert [m.state for m in store.list_outbox()] == ["in_flight", "in_flight"]
+
+
+def test_a_repeated_exchange_takes_its_message_again_after_a_requeue(db: Path) -> None:
+    with Store(db) as store:
+        store.add_outbox("device-1", b"one", "text")
+        store.add_outbox("device-1", b"two", "text")
+        first = store.file_exchange(exchange(5))
+        assert store.requeue_in_flight() == 1
+        assert [m.state for m in store.list_outbox()] == ["pending", "pending"]
+        again = store.file_exchange(exchange(5))
+        assert again.repeated and again.downstream is not None
+        assert first.downstream is not None and again.downstream.id == first.downstream.id
+        assert [(m.state, m.attempts) for m in store.list_outbox()] == [
+            ("in_flight", 2),
+            ("pending", 0),
+        ]
+        assert store.requeue_in_flight() == 1 and store.requeue_in_flight() == 0
+
+
+def test_mark_outbox_moves_only_in_flight_messages(db: Path) -> None:
+    with Store(db) as store:
+        ids = [store.add_outbox("device-1", f"m{i}".encode(), "text") for i in range(3)]
+        for mid in range(3):
+            store.file_exchange(exchange(mid))
+        assert store.mark_outbox(ids[0], "sent")
+        assert store.mark_outbox(ids[1], "delivered")
+        assert store.mark_outbox(ids[2], "pending")
+        # A late report never undoes what was recorded.
+        assert not store.mark_outbox(ids[1], "pending")
+        assert not store.mark_outbox(ids[0], "delivered")
+        assert not store.mark_outbox(999, "sent")
+        for bad in ("in_flight", "lost"):
+            with pytest.raises(ValueError, match="pending, sent or delivered"):
+                store.mark_outbox(ids[2], bad)
+        sent, delivered, pending = store.list_outbox()
+    assert (sent.state, sent.delivered_at) == ("sent", None) and sent.sent_at is not None
+    assert delivered.state == "delivered"
+    assert delivered.delivered_at is not None and delivered.sent_at is not None
+    assert (pending.state, pending.sent_at, pending.attempts) == ("pending", None, 1)
+
+
+def test_prune_exchanges_forgets_old_ones(db: Path) -> None:
+    with Store(db) as store:
+        store.add_outbox("device-1", b"one", "text")
+        store.add_outbox("device-1", b"two", "text")
+        store.file_exchange(exchange(1))
+        assert store.prune_exchanges(247.0) == 0
+        with store.transaction() as raw:
+            raw.execute("UPDATE exchanges SET answered_at = answered_at - 300")
+        # Past the lifetime, a repeat is a new request even before pruning ...
+        assert not store.file_exchange(exchange(1)).repeated
+        with store.transaction() as raw:
+            raw.execute("UPDATE exchanges SET answered_at = answered_at - 300")
+        # ... and pruning forgets it.
+        assert store.prune_exchanges(247.0) == 1
+        assert not store.file_exchange(exchange(1), take_downstream=False).repeated
+        assert len(store.list_inbox()) == 3
+
+
+def test_a_transaction_groups_writes_and_rolls_back_together(db: Path) -> None:
+    with Store(db) as store:
+        with store.transaction():
+            store.add_outbox("d", b"one", "text")
+            store.file_message("d", "p", b"x", None)
+        assert len(store.list_outbox()) == 1 and len(store.list_inbox()) == 1
+        with pytest.raises(RuntimeError, match="abandon"), store.transaction():
+            store.add_outbox("d", b"two", "text")
+            store.file_exchange(exchange(1, device="d"))
+            raise RuntimeError("abandon the group")
+        assert [m.payload for m in store.list_outbox()] == [b"one"]
+        assert len(store.list_inbox()) == 1
+        # Another connection sees nothing of an open transaction.
+        with Store(db) as other:
+            with store.transaction():
+                store.add_outbox("d", b"three", "text")
+                assert len(other.list_outbox()) == 1
+            assert len(other.list_outbox()) == 2
+
+
+def test_connection_settings(db: Path) -> None:
+    with Store(db) as store:
+        store.set_synchronous("full")
+        store.set_synchronous("NORMAL")
+        with pytest.raises(ValueError, match="synchronous"):
+            store.set_synchronous("sometimes")
+        store.set_busy_timeout(0.05)
+        with Store(db) as holder, holder.transaction():
+            holder.add_outbox("d", b"holding the write lock", "text")
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                store.add_outbox("d", b"waits 50 ms, then gives up", "text")
+        assert [m.payload for m in store.list_outbox()] == [b"holding the write lock"]

@@ -68,7 +68,7 @@ def open_store(db: Path | None, *, create: bool) -> Store:
             f"no database at {path} (it is made by 'libcoap-py serve' or 'libcoap-py outbox add';"
             f" pass --db or set ${DB_ENV})"
         ) from None
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, ValueError) as exc:
         raise CliError(f"cannot open the database {path}: {exc}") from None
 
 

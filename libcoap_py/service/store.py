@@ -196,16 +196,34 @@ class Store:
         self._db = sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:
             self._db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._wal()
             self._upgrade()
         except (sqlite3.DatabaseError, ValueError):
             self._db.close()
             raise
 
+    def _wal(self) -> None:
+        """Switch the file to WAL mode (once per file). SQLite answers "locked" at once,
+        without its busy timeout, while another process opens or changes the file:
+        retry until the busy timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            try:
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
     def _upgrade(self) -> None:
         """Create the schema, or bring an older one up to :data:`SCHEMA_VERSION`, in one
-        transaction: a process that opens the file meanwhile sees all of it or none."""
+        transaction: a process that opens the file meanwhile sees all of it or none.
+        A file already at this version is only read (no write lock is taken)."""
         db = self._db
+        if int(db.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION:
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
