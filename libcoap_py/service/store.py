@@ -193,7 +193,9 @@ class Store:
             raise FileNotFoundError(2, f"no database at {self.path}", str(self.path))
         # isolation_level=None: no implicit transactions; each write below says
         # where its transaction starts and ends.
-        self._db = sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        self._db = sqlite3.connect(
+            str(self.path), timeout=_BUSY_TIMEOUT_S, isolation_level=None, cached_statements=1024
+        )
         try:
             self._db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
             self._wal()
@@ -416,7 +418,7 @@ class Store:
                 # Multi-row statements rather than executemany: Python's sqlite3 lets go
                 # of the GIL for each row's step, and the CoAP loop thread would then wait
                 # for it again on each of its own calls into libcoap.
-                _insert_rows(
+                cur = _insert_rows(
                     db,
                     "inbox (device, path, payload, content_format, received_at)",
                     [
@@ -430,7 +432,7 @@ class Store:
                         for i in part
                     ],
                 )
-                last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                last = _row_id(cur)
                 for offset, i in enumerate(part):
                     inbox_ids[i] = last - len(part) + 1 + offset
             # 3. Downstream messages: the oldest pending ones of these devices, one per
@@ -628,13 +630,12 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 def _insert_rows(
     db: sqlite3.Connection, into: str, rows: Sequence[tuple[Any, ...]], *, replace: bool = False
-) -> None:
-    """One INSERT of many rows (``into``: ``table (columns)``)."""
-    if not rows:
-        return
+) -> sqlite3.Cursor:
+    """One INSERT of many rows (``into``: ``table (columns)``); its cursor's
+    ``lastrowid`` is the last row's."""
     one = "(" + ",".join("?" * len(rows[0])) + ")"
     verb = "INSERT OR REPLACE" if replace else "INSERT"
-    db.execute(
+    return db.execute(
         f"{verb} INTO {into} VALUES " + ",".join([one] * len(rows)),
         [value for row in rows for value in row],
     )
