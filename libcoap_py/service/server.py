@@ -310,12 +310,14 @@ class DataService:
         known = self._known(key)
         if known is not None:
             log.info("%s: retransmission of message %d", device, mid)
-            if known.answer is None or confirm:
-                # Its answer is on its way (being filed, or a separate response that
-                # libcoap retransmits itself): acknowledge again where that is the way,
-                # else say nothing.
+            if known.answer is None:
+                # Being filed: its answer follows. Acknowledge again in confirmed mode,
+                # else say nothing (the answer goes in the ACK).
                 response.delay(acknowledge=confirm).cancel()
             else:
+                # Answered: the same answer again, in the ACK. In confirmed mode too: the
+                # copy may come over a new session (the device gave up on the old one,
+                # where the separate response goes); the ETag tells it a repeat.
                 known.answer.fill(response)
             return
         writer = self.writer
