@@ -439,16 +439,23 @@ class Store:
             #    new exchange, oldest to the earliest request.
             taken: dict[int, int] = {}
             if take_downstream and fresh:
-                devices = sorted({exchanges[i].device for i in fresh})
+                wanted: dict[str, int] = {}
+                for i in fresh:
+                    wanted[exchanges[i].device] = wanted.get(exchanges[i].device, 0) + 1
                 pending: dict[str, list[int]] = {}
-                for some in _chunks(devices, _MAX_ROWS_PER_STATEMENT):
-                    for message_id, device in db.execute(
-                        "SELECT id, device FROM outbox WHERE state = 'pending' AND device IN ("
-                        + ",".join("?" * len(some))
-                        + ") ORDER BY id",
-                        some,
-                    ):
-                        pending.setdefault(device, []).append(int(message_id))
+                # Per device only as many as it has new requests here (one statement: a
+                # device may have thousands waiting).
+                for some in _chunks(sorted(wanted), _MAX_ROWS_PER_STATEMENT // 2):
+                    for message_id, owner in db.execute(
+                        " UNION ALL ".join(
+                            ["SELECT * FROM (SELECT id, device FROM outbox WHERE device = ?"
+                             " AND state = 'pending' ORDER BY id LIMIT ?)"] * len(some)
+                        ),
+                        [v for name in some for v in (name, wanted[name])],
+                    ):  # fmt: skip
+                        pending.setdefault(owner, []).append(int(message_id))
+                for ids in pending.values():
+                    ids.sort()
                 for i in fresh:
                     queue = pending.get(exchanges[i].device)
                     if queue:
@@ -471,8 +478,8 @@ class Store:
                     [(*keys[i], inbox_ids[i], taken.get(i), now) for i in part],
                     replace=True,
                 )
-            wanted = [*taken.values(), *again]
-            messages = self._outbox_rows(wanted) if wanted else {}
+            answering = [*taken.values(), *again]
+            messages = self._outbox_rows(answering) if answering else {}
             for i, key in enumerate(keys):
                 if key in seen:
                     inbox_id, outbox_id = seen[key]
