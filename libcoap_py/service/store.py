@@ -454,8 +454,8 @@ class Store:
                         [v for name in some for v in (name, wanted[name])],
                     ):  # fmt: skip
                         pending.setdefault(owner, []).append(int(message_id))
-                for ids in pending.values():
-                    ids.sort()
+                for waiting in pending.values():
+                    waiting.sort()
                 for i in fresh:
                     queue = pending.get(exchanges[i].device)
                     if queue:
