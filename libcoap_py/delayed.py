@@ -41,7 +41,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._libcoap import ffi, lib
-from .codes import Code, MessageType, NackReason, OptionNumber, Proto
+from .codes import Code, MessageType, NackReason, Proto
 from .errors import CoapError
 from .request import Request, ServerResponse
 
@@ -54,7 +54,6 @@ _CON = int(MessageType.CON)
 _NON = int(MessageType.NON)
 _ACK = int(MessageType.ACK)
 _RELIABLE = frozenset({int(Proto.TCP), int(Proto.TLS)})
-_ETAG = int(OptionNumber.ETAG)
 _WINDOW_MARGIN_S = 1.0  # beyond the computed window, before silence counts as an ACK
 _CHECK_EVERY_S = 0.05  # how often the loop looks at responses that wait for their ACK
 
@@ -216,40 +215,17 @@ class DelayedResponse(ServerResponse):
     def _send_simple_reply(self, session_ptr: Any, kind: int, token: bytes) -> int:
         """The common case in one call (lcp_send_reply): at most an ETag and a
         Content-Format, a payload that fits. -2: not that case, nothing sent."""
-        options = self._options
-        if not options:
-            etag = b""
-        elif len(options) == 1 and options[0][0] == _ETAG:
-            etag = options[0][1]
-        else:
+        parts = self._simple_parts(etag_ok=True)
+        if parts is None:
             return -2
-        cf = self._content_format
-        if cf is None:
-            number = -1
-        elif isinstance(cf, int) and 0 <= int(cf) <= 0xFFFF:
-            number = int(cf)
-        else:
-            return -2
-        body = self._payload
-        payload = (
-            body if type(body) is bytes else body.encode() if isinstance(body, str) else bytes(body)
-        )
+        etag, number, payload = parts
         mid = self._request.mid if kind == _ACK else -1
         return int(
             lib.lcp_send_reply(
-                session_ptr,
-                kind,
-                mid,
-                token,
-                len(token),
-                int(self._code),
-                etag,
-                len(etag),
-                number,
-                payload,
-                len(payload),
+                session_ptr, kind, mid, token, len(token), int(self._code),
+                etag, len(etag), number, payload, len(payload),
             )
-        )
+        )  # fmt: skip
 
     def cancel(self) -> None:
         """Never send it (a CON request that was not acknowledged yet stays so: the

@@ -266,24 +266,37 @@ class ServerResponse(OptionAccessors):
         self._check()
         self._options.append(encode_option(number, value))
 
-    def _send_simple(self, session_ptr: Any, ptr: Any) -> bool:
-        """Fill the C response in one call when it is code, at most a Content-Format and a
-        payload that fits one PDU; False when it is not (nothing written: use _write)."""
-        if self._options:
-            return False
+    def _simple_parts(self, etag_ok: bool = False) -> tuple[bytes, int, bytes] | None:
+        """(ETag, Content-Format number or -1, payload) when the response is that simple:
+        no other option (an ETag only with ``etag_ok``), a Content-Format that is a
+        uint16; None when it is not (the general way writes it, and says what is wrong)."""
+        options = self._options
+        if not options:
+            etag = b""
+        elif etag_ok and len(options) == 1 and options[0][0] == _ETAG:
+            etag = options[0][1]
+        else:
+            return None
         cf = self._content_format
         if cf is None:
             number = -1
-        elif isinstance(cf, int):
+        elif isinstance(cf, int) and 0 <= int(cf) <= 0xFFFF:
             number = int(cf)
-            if not 0 <= number <= 0xFFFF:
-                return False  # _write's encoding says what is wrong with it
         else:
-            return False
+            return None
         body = self._payload
         payload = (
             body if type(body) is bytes else body.encode() if isinstance(body, str) else bytes(body)
         )
+        return etag, number, payload
+
+    def _send_simple(self, session_ptr: Any, ptr: Any) -> bool:
+        """Fill the C response in one call when it is code, at most a Content-Format and a
+        payload that fits one PDU; False when it is not (nothing written: use _write)."""
+        parts = self._simple_parts()
+        if parts is None:
+            return False
+        _, number, payload = parts
         done: int = lib.lcp_serve_reply(session_ptr, ptr, self._code, number, payload, len(payload))
         if done < 0:
             raise CoapError("libcoap refused the response")

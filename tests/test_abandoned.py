@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -48,9 +47,6 @@ def test_session_retries_the_handshake_after_a_failure(coap_server: CoapServer) 
         session = ctx.client_session(
             coap_server.coaps_uri, dtls=coap.PSK(coap_server.psk_identity, b"not the key")
         )
-        for _ in range(2):
-            started = time.monotonic()
+        for _ in range(2):  # (a hang is caught by conftest's per-test deadline)
             with pytest.raises(coap.DTLSError):
                 session.request("GET", "", timeout=1.0)
-            # A hang guard with room for a busy machine: timeout=1.0 is the behaviour.
-            assert time.monotonic() - started < 15

@@ -516,18 +516,7 @@ class Store:
             raise ValueError(
                 f"an in-flight message goes to pending, sent or delivered, not {state!r}"
             )
-        column = {"sent": ", sent_at = ?", "delivered": ", delivered_at = ?", "pending": ""}[state]
-        params: tuple[Any, ...] = (state, utc_now(), message_id) if column else (state, message_id)
-        with self._transaction() as db:
-            if state == "delivered":
-                # An ACK also means it was sent.
-                sent_at: tuple[Any, ...] = (utc_now(), message_id)
-                db.execute("UPDATE outbox SET sent_at = COALESCE(sent_at, ?) WHERE id = ?", sent_at)
-            cur = db.execute(
-                f"UPDATE outbox SET state = ?{column} WHERE id = ? AND state = 'in_flight'",
-                params,
-            )
-        return cur.rowcount > 0
+        return self.mark_outbox_many([(message_id, state)]) > 0
 
     def mark_outbox_many(self, marks: Sequence[tuple[int, str]]) -> int:
         """:meth:`mark_outbox` for many ``(message_id, state)`` pairs, with one statement
@@ -570,12 +559,7 @@ class Store:
     def record_sent(self, message_id: int) -> bool:
         """Note when an ``in_flight`` message went out in a response that waits for its
         ACK (the state stays ``in_flight``); False for a message in another state."""
-        with self._transaction() as db:
-            cur = db.execute(
-                "UPDATE outbox SET sent_at = ? WHERE id = ? AND state = 'in_flight'",
-                (utc_now(), message_id),
-            )
-        return cur.rowcount > 0
+        return self.mark_outbox_many([(message_id, "in_flight")]) > 0
 
     def requeue_in_flight(self) -> int:
         """Put every ``in_flight`` message back in the queue (the service does this when
