@@ -1,9 +1,9 @@
 """Service ingest: devices POST over DTLS-PKI to the data service, which files every
 message durably (SQLite, synchronous=FULL, group commit) before its 2.04; against the
-same server shape answering the same POSTs at once, without storage.
+same service with a storage process that stores nothing, and a plain handler.
 
     python -I benchmarks/service_ingest.py [--devices 50] [--seconds 10] [--rounds 3]
-        [--generators 1] [--client c|py] [--only service plain confirmed downstream]
+        [--generators 1] [--client c|py] [--only service nostore plain confirmed downstream]
         [--json FILE] [--keep]
 
 Every device is a DTLS-PKI client session with a certificate of its own (CN
@@ -23,11 +23,16 @@ still in flight. Servers, started fresh (a new database) for every measurement:
   --listen coaps://127.0.0.1:0`` (answers piggybacked, the default), through
   the ``service-server`` wrapper below, which runs that same command line
   in-process and only adds a report of the writer's commit counters at exit;
+- ``nostore``: the same, with the storage process replaced by one that answers
+  every write at once without a database (``NULL_STORAGE``): the same server,
+  its handler, its socket to the storage process and its delayed answers, and
+  no storage. The issue's target is the service's rate over this one's;
 - ``plain``: the same process shape and DTLS-PKI setup (``Context``, a
   ``coaps://`` endpoint with ``PKI(verify_peer_cert=True,
   require_peer_cert=True)``, an unknown-resource handler for POST and PUT)
-  answering 2.04 at once, without storage: the ratio isolates what filing
-  costs (the service's handler, its writer thread, SQLite, the fsync);
+  answering 2.04 at once, without storage: the ratio is what the whole
+  service costs (its handler, the round trip to the storage process, SQLite,
+  the fsync);
 - ``confirmed``: the service with ``--confirm-downstream`` (empty ACK, then a
   separate CON 2.04 once filed, which the device acknowledges);
 - ``downstream``: the service with enough downstream messages queued for every
@@ -35,7 +40,7 @@ still in flight. Servers, started fresh (a new database) for every measurement:
 
 Checked in every measurement: no answer other than 2.04, no NACK, and the
 inbox holds exactly one row per 2.04 counted (warm-up and drain included),
-from every device. Contenders alternate within a round (the order rotates);
+from every device (not for ``nostore``). Contenders alternate within a round (the order rotates);
 the table gives medians over rounds with min-max, and the ratio to ``plain``
 is the median of each round's own ratio. Loopback only.
 """
@@ -64,11 +69,11 @@ import libcoap_py as coap
 HERE = Path(__file__).resolve().parent
 
 SERVICE, PLAIN, CONFIRMED, DOWNSTREAM = "service", "plain", "confirmed", "downstream"
-HANDOFF = "handoff"
-CONTENDERS = (SERVICE, HANDOFF, PLAIN, CONFIRMED, DOWNSTREAM)
+NOSTORE = "nostore"
+CONTENDERS = (SERVICE, NOSTORE, PLAIN, CONFIRMED, DOWNSTREAM)
 TITLES = {
     SERVICE: "data service (files, then piggybacked 2.04)",
-    HANDOFF: "the service's shape without storage (delayed 2.04 from a thread)",
+    NOSTORE: "the same service, its storage process storing nothing",
     PLAIN: "plain handler, no storage (2.04 at once)",
     CONFIRMED: "data service --confirm-downstream (separate CON 2.04)",
     DOWNSTREAM: "data service, every 2.04 carries a downstream message",
@@ -175,85 +180,66 @@ def plain_server(argv: list[str]) -> None:
     print("stopped", flush=True)
 
 
-def handoff_server(argv: list[str]) -> None:
-    """``handoff-server CERT KEY CA``: the data service's shape without its storage.
-
-    As the service: each POST/PUT from a device is answered later
-    (``response.delay(acknowledge=False)``), from a worker thread that takes the
-    requests of each pass together and hands them back with
-    ``call_soon_threadsafe``; the 2.04 then goes piggybacked. No database: the
-    ratio of the service to this isolates what storing costs."""
-    import queue as queue_module
-    import threading as threading_module
-
-    cert, key, ca = argv
-    work: queue_module.SimpleQueue[list[Any] | None] = queue_module.SimpleQueue()
-    with coap.Context() as ctx:
-        pki = coap.PKI(cert, key, ca, verify_peer_cert=True, require_peer_cert=True)
-        endpoint = ctx.add_endpoint("coaps://127.0.0.1:0", dtls=pki)
-        batch: list[Any] = []
-
-        def answer(later: list[Any]) -> None:
-            for response in later:
-                response.code = coap.Code.CHANGED
-                response.send()
-
-        def worker() -> None:
-            while True:
-                items = work.get()
-                if items is None:
-                    return
-                while True:  # take what else is queued, as the writer groups
-                    try:
-                        more = work.get_nowait()
-                    except queue_module.Empty:
-                        break
-                    if more is None:
-                        ctx.call_soon_threadsafe(answer, items)
-                        return
-                    items.extend(more)
-                ctx.call_soon_threadsafe(answer, items)
-
-        def flush() -> None:
-            items = batch[:]
-            batch.clear()
-            work.put(items)
-
-        def handle(request: coap.Request, response: coap.ServerResponse) -> None:
-            if request.peer_cn is None:
-                response.code = coap.Code.UNAUTHORIZED
-                return
-            if not batch:
-                ctx.call_soon(flush)
-            batch.append(response.delay(acknowledge=False))
-
-        thread = threading_module.Thread(target=worker, daemon=True)
-        thread.start()
-        ctx.set_unknown_handler(handle, methods=("POST", "PUT"))
-        print(f"listening on {endpoint.uri}", flush=True)
-        ctx.run(handle_signals=True)
-        work.put(None)
-        thread.join(5)
-    print("stopped", flush=True)
-
-
 def service_server(argv: list[str]) -> int:
-    """``service-server STATS -- SERVE-ARGS``: ``libcoap-py serve SERVE-ARGS`` in this
-    process; when the service closes its writer, the writer's counters (groups
-    committed, writes in them) go to the file STATS. Nothing else differs."""
+    """``service-server STATS [--no-storage] -- SERVE-ARGS``: ``libcoap-py serve
+    SERVE-ARGS`` in this process; when the service closes its writer, the writer's
+    counters (groups committed, writes in them) go to the file STATS. Nothing else
+    differs, except with ``--no-storage``: the storage process is replaced by one
+    that answers every write at once and stores nothing (:data:`NULL_STORAGE`)."""
     from libcoap_py import cli
     from libcoap_py.service import writer
 
     stats = Path(argv[0])
-    serve_args = argv[2:] if argv[1:2] == ["--"] else argv[1:]
+    rest = argv[1:]
+    if rest[:1] == ["--no-storage"]:
+        writer._BOOT = NULL_STORAGE  # the benchmark's stand-in, on the same socket protocol
+        rest = rest[1:]
+    serve_args = rest[1:] if rest[:1] == ["--"] else rest
     original_stop = writer.StoreWriter.stop
 
-    def stop(self: writer.StoreWriter) -> None:
-        original_stop(self)
+    def stop(self: writer.StoreWriter, timeout: float = 30.0) -> None:
+        original_stop(self, timeout)
         stats.write_text(json.dumps({"groups": self.groups, "writes": self.writes}))
 
     setattr(writer.StoreWriter, "stop", stop)  # noqa: B010 (mypy: no method assignment)
     return cli.main(["serve", *serve_args])
+
+
+#: The ``nostore`` contender's storage process: started as the real one is (the same
+#: arguments), it loads the same socket protocol and answers each write at once as
+#: filed (a counter for the inbox id, no downstream message), with no database: the
+#: service with everything but storing.
+NULL_STORAGE = """\
+import importlib.util, socket, sys
+spec = importlib.util.spec_from_file_location("proto", sys.argv[1] + "/_storage_process.py")
+proto = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(proto)
+sock = socket.socket(fileno=int(sys.argv[2]))
+sock.sendall(proto.encode(("ready",)))
+reader = proto.FrameReader(sock)
+filed = 0
+while True:
+    frames = reader.read()
+    if frames is None:
+        sys.exit(0)
+    out = []
+    for frame in frames:
+        if frame.__class__ is list:
+            results = []
+            for item in frame:
+                if item[0] == "F":
+                    filed += 1
+                    results.append((True, (filed, False, None)))
+                else:
+                    results.append((True, None))
+            out.append(proto.encode(("R", 1, results)))
+        elif frame[0] == "B":
+            out.append(proto.encode(frame))
+        else:
+            sock.sendall(b"".join(out))
+            sys.exit(0)
+    sock.sendall(b"".join(out))
+"""
 
 
 # ---------------------------------------------------------------------------
@@ -389,15 +375,27 @@ def load(argv: list[str]) -> None:
 
 
 def task_ticks(pid: int) -> dict[int, int]:
-    """utime + stime of every thread of ``pid``, in clock ticks, by thread id."""
+    """utime + stime of every thread of ``pid`` and of its child processes (the data
+    service's storage process), in clock ticks, by thread id."""
     out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(child) for child in f.read().split()]
+    except OSError:
+        pass
+    for one in pids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            tids = os.listdir(f"/proc/{one}/task")
         except OSError:
             continue
-        out[int(tid)] = int(fields[11]) + int(fields[12])
+        for tid in tids:
+            try:
+                with open(f"/proc/{one}/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[int(tid)] = int(fields[11]) + int(fields[12])
     return out
 
 
@@ -498,15 +496,16 @@ class Harness:
 
     def server_argv(self, contender: str, db: Path, stats: Path) -> list[str]:
         f = self.files
-        if contender in (PLAIN, HANDOFF):
-            return [self.python, "-I", str(Path(__file__).resolve()), f"{contender}-server",
+        if contender == PLAIN:
+            return [self.python, "-I", str(Path(__file__).resolve()), "plain-server",
                     str(f["server_cert"]), str(f["server_key"]), str(f["ca"])]  # fmt: skip
         serve = ["--db", str(db), "--cert", str(f["server_cert"]), "--key", str(f["server_key"]),
                  "--ca", str(f["ca"]), "--listen", "coaps://127.0.0.1:0"]  # fmt: skip
         if contender == CONFIRMED:
             serve.append("--confirm-downstream")
+        null = ["--no-storage"] if contender == NOSTORE else []
         return [self.python, "-I", str(Path(__file__).resolve()), "service-server", str(stats),
-                "--", *serve]  # fmt: skip
+                *null, "--", *serve]  # fmt: skip
 
     def measure(self, contender: str) -> dict[str, Any]:
         """One measurement: a fresh server and database, the generators, the checks."""
@@ -609,7 +608,12 @@ class Harness:
         problems = []
         if out["failures"] or out["nacks"]:
             problems.append(f"{out['failures']} answers not 2.04, {out['nacks']} NACK/unanswered")
-        if contender not in (PLAIN, HANDOFF):
+        if contender == NOSTORE:
+            try:
+                out["writer"] = json.loads(stats.read_text())
+            except (OSError, ValueError):
+                problems.append("no writer counters (did the service stop cleanly?)")
+        if contender not in (PLAIN, NOSTORE):
             with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
                 rows = conn.execute("SELECT count(*) FROM inbox").fetchone()[0]
                 devices = [d for (d,) in conn.execute("SELECT DISTINCT device FROM inbox")]
@@ -691,8 +695,8 @@ def summarize(per: dict[str, list[Any]]) -> dict[str, dict[str, Any] | None]:
         rows[contender] = {
             "rate": fig("rate"),
             "ratio": med(ratios(per, contender, PLAIN)) if contender != PLAIN else None,
-            "ratio_shape": med(ratios(per, contender, HANDOFF))
-            if contender not in (PLAIN, HANDOFF) and HANDOFF in per
+            "ratio_shape": med(ratios(per, contender, NOSTORE))
+            if contender not in (PLAIN, NOSTORE) and NOSTORE in per
             else None,
             "server_cpu_us": fig("server_cpu_us"),
             "server_cores": fig("server_cores"),
@@ -716,9 +720,10 @@ def markdown(args: argparse.Namespace, per: dict[str, list[Any]], generator: str
         "timed per measurement, after every session's handshake and first POST; load: "
         f"{args.generators} generator process(es), {generator}; {args.rounds} round(s) on "
         f"{os.cpu_count()} cores, medians and min-max. x no storage: the median of each "
-        "round's own ratio. Server CPU: the server process's, all threads (/proc, 10 ms "
-        "ticks), over the timed run, per message answered; server cores: its CPU seconds "
-        "per second (in brackets, the threads other than the loop's: the storage writer); "
+        "round's own ratio. Server CPU: the server process's, all threads, and its storage "
+        "process's (/proc, 10 ms ticks), over the timed run, per message answered; server "
+        "cores: their CPU seconds per second (in brackets, all but the loop's thread: the "
+        "storage process); "
         "machine busy: all CPUs (/proc/stat; iowait counts as idle). Writes per commit: the "
         "writer's counters over the whole run (SQLite synchronous=FULL, one fsync per "
         "commit; with downstream messages each answer adds a second write, marking the "
@@ -728,8 +733,8 @@ def markdown(args: argparse.Namespace, per: dict[str, list[Any]], generator: str
     lines = [
         *textwrap.wrap(intro, 88),
         "",
-        "| Server | msg/s | min-max | x plain handler | x same shape, no storage "
-        "| server CPU us/msg | server cores (writer) | generator cores | machine busy "
+        "| Server | msg/s | min-max | x plain handler | x same service, no storage "
+        "| server CPU us/msg | server cores (storage) | generator cores | machine busy "
         "| writes per commit | handshakes |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -742,7 +747,7 @@ def markdown(args: argparse.Namespace, per: dict[str, list[Any]], generator: str
         if ratio:
             rtext = f"{ratio[0]:.2f} ({ratio[1]:.2f}-{ratio[2]:.2f})"
         shape = row.get("ratio_shape")
-        stext = "1" if contender == HANDOFF else "-"
+        stext = "1" if contender == NOSTORE else "-"
         if shape:
             stext = f"{shape[0]:.2f} ({shape[1]:.2f}-{shape[2]:.2f})"
         group = f"{row['group']:.1f}" if row["group"] else "-"
@@ -759,7 +764,7 @@ def markdown(args: argparse.Namespace, per: dict[str, list[Any]], generator: str
     return lines
 
 
-def target(per: dict[str, list[Any]], baseline: str = HANDOFF) -> float | None:
+def target(per: dict[str, list[Any]], baseline: str = NOSTORE) -> float | None:
     """The service's rate over ``baseline``'s: the median of each round's ratio."""
     values = ratios(per, SERVICE, baseline)
     return statistics.median(values) if values else None
@@ -769,9 +774,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["plain-server"]:
         plain_server(argv[1:])
-        return 0
-    if argv[:1] == ["handoff-server"]:
-        handoff_server(argv[1:])
         return 0
     if argv[:1] == ["service-server"]:
         return service_server(argv[1:])
@@ -792,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no line per measurement")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
-    for baseline in (PLAIN, HANDOFF):
+    for baseline in (PLAIN, NOSTORE):
         if baseline not in args.only:
             args.only.append(baseline)  # the ratios are to them
     args.generators = max(1, min(args.generators, args.devices))
@@ -817,8 +819,8 @@ def main(argv: list[str] | None = None) -> int:
     plain_shown = "n/a" if plain_ratio is None else f"{plain_ratio:.2f}"
     lines += [
         "",
-        f"Target: data service >= {TARGET} x the same server without storage (its shape: "
-        f"delayed answers handed back from a thread, no database): {shown} ({verdict}). "
+        f"Target: data service >= {TARGET} x the same server without storage (its storage "
+        f"process answering at once, no database): {shown} ({verdict}). "
         f"Against a plain handler answering at once: {plain_shown} ({plain_verdict}).",
     ]
     print("\n".join(lines))

@@ -9,12 +9,19 @@ How the loop wakes: libcoap waits in ``epoll_wait`` on the descriptor
 so a write to it ends the wait and nothing else. Where libcoap was built
 without epoll (the descriptor is -1), nothing can end the wait early: the
 loop then waits in short slices while work is queued (``FALLBACK_SLICE_MS``).
+
+Descriptors the loop watches (``Context.add_reader``) sit in an epoll set of
+their own, whose descriptor joins libcoap's set the same way: data on any of
+them ends libcoap's wait, and after each pass one ``epoll_wait`` without
+timeout tells which callbacks to run. So another process (the data service's
+storage process) can hand results to the loop with no thread in between.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 from collections import deque
 from typing import Any, Callable
@@ -34,9 +41,23 @@ _ROUNDS = 4
 class Handoff:
     """The queue of callables for one Context's loop, and the pipe that wakes it."""
 
-    __slots__ = ("_closed", "_fd", "_lock", "_queue", "_read_fd", "_woken", "attached")
+    __slots__ = (
+        "_closed",
+        "_coap_fd",
+        "_fd",
+        "_lock",
+        "_poller",
+        "_queue",
+        "_read_fd",
+        "_readers",
+        "_woken",
+        "attached",
+    )
 
     def __init__(self, coap_fd: int) -> None:
+        self._coap_fd = coap_fd
+        self._readers: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
+        self._poller: select.epoll | None = None
         self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._lock = threading.Lock()
         self._closed = False
@@ -59,8 +80,9 @@ class Handoff:
                 self.attached = True
 
     def __bool__(self) -> bool:
-        """True while callables wait to run (the loop's cheap check after each pass)."""
-        return bool(self._queue)
+        """True while callables wait to run or descriptors are watched (the loop's cheap
+        check after each pass)."""
+        return bool(self._queue) or bool(self._readers)
 
     def submit(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """Queue ``callback(*args)`` and wake the loop. Any thread."""
@@ -79,8 +101,40 @@ class Handoff:
             raise CoapError("the Context is closed")
         self._queue.append((callback, args))
 
+    def add_reader(self, fd: int, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Run ``callback(*args)`` after each pass in which ``fd`` is readable. The loop's
+        thread only."""
+        if self._closed:
+            raise CoapError("the Context is closed")
+        poller = self._poller
+        if poller is None:
+            poller = select.epoll()
+            if self._coap_fd >= 0:
+                error = lib.lcp_wake_attach(self._coap_fd, poller.fileno())
+                if error:
+                    poller.close()
+                    raise OSError(error, f"cannot watch a descriptor: {os.strerror(error)}")
+            self._poller = poller
+        if fd in self._readers:
+            poller.modify(fd, select.EPOLLIN)
+        else:
+            poller.register(fd, select.EPOLLIN)
+        self._readers[fd] = (callback, args)
+
+    def remove_reader(self, fd: int) -> bool:
+        """Stop watching ``fd``; False if it was not watched."""
+        if self._readers.pop(fd, None) is None:
+            return False
+        if self._poller is not None:
+            try:
+                self._poller.unregister(fd)
+            except (OSError, ValueError):
+                pass  # closed already: the kernel forgot it
+        return True
+
     def run(self, on_error: Callable[[BaseException], None]) -> None:
-        """Run what is queued, in order, on the loop's thread."""
+        """On the loop's thread: the callbacks of watched descriptors that are readable,
+        then what is queued, in order."""
         if self._woken:
             self._woken = False
             try:  # empty the pipe (edge-triggered: a full pipe would no longer wake)
@@ -88,6 +142,15 @@ class Handoff:
                     pass
             except BlockingIOError:
                 pass
+        # Watched descriptors first: what their callbacks queue runs in this pass.
+        if self._readers and self._poller is not None:
+            for fd, _ in self._poller.poll(0):
+                entry = self._readers.get(fd)
+                if entry is not None:
+                    try:
+                        entry[0](*entry[1])
+                    except BaseException as error:
+                        on_error(error)
         # What the callbacks queue themselves runs too, for a few rounds: a hand-back
         # that schedules a follow-up (the data service's writes) does not wait for
         # the loop's next wake-up.
@@ -109,6 +172,10 @@ class Handoff:
                 os.close(self._fd)
                 os.close(self._read_fd)
                 self._fd = self._read_fd = -1
+            if self._poller is not None:
+                self._poller.close()
+                self._poller = None
+            self._readers.clear()
             left = list(self._queue)
             self._queue.clear()
         return left

@@ -501,6 +501,28 @@ class Context(Serving):
         self._enter()
         self._handoff.later(callback, args)
 
+    def add_reader(self, fd: int | Any, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on this Context's thread after each I/O pass in which
+        ``fd`` (a descriptor, or an object with ``fileno()``) has data to read.
+
+        Data arriving on ``fd`` ends the loop's wait at once, as traffic does, so
+        the loop can serve a pipe or a socket from another process (the data
+        service's storage process) without a thread. The callback should read
+        until the descriptor would block: it runs again only after a pass, and
+        the wait ends only for new data. A blocking ``request()`` on this Context
+        runs the callbacks when it returns. Replaces an earlier callback for
+        ``fd``. From the Context's thread only; what the callback raises is
+        re-raised by the loop.
+        """
+        self._enter()
+        self._handoff.add_reader(_fileno(fd), callback, args)
+
+    def remove_reader(self, fd: int | Any) -> bool:
+        """Stop watching ``fd`` (:meth:`add_reader`); False if it was not watched. Close
+        a descriptor only after removing it."""
+        self._enter()
+        return self._handoff.remove_reader(_fileno(fd))
+
     def can_exit(self) -> bool:
         """True when libcoap has nothing left to send or retransmit."""
         return bool(lib.coap_can_exit(self._enter()))
@@ -703,3 +725,11 @@ class Context(Serving):
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else f"{len(self._sessions)} sessions"
         return f"<Context {state}>"
+
+
+def _fileno(fd: int | Any) -> int:
+    """A descriptor number from an int or an object with ``fileno()``."""
+    number = fd if isinstance(fd, int) else fd.fileno()
+    if not isinstance(number, int) or number < 0:
+        raise ValueError(f"not a file descriptor: {fd!r}")
+    return number

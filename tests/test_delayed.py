@@ -916,3 +916,88 @@ def test_new_pdu_refuses_ids_out_of_range(free_udp_port: int) -> None:
             session.new_pdu(coap.MessageType.CON, coap.Code.GET, token=b"123456789")
         # The edges are fine.
         assert session.new_pdu(mid=0xFFFF, token=b"12345678").mid == 0xFFFF
+
+
+# --------------------------------------------------------------------------
+# Context.add_reader
+
+
+def test_add_reader_wakes_run_once_and_runs_on_the_loop_thread() -> None:
+    long_wait_ms = 30_000
+    read_fd, write_fd = os.pipe()
+    try:
+        with coap.Context() as ctx:
+            got: list[tuple[str, bytes, int]] = []
+
+            def on_data(tag: str) -> None:
+                got.append((tag, os.read(read_fd, 100), threading.get_ident()))
+
+            ctx.add_reader(read_fd, on_data, "pipe")
+            writer = threading.Thread(target=os.write, args=(write_fd, b"from elsewhere"))
+            started = time.monotonic()
+            writer.start()
+            ctx.run_once(long_wait_ms)
+            waited = time.monotonic() - started
+            writer.join(TIMEOUT)
+            assert got == [("pipe", b"from elsewhere", threading.get_ident())]
+            assert waited < long_wait_ms / 1000, "run_once() slept through the data"
+            # Nothing new: no call.
+            ctx.run_once(0)
+            assert len(got) == 1
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_add_reader_calls_again_while_data_is_left_and_remove_reader_stops_it() -> None:
+    left, right = socket.socketpair()
+    with left, right, coap.Context() as ctx:
+        calls: list[bytes] = []
+
+        def one_byte_at_a_time() -> None:
+            calls.append(left.recv(1))
+
+        ctx.add_reader(left, one_byte_at_a_time)  # an object with fileno()
+        right.sendall(b"abc")
+        assert run_until(ctx, lambda: len(calls) == 3, TIMEOUT)
+        assert calls == [b"a", b"b", b"c"]
+        assert ctx.remove_reader(left) is True
+        assert ctx.remove_reader(left) is False
+        right.sendall(b"d")
+        ctx.run_once(0)
+        assert calls == [b"a", b"b", b"c"], "no call once removed"
+        assert left.recv(1) == b"d"
+
+
+def test_add_reader_exceptions_and_misuse() -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        with coap.Context() as ctx:
+
+            def boom() -> None:
+                os.read(read_fd, 100)
+                raise ValueError("boom from a reader")
+
+            ctx.add_reader(read_fd, boom)
+            os.write(write_fd, b"x")
+            with pytest.raises(ValueError, match="boom from a reader"):
+                ctx.run_once(5000)
+            with pytest.raises(ValueError, match="not a file descriptor"):
+                ctx.add_reader(-1, boom)
+            errors: list[BaseException] = []
+
+            def from_another_thread() -> None:
+                try:
+                    ctx.add_reader(read_fd, boom)
+                except BaseException as error:
+                    errors.append(error)
+
+            thread = threading.Thread(target=from_another_thread)
+            thread.start()
+            thread.join(TIMEOUT)
+            assert len(errors) == 1 and isinstance(errors[0], coap.WrongThreadError)
+        with pytest.raises(coap.CoapError):
+            ctx.add_reader(read_fd, boom)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

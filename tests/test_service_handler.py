@@ -3,7 +3,7 @@ downstream messages with their ETag, retransmissions (also across a restart), th
 two answer modes, a locked database.
 
 The service runs in a thread of the test process (its Context, Store and storage
-thread belong to it), on a PSK ``coaps://`` endpoint and a plain ``coap://`` one;
+process belong to it), on a PSK ``coaps://`` endpoint and a plain ``coap://`` one;
 devices are the binding's own client (``request()``, or ``new_pdu()``/``send()``
 where a message ID and token must repeat) and libcoap's ``coap-client``. The
 tests read the SQLite file with connections of their own.
@@ -12,6 +12,8 @@ tests read the SQLite file with connections of their own.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -104,7 +106,7 @@ class ServiceThread:
 
     @property
     def backlog(self) -> int:
-        """Writes the storage thread has not handed back yet."""
+        """Writes the storage process has not answered yet."""
         writer = self.service.writer if self.service is not None else None
         return writer.backlog if writer is not None else 0
 
@@ -510,7 +512,7 @@ def test_exchanges_are_forgotten_after_exchange_lifetime(start: Start, db: Path)
     raw = sqlite3.connect(db)
     with raw:
         raw.execute(
-            "UPDATE exchanges SET answered_at = answered_at - ?", (EXCHANGE_LIFETIME_S + 1,)
+            "UPDATE inbox SET answered_at = answered_at - ?", (EXCHANGE_LIFETIME_S + 1,)
         )
     raw.close()
     clock.now += EXCHANGE_LIFETIME_S + 1
@@ -590,6 +592,34 @@ def test_a_locked_database_gives_5_03_with_max_age_then_recovers(start: Start, d
         (coap.Code.CHANGED, b"for two"),
     ]
     assert sorted(row[0] for row in inbox(db)) == [DEVICE_1, DEVICE_2]
+
+
+def test_a_storage_process_that_dies_is_replaced_and_nothing_is_lost(
+    start: Start, db: Path, devices: Callable[..., Device]
+) -> None:
+    ids = queue_messages(db, DEVICE_1, (b"first", "text"), (b"second", "text"))
+    service = start()
+    assert service.service is not None and service.service.writer is not None
+    writer = service.service.writer
+    device = devices(service.uri())
+    before = device.post(b"before")
+    assert (before.code, before.etag) == (coap.Code.CHANGED, etag_of(ids[0]))
+    first = writer.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    # A write the dead process took is answered 5.03 (the device sends again); then a
+    # new storage process files.
+    codes = []
+    for _ in range(20):
+        answer = device.post(b"after")
+        codes.append(answer.code)
+        if answer.code != coap.Code.SERVICE_UNAVAILABLE:
+            break
+    assert codes[-1] == coap.Code.CHANGED, codes
+    assert answer.etag == etag_of(ids[1])
+    assert writer.pid not in (None, first)
+    assert [row[2] for row in inbox(db)] == [b"before", b"after"]
+    assert wait_until(lambda: states(db) == ["sent", "sent"], TIMEOUT), states(db)
 
 
 def test_in_flight_messages_are_queued_again_at_open(

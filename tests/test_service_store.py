@@ -234,22 +234,21 @@ def test_mark_outbox_moves_only_in_flight_messages(db: Path) -> None:
     assert (pending.state, pending.sent_at, pending.attempts) == ("pending", None, 1)
 
 
-def test_prune_exchanges_forgets_old_ones(db: Path) -> None:
+def test_an_exchange_past_its_lifetime_is_a_new_request(db: Path) -> None:
     with Store(db) as store:
         store.add_outbox("device-1", b"one", "text")
         store.add_outbox("device-1", b"two", "text")
-        store.file_exchange(exchange(1))
-        assert store.prune_exchanges(247.0) == 0
+        first = store.file_exchange(exchange(1))
+        assert store.file_exchange(exchange(1)).repeated
         with store.transaction() as raw:
-            raw.execute("UPDATE exchanges SET answered_at = answered_at - 300")
-        # Past the lifetime, a repeat is a new request even before pruning ...
-        assert not store.file_exchange(exchange(1)).repeated
-        with store.transaction() as raw:
-            raw.execute("UPDATE exchanges SET answered_at = answered_at - 300")
-        # ... and pruning forgets it.
-        assert store.prune_exchanges(247.0) == 1
-        assert not store.file_exchange(exchange(1), take_downstream=False).repeated
-        assert len(store.list_inbox()) == 3
+            raw.execute("UPDATE inbox SET answered_at = answered_at - 300")
+        # Past the lifetime, the message ID may carry a new request.
+        later = store.file_exchange(exchange(1))
+        assert not later.repeated and later.inbox_id == first.inbox_id + 1
+        assert later.downstream is not None and later.downstream.payload == b"two"
+        # ... which is then the exchange a retransmission finds.
+        assert store.file_exchange(exchange(1)).inbox_id == later.inbox_id
+        assert len(store.list_inbox()) == 2
 
 
 def test_a_transaction_groups_writes_and_rolls_back_together(db: Path) -> None:

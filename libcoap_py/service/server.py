@@ -20,7 +20,7 @@ Two ways to answer, by device (:class:`DataService` ``confirm_downstream``):
   when the device's stack acknowledges it, and back to ``pending`` if it does
   not (a NACK). Only for clients that wait for their response.
 
-SQLite work runs on a writer thread (:mod:`.writer`) with group commit; the
+SQLite work runs in a storage process (:mod:`.writer`) with group commit; the
 CoAP loop never waits for the database. A retransmitted request (same device,
 message ID, token and content, within EXCHANGE_LIFETIME) is filed once and
 answered as the first copy was, also after a restart (the exchanges table).
@@ -229,7 +229,7 @@ class DataService:
             ctx.set_unknown_handler(self.handle, methods=("POST", "PUT"))
             writer = StoreWriter(
                 self.store.path,
-                ctx.call_soon_threadsafe,
+                ctx,
                 busy_timeout=self.busy_timeout,
                 lifetime=EXCHANGE_LIFETIME_S,
             )

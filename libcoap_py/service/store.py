@@ -2,8 +2,9 @@
 
 The inbox holds what devices sent (one row per POST or PUT); the outbox holds
 downstream messages waiting for a device, each with its state
-(:data:`OUTBOX_STATES`); the exchanges table remembers answered requests, so
-that a retransmission is answered as its first copy was, across restarts. The
+(:data:`OUTBOX_STATES`); an inbox row the service filed also remembers its
+exchange, so that a retransmission is answered as its first copy was, across
+restarts. The
 file is opened in WAL mode, so the serving process and the command-line tools
 can use it at the same time; each write is one transaction, and taking a
 downstream message takes it for one answer only, whichever process takes it.
@@ -48,23 +49,35 @@ OUTBOX_FORMATS = ("text", "hex", "base64")
 #: ``delivered``: the device's CoAP stack acknowledged the response carrying it.
 OUTBOX_STATES = ("pending", "in_flight", "sent", "delivered")
 
-#: The schema this code writes (``PRAGMA user_version``). 0: a file made before
-#: versions (release 0.x, outbox states pending/sent), upgraded when opened.
-SCHEMA_VERSION = 2
+#: The schema this code writes (``PRAGMA user_version``), and the older ones it
+#: upgrades when it opens them: 0, a file made before versions (release 0.x,
+#: outbox states pending/sent); 2, the exchanges in a table of their own.
+SCHEMA_VERSION = 3
 
 #: Seconds a writer waits for another process's transaction before giving up.
 _BUSY_TIMEOUT_S = 10.0
 
-_TABLES = """
-CREATE TABLE IF NOT EXISTS inbox (
+# The inbox: what devices sent. A request the service filed carries its exchange
+# (message ID, digest of the request, the downstream message its answer carried,
+# when it was answered), so that a retransmission is answered as its first copy
+# was, across restarts: the lookup is by device and message ID (index
+# inbox_exchange), then the digest (token, code, path, Content-Format, payload),
+# so a new request that reuses a message ID is new. One table and one index per
+# filed message: the service's group commit writes few pages.
+_INBOX = """
+CREATE TABLE inbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     device TEXT NOT NULL,
     path TEXT NOT NULL,
     payload BLOB NOT NULL,
     content_format INTEGER,
-    received_at TEXT NOT NULL
+    received_at TEXT NOT NULL,
+    mid INTEGER,
+    digest BLOB,
+    outbox_id INTEGER,
+    answered_at REAL
 );
-CREATE INDEX IF NOT EXISTS inbox_device ON inbox (device, id);
+CREATE INDEX inbox_exchange ON inbox (device, mid);
 """
 
 _OUTBOX = """
@@ -83,34 +96,34 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_pending ON outbox (device, state, id);
 """
 
-# Answered exchanges, to answer a retransmission as the first copy was, across
-# restarts: by device, message ID and a digest of the request (token, code, path,
-# Content-Format, payload), so a new request that reuses a message ID is new.
-_EXCHANGES = """
-CREATE TABLE exchanges (
-    device TEXT NOT NULL,
-    mid INTEGER NOT NULL,
-    digest BLOB NOT NULL,
-    inbox_id INTEGER NOT NULL,
-    outbox_id INTEGER,
-    answered_at REAL NOT NULL,
-    PRIMARY KEY (device, mid, digest)
-) WITHOUT ROWID;
-CREATE INDEX exchanges_age ON exchanges (answered_at);
-"""
-
-# Version 0 (no user_version; outbox states pending and sent) to 2: the outbox
-# gains states, attempts and delivered_at (a new table: SQLite cannot change a
-# CHECK constraint), and the exchanges table is new. A message sent under 0
-# counts one attempt.
-_UPGRADE_0_TO_2 = (
+# Version 0 (no user_version; outbox states pending and sent): the outbox gains
+# states, attempts and delivered_at (a new table: SQLite cannot change a CHECK
+# constraint). A message sent under 0 counts one attempt.
+_UPGRADE_OUTBOX_0 = (
     "ALTER TABLE outbox RENAME TO outbox_v0;"
     "DROP INDEX IF EXISTS outbox_pending;"
     + _OUTBOX
     + "INSERT INTO outbox (id, device, payload, format, created_at, state, attempts, sent_at)"
     " SELECT id, device, payload, format, created_at, state,"
     " CASE state WHEN 'sent' THEN 1 ELSE 0 END, sent_at FROM outbox_v0 ORDER BY id;"
-    "DROP TABLE outbox_v0;" + _EXCHANGES
+    "DROP TABLE outbox_v0;"
+)
+
+# Versions 0 and 2: the inbox gains its exchange columns (in version 2 they were
+# a table of their own, exchanges, whose rows move into the inbox) and one index.
+_UPGRADE_INBOX = (
+    "ALTER TABLE inbox ADD COLUMN mid INTEGER;"
+    "ALTER TABLE inbox ADD COLUMN digest BLOB;"
+    "ALTER TABLE inbox ADD COLUMN outbox_id INTEGER;"
+    "ALTER TABLE inbox ADD COLUMN answered_at REAL;"
+    "DROP INDEX IF EXISTS inbox_device;"
+    "CREATE INDEX inbox_exchange ON inbox (device, mid);"
+)
+_UPGRADE_EXCHANGES_2 = (
+    "UPDATE inbox SET (mid, digest, outbox_id, answered_at) ="
+    " (SELECT e.mid, e.digest, e.outbox_id, e.answered_at FROM exchanges AS e"
+    " WHERE e.inbox_id = inbox.id) WHERE id IN (SELECT inbox_id FROM exchanges);"
+    "DROP TABLE exchanges;"
 )
 
 
@@ -235,10 +248,21 @@ class Store:
                     f"to {SCHEMA_VERSION} (a newer release wrote it)"
                 )
             if version < SCHEMA_VERSION:
-                has_outbox = db.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
-                ).fetchone()
-                script = _TABLES + (_UPGRADE_0_TO_2 if has_outbox else _OUTBOX + _EXCHANGES)
+                tables = {
+                    row[0]
+                    for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                }
+                if "inbox" not in tables:
+                    script = _INBOX + _OUTBOX  # a new file
+                elif version == 0:
+                    outbox = _UPGRADE_OUTBOX_0 if "outbox" in tables else _OUTBOX
+                    script = outbox + _UPGRADE_INBOX
+                elif version == 2:
+                    script = _UPGRADE_INBOX + _UPGRADE_EXCHANGES_2
+                else:
+                    raise ValueError(
+                        f"{self.path} has schema version {version}, which no release wrote"
+                    )
                 for statement in script.split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -388,53 +412,32 @@ class Store:
         now = time.time()
         results: list[Filed | None] = [None] * len(exchanges)
         with self._transaction() as db:
-            # 1. Exchanges answered before (a retransmission, perhaps after a restart).
+            # 1. Exchanges answered before (a retransmission, perhaps after a restart):
+            #    the inbox rows of these devices and message IDs, then the digest.
             seen: dict[tuple[str, int, bytes], tuple[int, int | None]] = {}
             keys = [(e.device, e.mid, e.digest) for e in exchanges]
-            for chunk in _chunks(sorted(set(keys)), _MAX_ROWS_PER_STATEMENT):
-                # (A join from the keys, so SQLite looks each up by the whole primary key.)
+            asked = set(keys)
+            for chunk in _chunks(sorted({key[:2] for key in keys}), _MAX_ROWS_PER_STATEMENT):
+                # (A join from the keys, so SQLite looks each up in inbox_exchange.)
                 rows = db.execute(
-                    "SELECT e.device, e.mid, e.digest, e.inbox_id, e.outbox_id FROM (VALUES "
-                    + ",".join(["(?, ?, ?)"] * len(chunk))
-                    + ") AS k CROSS JOIN exchanges AS e ON e.device = k.column1"
-                    " AND e.mid = k.column2 AND e.digest = k.column3 WHERE e.answered_at >= ?",
+                    "SELECT i.device, i.mid, i.digest, i.id, i.outbox_id FROM (VALUES "
+                    + ",".join(["(?, ?)"] * len(chunk))
+                    + ") AS k CROSS JOIN inbox AS i ON i.device = k.column1"
+                    " AND i.mid = k.column2 WHERE i.answered_at >= ?",
                     (*[v for key in chunk for v in key], now - lifetime),
                 ).fetchall()
                 for device, mid, digest, inbox_id, outbox_id in rows:
-                    seen[(device, mid, bytes(digest))] = (int(inbox_id), outbox_id)
-            # 2. The new ones go into the inbox (one statement; in this write transaction
-            #    AUTOINCREMENT ids are consecutive, so they are known without RETURNING).
-            new = [i for i, key in enumerate(keys) if key not in seen]
+                    key = (device, mid, bytes(digest))
+                    if key in asked:  # (not another request that used the message ID)
+                        seen[key] = (int(inbox_id), outbox_id)
+            # 2. The new ones, each filed once (the same exchange twice in one group is
+            #    one request).
             first_new: dict[tuple[str, int, bytes], int] = {}
             fresh = []
-            for i in new:
-                if keys[i] in first_new:
-                    continue  # the same exchange twice in one group: filed once
-                first_new[keys[i]] = i
-                fresh.append(i)
-            inbox_ids: dict[int, int] = {}
-            received_at = utc_now()
-            for part in _chunks(fresh, _MAX_ROWS_PER_STATEMENT):
-                # Multi-row statements rather than executemany: Python's sqlite3 lets go
-                # of the GIL for each row's step, and the CoAP loop thread would then wait
-                # for it again on each of its own calls into libcoap.
-                cur = _insert_rows(
-                    db,
-                    "inbox (device, path, payload, content_format, received_at)",
-                    [
-                        (
-                            exchanges[i].device,
-                            exchanges[i].path,
-                            bytes(exchanges[i].payload),
-                            exchanges[i].content_format,
-                            received_at,
-                        )
-                        for i in part
-                    ],
-                )
-                last = _row_id(cur)
-                for offset, i in enumerate(part):
-                    inbox_ids[i] = last - len(part) + 1 + offset
+            for i, key in enumerate(keys):
+                if key not in seen and key not in first_new:
+                    first_new[key] = i
+                    fresh.append(i)
             # 3. Downstream messages: the oldest pending ones of these devices, one per
             #    new exchange, oldest to the earliest request.
             taken: dict[int, int] = {}
@@ -460,6 +463,36 @@ class Store:
                     queue = pending.get(exchanges[i].device)
                     if queue:
                         taken[i] = queue.pop(0)
+            # 4. Into the inbox, with their exchanges (one statement; in this write
+            #    transaction AUTOINCREMENT ids are consecutive, so they are known
+            #    without RETURNING).
+            inbox_ids: dict[int, int] = {}
+            received_at = utc_now()
+            for part in _chunks(fresh, _MAX_ROWS_PER_STATEMENT):
+                # Multi-row statements rather than executemany: Python's sqlite3 lets go
+                # of the GIL for each row's step.
+                cur = _insert_rows(
+                    db,
+                    "inbox (device, path, payload, content_format, received_at, mid, digest,"
+                    " outbox_id, answered_at)",
+                    [
+                        (
+                            exchanges[i].device,
+                            exchanges[i].path,
+                            bytes(exchanges[i].payload),
+                            exchanges[i].content_format,
+                            received_at,
+                            exchanges[i].mid,
+                            exchanges[i].digest,
+                            taken.get(i),
+                            now,
+                        )
+                        for i in part
+                    ],
+                )
+                last = _row_id(cur)
+                for offset, i in enumerate(part):
+                    inbox_ids[i] = last - len(part) + 1 + offset
             # Repeats re-take their message (in flight again if it went back to pending).
             again = [outbox_id for _, outbox_id in seen.values() if outbox_id is not None]
             # (A repeat and a new exchange never take the same message: a taken one is
@@ -470,13 +503,6 @@ class Store:
                     " state = CASE state WHEN 'pending' THEN 'in_flight' ELSE state END"
                     " WHERE id IN (" + ",".join("?" * len(ids)) + ")",
                     ids,
-                )
-            for part in _chunks(fresh, _MAX_ROWS_PER_STATEMENT):
-                _insert_rows(
-                    db,
-                    "exchanges (device, mid, digest, inbox_id, outbox_id, answered_at)",
-                    [(*keys[i], inbox_ids[i], taken.get(i), now) for i in part],
-                    replace=True,
                 )
             answering = [*taken.values(), *again]
             messages = self._outbox_rows(answering) if answering else {}
@@ -566,14 +592,6 @@ class Store:
         it starts: it cannot know whether they went out); return how many."""
         with self._transaction() as db:
             cur = db.execute("UPDATE outbox SET state = 'pending' WHERE state = 'in_flight'")
-        return cur.rowcount
-
-    def prune_exchanges(self, lifetime: float = 247.0) -> int:
-        """Forget exchanges answered more than ``lifetime`` seconds ago; return how many."""
-        with self._transaction() as db:
-            cur = db.execute(
-                "DELETE FROM exchanges WHERE answered_at < ?", (time.time() - lifetime,)
-            )
         return cur.rowcount
 
     def integrity_check(self) -> str:

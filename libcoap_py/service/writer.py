@@ -1,25 +1,42 @@
-"""The data service's storage thread: SQLite writes off the CoAP loop, committed in groups.
+"""The data service's storage writer: SQLite writes off the CoAP loop, committed in groups.
 
-The loop hands each write to :class:`StoreWriter` (:meth:`~StoreWriter.submit`)
-and goes on serving. The writer thread takes everything queued, runs it in one
+The loop hands each write to :class:`StoreWriter` (:meth:`~StoreWriter.submit_many`)
+and goes on serving. The writes go, over a socket pair, to a storage process
+(:mod:`._storage_process`) that takes everything queued, runs it in one
 transaction with ``synchronous=FULL`` (one fsync for the group: a group
-commit), and hands the results back to the loop's thread through
-``Context.call_soon_threadsafe``. A write that fails (the database locked by
+commit), and sends the results back in order. The loop watches its end of the
+socket (``Context.add_reader``) and runs each write's ``done`` as results
+arrive: no thread in the service's process, so the loop has its GIL to
+itself. A write that fails (the database locked by
 another process past the busy timeout, the disk full) comes back with its
 ``sqlite3.Error``; the service answers that request 5.03 with Max-Age.
+
+The loop never waits: what the socket cannot take at once waits in a buffer
+and goes when results come back (the process has then read what came before).
+If the storage process dies, the writes it had not answered fail (the service
+answers 5.03) and the next write starts a new one.
 """
 
 from __future__ import annotations
 
+import builtins
+import collections
 import logging
-import queue
+import os
+import select
+import socket
 import sqlite3
-import threading
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .store import Exchange, Store
+from . import _storage_process as proto
+from .store import Exchange, Filed, OutboxMessage
+
+if TYPE_CHECKING:
+    from ..context import Context
 
 __all__ = ["BUSY_TIMEOUT_S", "MAX_GROUP", "FileJob", "Job", "MarkJob", "StoreWriter"]
 
@@ -28,238 +45,356 @@ log = logging.getLogger("libcoap_py.service")
 #: How long the writer waits for another process's lock before a write fails.
 BUSY_TIMEOUT_S = 1.0
 #: At most this many writes share one transaction.
-MAX_GROUP = 256
-#: Forget answered exchanges this often (seconds).
-_PRUNE_EVERY_S = 30.0
+MAX_GROUP = proto.MAX_GROUP
+#: How long starting the storage process may take.
+_START_TIMEOUT_S = 30.0
+
+# Started as ``python -I -c _BOOT HERE FD PATH SYNCHRONOUS BUSY_MS LIFETIME PARENT``: loads
+# store.py and _storage_process.py by path (not the package, whose __init__ loads
+# the binding's extension) and serves.
+_BOOT = """\
+import importlib.util, sys
+def load(name):
+    spec = importlib.util.spec_from_file_location(
+        "libcoap_py.service." + name, sys.argv[1] + "/" + name + ".py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+store = load("store")
+child = load("_storage_process")
+sys.exit(child.serve(store, int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]),
+                     float(sys.argv[6]), int(sys.argv[7])))
+"""
 
 
 class Job:
-    """One write: ``work(store)`` runs in the writer thread, inside the group's
-    transaction; ``done(job)`` runs on the loop's thread with ``result`` or ``error``."""
+    """One write; ``done(job)`` runs on the loop's thread with ``result`` or ``error``."""
 
-    __slots__ = ("done", "error", "result", "work")
+    __slots__ = ("done", "error", "result")
 
-    def __init__(self, work: Callable[[Store], Any], done: Callable[[Job], Any] | None) -> None:
-        self.work = work
+    def __init__(self, done: Callable[[Job], Any] | None) -> None:
         self.done = done
         self.result: Any = None
         self.error: BaseException | None = None
 
+    def item(self) -> tuple[Any, ...]:
+        """What goes to the storage process."""
+        raise NotImplementedError
+
+    def take(self, value: Any) -> None:
+        """The storage process's result."""
+        self.result = value
+
 
 class FileJob(Job):
-    """File an upstream exchange (:meth:`Store.file_exchanges`, batched with the rest of
+    """File an upstream exchange (``Store.file_exchanges``, batched with the rest of
     its group); ``result`` is its :class:`~.store.Filed`."""
 
     __slots__ = ("exchange",)
 
     def __init__(self, exchange: Exchange, done: Callable[[Job], Any] | None) -> None:
-        super().__init__(_no_work, done)
+        super().__init__(done)
         self.exchange = exchange
+
+    def item(self) -> tuple[Any, ...]:
+        e = self.exchange
+        return ("F", e.device, e.mid, e.digest, e.path, bytes(e.payload), e.content_format)
+
+    def take(self, value: Any) -> None:
+        inbox_id, repeated, message = value
+        downstream = None if message is None else OutboxMessage(*message)
+        self.result = Filed(inbox_id, downstream, repeated)
 
 
 class MarkJob(Job):
-    """Move an outbox message on (:meth:`Store.mark_outbox_many`, batched)."""
+    """Move an outbox message on (``Store.mark_outbox_many``, batched)."""
 
     __slots__ = ("message_id", "state")
 
     def __init__(self, message_id: int, state: str) -> None:
-        super().__init__(_no_work, None)
+        super().__init__(None)
         self.message_id = message_id
         self.state = state
 
-
-def _no_work(store: Store) -> None:
-    return None
-
-
-_STOP = object()
+    def item(self) -> tuple[Any, ...]:
+        return ("M", self.message_id, self.state)
 
 
 class StoreWriter:
-    """A thread that owns its own :class:`Store` on ``path`` and runs :class:`Job` s.
+    """Writes to the SQLite file ``path`` through a storage process of its own, for the
+    loop of ``context``: the results come back on that loop's thread
+    (``Context.add_reader``), and every method is for that thread too.
 
-    ``hand_back(callback, jobs)``: how results reach the loop (the service passes
-    ``context.call_soon_threadsafe``). ``lifetime``: how long answered exchanges
-    are kept.
+    ``busy_timeout``: how long a write waits for another process's lock before
+    it fails. ``lifetime``: how long answered exchanges are recognised.
     """
 
     def __init__(
         self,
         path: str | Path,
-        hand_back: Callable[..., Any],
+        context: Context,
         *,
         busy_timeout: float = BUSY_TIMEOUT_S,
         lifetime: float = 247.0,
         synchronous: str = "FULL",
     ) -> None:
         self._path = Path(path)
-        self._hand_back = hand_back
+        self._context = context
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._lifetime = lifetime
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._start_error: BaseException | None = None
-        # Writes queued, and written (each counted by one thread: submit() is for the
-        # loop's thread; the writer counts what it wrote).
-        self._submitted = 0
-        self._written = 0
+        self._sock: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._reader: proto.FrameReader | None = None
+        self._unsent = bytearray()
+        # Jobs sent (or waiting in _unsent) and not answered yet, in order.
+        self._outstanding: collections.deque[Job] = collections.deque()
+        self._barrier = 0  # the last barrier sent
+        self._passed = 0  # the last barrier answered
         #: Groups committed, and the writes in them (for benchmarks and tests).
         self.groups = 0
         self.writes = 0
 
+    # -- lifecycle ----------------------------------------------------------------------
+
     def start(self) -> None:
-        """Open the writer's Store and start the thread; raises what opening raises."""
-        if self._thread is not None:
+        """Start the storage process; raises what opening the file there raises."""
+        if self._process is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="libcoap-py store writer")
-        self._thread.daemon = True
-        self._thread.start()
-        self._started.wait()
-        if self._start_error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._start_error
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable, "-I", "-c", _BOOT, str(Path(__file__).parent),
+                    str(theirs.fileno()), str(self._path), self._synchronous,
+                    str(int(self._busy_timeout * 1000)), repr(float(self._lifetime)),
+                    str(os.getpid()),
+                ],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+            )  # fmt: skip
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        reader = proto.FrameReader(ours)
+        first = _first_frame(ours, reader, _START_TIMEOUT_S)
+        if first is None or first[0] != "ready":
+            ours.close()
+            process.kill()
+            process.wait()
+            if first is None:
+                status = process.returncode
+                raise OSError(f"the storage process did not start (exit status {status})")
+            raise _error_from(first[1], first[2])
+        ours.setblocking(False)
+        try:
+            self._context.add_reader(ours, self._on_readable)
+        except BaseException:
+            ours.close()
+            process.kill()
+            process.wait()
+            raise
+        self._sock, self._reader, self._process = ours, reader, process
+
+    def stop(self, timeout: float = _START_TIMEOUT_S) -> None:
+        """Commit and answer what is queued, then end the storage process (idempotent)."""
+        sock, process = self._sock, self._process
+        if sock is None or process is None:
+            return
+        self._unsent += proto.encode(("S",))
+        self._pump(lambda: False, timeout, closing=True)  # until the process closes its end
+        self._end(sock, process, timeout)
+        if self._outstanding:
+            self._fail(
+                list(self._outstanding), sqlite3.OperationalError("the storage writer stopped")
+            )
+            self._outstanding.clear()
+
+    @property
+    def pid(self) -> int | None:
+        """The storage process's id, while it runs."""
+        return None if self._process is None else self._process.pid
+
+    # -- writes ---------------------------------------------------------------------------
 
     @property
     def backlog(self) -> int:
-        """Writes queued and not yet handed back (the service's back-pressure)."""
-        return self._submitted - self._written
+        """Writes queued and not yet answered (the service's back-pressure)."""
+        return len(self._outstanding)
 
     def submit(self, job: Job) -> None:
-        """Queue a write. From one thread (the service's loop), or under a lock."""
-        self._submitted += 1
-        self._queue.put(job)
+        """Queue one write (as :meth:`submit_many`)."""
+        self.submit_many([job])
 
     def submit_many(self, jobs: list[Job]) -> None:
-        """Queue several writes with one wake-up of the writer (as :meth:`submit`)."""
-        if jobs:
-            self._submitted += len(jobs)
-            self._queue.put(jobs)
+        """Queue writes; the storage process gets them as one frame. Each job's ``done``
+        runs later, on the loop's thread, with its result or error."""
+        if not jobs:
+            return
+        if self._sock is None:
+            try:
+                self.start()  # the storage process died: a new one
+            except (OSError, sqlite3.Error) as error:
+                self._fail(jobs, error)
+                return
+        sock = self._sock
+        assert sock is not None
+        self._outstanding.extend(jobs)
+        self._unsent += proto.encode([job.item() for job in jobs])
+        self._send_some(sock)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until what was queued before this call is committed and handed back
-        (any thread but the writer's); False if that took longer than ``timeout``."""
-        if self._thread is None:
+        """Wait until what was queued before this call is committed and answered (the
+        jobs' ``done`` run meanwhile); False if that took longer than ``timeout``."""
+        if self._sock is None:
             return True
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
+        self._barrier += 1
+        number = self._barrier
+        self._unsent += proto.encode(("B", number))
+        return self._pump(lambda: self._passed >= number, timeout)
 
-    def stop(self) -> None:
-        """Run what is queued, then end the thread (idempotent)."""
-        if self._thread is None:
+    # -- the socket ---------------------------------------------------------------------
+
+    def _send_some(self, sock: socket.socket) -> None:
+        """Send what the socket takes now; the rest goes when results come back."""
+        unsent = self._unsent
+        while unsent:
+            try:
+                sent = sock.send(unsent)
+            except BlockingIOError:
+                return
+            except OSError:
+                return  # the process is gone: reading tells (end of file)
+            del unsent[:sent]
+
+    def _on_readable(self) -> None:
+        """The loop's callback: results, answered in order; then what waited for room."""
+        sock, reader = self._sock, self._reader
+        if sock is None or reader is None:
             return
-        self._queue.put(_STOP)
-        self._thread.join()
-        self._thread = None
+        while True:
+            try:
+                frames = reader.read(block=False)
+            except OSError:
+                frames = None
+            if frames is None:
+                self._died()
+                return
+            if not frames:
+                break
+            self._take(frames)
+        if self._unsent:
+            self._send_some(sock)
 
-    # -- the thread -----------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            store = Store(self._path)
-            store.set_synchronous(self._synchronous)
-            store.set_busy_timeout(self._busy_timeout)
-        except BaseException as error:
-            self._start_error = error
-            self._started.set()
-            return
-        self._started.set()
-        next_prune = 0.0
-        try:
-            while True:
-                first = self._queue.get()
-                group: list[Job] = []
-                barriers: list[threading.Event] = []
-                stop = False
-                item = first
-                while True:
-                    if item is _STOP:
-                        stop = True
-                        break
-                    if isinstance(item, threading.Event):
-                        barriers.append(item)
-                        break
-                    if isinstance(item, list):
-                        group.extend(item)
+    def _take(self, frames: list[Any]) -> None:
+        for frame in frames:
+            if frame[0] == "R":
+                jobs = []
+                outstanding = self._outstanding
+                for result in frame[2]:
+                    job = outstanding.popleft()
+                    if result[0]:
+                        job.take(result[1])
                     else:
-                        group.append(item)
-                    if len(group) >= MAX_GROUP:
-                        break
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                if time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + _PRUNE_EVERY_S
-                    self._prune(store)
-                if group:
-                    self._commit(store, group)
-                for barrier in barriers:
-                    barrier.set()
-                if stop:
-                    return
-        finally:
-            store.close()
+                        job.error = _error_from(result[1], result[2])
+                    jobs.append(job)
+                if frame[1]:
+                    self.groups += frame[1]
+                    self.writes += len(jobs)
+                _deliver(jobs)
+            elif frame[0] == "B":
+                self._passed = max(self._passed, frame[1])
 
-    def _apply(self, store: Store, group: list[Job]) -> None:
-        """The group's writes, batched by kind: filings, then marks, then the rest."""
-        filings = [job for job in group if isinstance(job, FileJob)]
-        if filings:
-            filed = store.file_exchanges([job.exchange for job in filings], lifetime=self._lifetime)
-            for filing, result in zip(filings, filed):
-                filing.result = result
-        marks = [(job.message_id, job.state) for job in group if isinstance(job, MarkJob)]
+    def _pump(self, done: Callable[[], bool], timeout: float, *, closing: bool = False) -> bool:
+        """Send and read, answering results, until ``done()`` or the process closes its
+        end (False then, unless done), at most ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            sock, reader = self._sock, self._reader
+            if sock is None or reader is None:
+                return done()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            writable = [sock] if self._unsent else []
+            readable, writable, _ = select.select([sock], writable, [], left)
+            if writable:
+                self._send_some(sock)
+            if readable:
+                frames = reader.read(block=False)
+                if frames is None:
+                    if not closing:
+                        self._died()
+                    return done()
+                self._take(frames)
+        return True
+
+    def _end(self, sock: socket.socket, process: subprocess.Popen[bytes], timeout: float) -> int:
+        """Forget the process: stop watching its socket, close it, reap the process."""
+        self._context.remove_reader(sock)
+        sock.close()
+        self._sock = self._reader = self._process = None
+        self._unsent.clear()
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def _died(self) -> None:
+        """The storage process ended on its own: the filings it did not answer fail (the
+        service answers 5.03), its marks go to a new process; the next write starts
+        one if none did."""
+        sock, process = self._sock, self._process
+        assert sock is not None and process is not None
+        status = self._end(sock, process, _START_TIMEOUT_S)
+        log.error("the storage process ended (exit status %s); a new one starts", status)
+        left = list(self._outstanding)
+        self._outstanding.clear()
+        error = sqlite3.OperationalError(f"the storage process ended (exit status {status})")
+        # Filings fail (the service answers 5.03: the device sends again); marks of
+        # downstream messages go to a new process (each moves a message on once).
+        marks: list[Job] = [job for job in left if isinstance(job, MarkJob)]
+        self._fail([job for job in left if not isinstance(job, MarkJob)], error)
         if marks:
-            store.mark_outbox_many(marks)
-        for other in group:
-            if other.work is not _no_work:
-                other.result = other.work(store)
+            self.submit_many(marks)
 
-    def _commit(self, store: Store, group: list[Job]) -> None:
-        try:
-            with store.transaction():
-                self._apply(store, group)
-        except sqlite3.Error as error:
-            # Locked or full: every write of the group failed the same way. Anything
-            # else: find the one write that fails, commit the others one by one.
-            if isinstance(error, sqlite3.OperationalError) or len(group) == 1:
-                for job in group:
-                    job.result, job.error = None, error
-            else:
-                for job in group:
-                    self._commit(store, [job])
-                return
-        except Exception as error:  # a bug in one write must not fail its neighbours
-            if len(group) == 1:
-                group[0].result, group[0].error = None, error
-                log.error("a storage write failed", exc_info=error)
-            else:
-                for job in group:
-                    self._commit(store, [job])
-                return
-        else:
-            self.groups += 1
-            self.writes += len(group)
-        self._written += len(group)
-        try:
-            self._hand_back(_deliver, group)
-        except Exception:
-            # The loop's Context is closed: nobody waits for these answers. What was
-            # committed stays (a retransmission after a restart finds its exchange).
-            log.debug("storage results for a closed service dropped (%d writes)", len(group))
-
-    def _prune(self, store: Store) -> None:
-        try:
-            store.prune_exchanges(self._lifetime)
-        except sqlite3.Error as error:
-            log.warning("cannot forget old exchanges: %s", error)
+    def _fail(self, jobs: list[Job], error: BaseException) -> None:
+        for job in jobs:
+            job.result, job.error = None, error
+        _deliver(jobs)
 
 
-def _deliver(group: list[Job]) -> None:
+def _deliver(jobs: list[Job]) -> None:
     """On the loop's thread: each write's ``done``."""
-    for job in group:
+    for job in jobs:
         if job.done is not None:
             job.done(job)
+
+
+def _error_from(kind: str, text: str) -> BaseException:
+    """The storage process's error as an exception of this process."""
+    cls = getattr(sqlite3, kind, None)
+    if isinstance(cls, type) and issubclass(cls, sqlite3.Error):
+        return cls(text)
+    cls = getattr(builtins, kind, None)
+    if isinstance(cls, type) and issubclass(cls, OSError):
+        return cls(text)
+    return sqlite3.DatabaseError(f"{kind}: {text}")
+
+
+def _first_frame(sock: socket.socket, reader: proto.FrameReader, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            return None
+        frames = reader.read()
+        if frames is None:
+            return None
+        if frames:
+            return frames[0]
