@@ -511,9 +511,7 @@ def test_exchanges_are_forgotten_after_exchange_lifetime(start: Start, db: Path)
     # Past it in SQLite too: the message ID may be used for a new request.
     raw = sqlite3.connect(db)
     with raw:
-        raw.execute(
-            "UPDATE inbox SET answered_at = answered_at - ?", (EXCHANGE_LIFETIME_S + 1,)
-        )
+        raw.execute("UPDATE inbox SET answered_at = answered_at - ?", (EXCHANGE_LIFETIME_S + 1,))
     raw.close()
     clock.now += EXCHANGE_LIFETIME_S + 1
     reused = resend(uri, b"same", mid=42, token=b"t")
