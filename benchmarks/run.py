@@ -488,8 +488,8 @@ def targets(
     if ingest is not None:
         devices = ingest["args"]["devices"]
         out.append(Target(f"service ingest, {devices} devices over DTLS-PKI: data service "
-                          "throughput >= 0.5 x the same server without storage (the "
-                          "service's shape, no database)",
+                          "throughput >= 0.5 x the same server without storage (its "
+                          "storage process answering at once, no database)",
                           ingest.get("target"), 0.5, True))  # fmt: skip
         out.append(Target(f"service ingest, {devices} devices: data service throughput "
                           ">= 0.5 x a plain handler answering at once (no storage)",
@@ -653,8 +653,9 @@ def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds
             "## Service ingest",
             "",
             "The data service (`libcoap-py serve`: every POST filed in SQLite, committed",
-            "with synchronous=FULL by a writer thread in groups, before its 2.04) against",
-            "the same server shape answering 2.04 at once without storage, same run",
+            "with synchronous=FULL by its storage process in groups, before its 2.04)",
+            "against the same service with a storage process that stores nothing, and a",
+            "plain handler answering 2.04 at once, same run",
             "(benchmarks/service_ingest.py; run it alone for more rounds or the Python",
             "load generator).",
             "",

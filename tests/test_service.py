@@ -107,7 +107,7 @@ def test_c_client_with_certificate_gets_downstream_message_once(
         (DEVICE, "some/path", b"payload three", None),
     ]
     # Piggybacked answers: each message is "sent" once handed to the socket (recorded
-    # by the storage thread just after).
+    # by the storage process just after).
     assert wait_until(lambda: states(db) == ["sent", "sent"], 10), states(db)
 
 

@@ -388,7 +388,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check_store(db: Path, device: str) -> None:
     from ..service.store import Store
 
-    # The service records "sent" on its storage thread just after the answer left:
+    # The service records "sent" in its storage process just after the answer left:
     # wait for it a little.
     deadline = time.monotonic() + 5.0
     with Store(db, create=False) as store:

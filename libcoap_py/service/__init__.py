@@ -2,7 +2,7 @@
 
 :class:`Store` keeps each device's inbox and outbox in an SQLite file;
 :class:`DataService` serves devices over ``coaps://`` (``libcoap-py serve``),
-writing through a storage thread (``writer``).
+writing through a storage process (``writer``).
 """
 
 from __future__ import annotations

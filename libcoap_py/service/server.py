@@ -67,7 +67,7 @@ EXCHANGE_LIFETIME_S = 247.0
 BUSY_MAX_AGE_S = 5
 #: At most this many answered exchanges are remembered in memory (all are in SQLite).
 _MAX_REMEMBERED = 4096
-#: Writes waiting for the writer thread beyond which requests get 5.03 at once.
+#: Writes waiting for the storage process beyond which requests get 5.03 at once.
 _MAX_BACKLOG = 4096
 
 
