@@ -1,8 +1,10 @@
 """The extern "Python" functions libcoap calls (through _glue.c), and how they dispatch.
 
-Rule: no exception crosses into C. Each trampoline catches everything,
-stores the first exception on its Context (re-raised by the next
-``run_once()``/``request()``), and returns a safe value to libcoap.
+Rule: no exception crosses into C. Each trampoline is registered with
+``@extern`` (``_extern.py``): when its body raises, the one error path keeps the
+exception on the Context the trampoline had found (its local ``context``,
+re-raised by the next ``run_once()``/``request()``), and returns a safe value
+to libcoap. So each body sets ``context`` as soon as it knows it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._extern import extern
+from ._extern import extern, keep_for_context
 from ._libcoap import ffi, lib
 from .codes import Code
 from .context import Context
@@ -18,7 +20,6 @@ from .dtls import PSK, PeerCheck
 from .server import Resource
 from .session import Session
 
-_log = logging.getLogger("libcoap_py")
 _server_log = logging.getLogger("libcoap_py.server")
 _NULL = ffi.NULL
 _NOT_FOUND = int(Code.NOT_FOUND)
@@ -36,12 +37,7 @@ def _find(session_ptr: Any) -> tuple[Context | None, Session | None]:
     return None, None
 
 
-def _lost(error: BaseException) -> None:
-    # No Context to carry it (libcoap is tearing down): at least make it visible.
-    _log.error("exception in a libcoap callback with no Context to re-raise it", exc_info=error)
-
-
-@extern
+@extern(error=1)
 def lcp_py_response(
     session_ptr: Any,
     session_data: Any,
@@ -51,135 +47,109 @@ def lcp_py_response(
     info: Any,
     mid: int,
 ) -> int:
-    context = None
-    try:
-        if session_data:  # not NULL: what _find() would find first, read in C
-            session: Session | None = ffi.from_handle(session_data)
-            assert session is not None
-            context = session._context
-        else:
-            context, session = _find(session_ptr)
-            if context is None:
-                return 0
-        return context._on_response(session, sent, sent_info, received, info, mid)
-    except BaseException as error:
-        if context is not None:
-            context._store_error(error)
-        else:
-            _lost(error)
-        return 1
+    context: Context | None
+    if session_data:  # not NULL: what _find() would find first, read in C
+        session: Session | None = ffi.from_handle(session_data)
+        assert session is not None
+        context = session._context
+    else:
+        context, session = _find(session_ptr)
+        if context is None:
+            return 0
+    return context._on_response(session, sent, sent_info, received, info, mid)
 
 
 @extern
 def lcp_py_nack(session_ptr: Any, sent: Any, reason: int, mid: int) -> None:
-    context = None
-    try:
-        context, session = _find(session_ptr)
-        if context is not None:
-            if context._delayed.awaiting and context._delayed.nacked(session_ptr, mid, reason):
-                return
-            context._on_nack(session, sent, reason, mid)
-    except BaseException as error:
-        if context is not None:
-            context._store_error(error)
-        else:
-            _lost(error)
+    context, session = _find(session_ptr)
+    if context is not None:
+        if context._delayed.awaiting and context._delayed.nacked(session_ptr, mid, reason):
+            return
+        context._on_nack(session, sent, reason, mid)
 
 
 @extern
 def lcp_py_event(session_ptr: Any, event: int) -> None:
-    context = None
-    try:
-        context, session = _find(session_ptr)
-        if context is not None:
-            context._on_event(session, event)
-    except BaseException as error:
-        if context is not None:
-            context._store_error(error)
-        else:
-            _lost(error)
+    context, session = _find(session_ptr)
+    if context is not None:
+        context._on_event(session, event)
 
 
-@extern
+def _request_failed(error: BaseException, frame: dict[str, Any]) -> None:
+    """A request's dispatch failed outside the handler (whose exceptions _on_request
+    handles): 5.00 for the client, the exception for the loop."""
+    response = frame.get("response")
+    if response is not None:
+        lib.lcp_pdu_set_code(response, _SERVER_ERROR)
+    keep_for_context(error, frame)
+
+
+@extern(on_error=_request_failed)
 def lcp_py_request(
     resource_ptr: Any, session_ptr: Any, request: Any, query: Any, response: Any
 ) -> None:
-    context = None
-    try:
-        data = lib.coap_resource_get_userdata(resource_ptr)
-        if data == _NULL:
-            lib.lcp_pdu_set_code(response, _NOT_FOUND)
-            return
-        resource: Resource = ffi.from_handle(data)
-        context = resource._context
-        context._on_request(resource, session_ptr, request, query, response)
-    except BaseException as error:  # Exceptions are handled in _on_request
-        lib.lcp_pdu_set_code(response, _SERVER_ERROR)
-        if context is not None:
-            context._store_error(error)
-        else:
-            _lost(error)
+    data = lib.coap_resource_get_userdata(resource_ptr)
+    if data == _NULL:
+        lib.lcp_pdu_set_code(response, _NOT_FOUND)
+        return
+    resource: Resource = ffi.from_handle(data)
+    context = resource._context
+    context._on_request(resource, session_ptr, request, query, response)
 
 
-@extern
+def _peer_check_failed(error: BaseException, frame: dict[str, Any]) -> None:
+    """validate_cn or the name check raised: a server refuses the client, logs why and
+    goes on serving; a client's loop re-raises it. The handshake fails (0)."""
+    session_ptr = frame.get("session_ptr")
+    if (
+        isinstance(error, Exception)
+        and session_ptr is not None
+        and lib.lcp_session_is_server(session_ptr)
+    ):
+        _server_log.error("validate_cn failed; refusing the client", exc_info=error)
+    else:
+        keep_for_context(error, frame)
+
+
+@extern(error=0, on_error=_peer_check_failed)
 def lcp_py_cn(
     session_ptr: Any, cn: Any, der: Any, der_len: int, depth: int, validated: int, arg: Any
 ) -> int:
-    context = None
-    try:
-        check: PeerCheck = ffi.from_handle(arg)
-        name = ffi.string(cn).decode("utf-8", "replace") if cn != _NULL else ""
-        context, session = _find(session_ptr)
-        if context is not None:
-            context._on_cn(session_ptr, session, name, depth)
-        if depth == 0 and check.server_name is not None:
-            # (Only client sessions carry a server name to check.)
-            problem = check.name_problem(bytes(ffi.buffer(der, der_len)) if der else b"")
-            if problem is not None:
-                if isinstance(session, Session):
-                    session._refuse_peer(problem)
-                _log.warning("%s; the handshake is aborted", problem)
-                return 0
-        pki = check.pki
-        if pki.validate_cn is not None and validated:
-            return 1 if pki.validate_cn(name, depth) else 0
-        return 1
-    except Exception as error:
-        if lib.lcp_session_is_server(session_ptr):
-            # A server goes on serving: refuse this client, log why.
-            _server_log.error("validate_cn failed; refusing the client", exc_info=error)
-        elif context is not None:
-            context._store_error(error)
-        else:
-            _lost(error)
-        return 0
-    except BaseException as error:
-        if context is not None:
-            context._store_error(error)
-        else:
-            _lost(error)
-        return 0
+    check: PeerCheck = ffi.from_handle(arg)
+    name = ffi.string(cn).decode("utf-8", "replace") if cn != _NULL else ""
+    context, session = _find(session_ptr)
+    if context is not None:
+        context._on_cn(session_ptr, session, name, depth)
+    if depth == 0 and check.server_name is not None:
+        # (Only client sessions carry a server name to check.)
+        problem = check.name_problem(bytes(ffi.buffer(der, der_len)) if der else b"")
+        if problem is not None:
+            if isinstance(session, Session):
+                session._refuse_peer(problem)
+            logging.getLogger("libcoap_py").warning("%s; the handshake is aborted", problem)
+            return 0
+    pki = check.pki
+    if pki.validate_cn is not None and validated:
+        return 1 if pki.validate_cn(name, depth) else 0
+    return 1
 
 
-@extern
-def lcp_py_psk_key(session_ptr: Any, identity: Any, length: int, arg: Any) -> Any:
-    context = None
-    try:
-        context, _ = _find(session_ptr)
-        if arg != _NULL:
-            psk: PSK | None = ffi.from_handle(arg)
-        else:  # libcoap 4.2's hook has no argument: the context knows its PSK
-            psk = None if context is None else context._dtls_psk
-        if psk is None:
-            return _NULL
-        return psk._key_cdata(ffi.buffer(identity, length)[:])
-    except Exception as error:
-        # A server goes on serving: refuse this client, log why.
+def _psk_lookup_failed(error: BaseException, frame: dict[str, Any]) -> None:
+    """The PSK key lookup raised: the client is refused (NULL); a server goes on
+    serving and logs why; KeyboardInterrupt and the like go to the loop."""
+    if isinstance(error, Exception):
         _server_log.error("the PSK key lookup failed; refusing the client", exc_info=error)
+    else:
+        keep_for_context(error, frame)
+
+
+@extern(on_error=_psk_lookup_failed)
+def lcp_py_psk_key(session_ptr: Any, identity: Any, length: int, arg: Any) -> Any:
+    context, _ = _find(session_ptr)
+    if arg != _NULL:
+        psk: PSK | None = ffi.from_handle(arg)
+    else:  # libcoap 4.2's hook has no argument: the context knows its PSK
+        psk = None if context is None else context._dtls_psk
+    if psk is None:
         return _NULL
-    except BaseException as error:
-        if context is not None:
-            context._store_error(error)
-        else:
-            _lost(error)
-        return _NULL
+    return psk._key_cdata(ffi.buffer(identity, length)[:])

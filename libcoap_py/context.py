@@ -13,7 +13,7 @@ from .capabilities import BACKEND
 from .codes import Event, NackReason
 from .delayed import DelayedResponses
 from .dtls import PKI, PSK
-from .errors import CoapError, NotSupportedError, WrongThreadError
+from .errors import IO_FAILED, CoapError, NotSupportedError, WrongThreadError, check
 from .library import check_transport
 from .log import flush_log_summaries, pending_summaries
 from .observe import Observation
@@ -97,9 +97,10 @@ class Context(Serving):
         self._reader = _OptionReader()
         self._waiters: list[tuple[Any, Any]] = []  # idle request waiters, for reuse
         self.closed = False
-        ptr = lib.lcp_new_context(self._handle)
-        if ptr == ffi.NULL:
-            raise CoapError("libcoap could not create a context (coap_new_context failed)")
+        ptr = check(
+            lib.lcp_new_context(self._handle),
+            "libcoap could not create a context (coap_new_context failed)",
+        )
         self._ptr = ptr
         self._handoff = Handoff(lib.coap_context_get_coap_fd(ptr))
         self._delayed = DelayedResponses(self)
@@ -324,8 +325,7 @@ class Context(Serving):
             ffi.NULL if is_dir else path.encode(),
             path.encode() if is_dir else ffi.NULL,
         )
-        if not ok:
-            raise CoapError(f"libcoap could not load the root CAs from {path}")
+        check(ok, f"libcoap could not load the root CAs from {path}")
 
     @property
     def sessions(self) -> list[Session]:
@@ -367,9 +367,7 @@ class Context(Serving):
         result: int = _io_process(self._ptr, wait_ms)
         self._in_io = False
         self._after_io()
-        if result < 0:
-            raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
-        return result
+        return check(result, IO_FAILED, zero_ok=True)
 
     def _new_waiter(self) -> tuple[Any, Any]:
         """A request waiter (lcp_waiter_t), and a buffer over the answer it holds
@@ -397,8 +395,7 @@ class Context(Serving):
     def _io_done(self, result: int) -> None:
         """After lcp_waiter_wait(): what handlers left, then its own failure."""
         self._after_io()
-        if result < 0:
-            raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
+        check(result, IO_FAILED, zero_ok=True)
 
     def _waited_response(self, waiter: Any) -> Response:
         """The response a waiter copied out of libcoap, checked as libcoap 4.3 does."""

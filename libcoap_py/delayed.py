@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ._libcoap import ffi, lib
 from .codes import Code, MessageType, NackReason, Proto
-from .errors import CoapError
+from .errors import NO_PDU, CoapError, check
 from .request import Request, ServerResponse
 
 if TYPE_CHECKING:
@@ -190,8 +190,7 @@ class DelayedResponse(ServerResponse):
         mid = -2 if self._blockwise else self._send_simple_reply(session_ptr, kind, token)
         if mid == -2:  # the general way: any options, bodies of any size
             pdu = lib.lcp_new_request_with_token(session_ptr, kind, 0, token, len(token))
-            if pdu == ffi.NULL:
-                raise CoapError("libcoap could not allocate a PDU")
+            check(pdu, NO_PDU)
             try:
                 if kind == _ACK:
                     lib.lcp_pdu_set_mid(pdu, request.mid)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from .codes import NackReason
+
+T = TypeVar("T")
+
+#: Messages of the failures ``check`` reports in several places.
+NO_PDU = "libcoap could not allocate a PDU"
+REFUSED_PAYLOAD = "libcoap refused the payload"
+IO_FAILED = "libcoap's I/O processing failed (coap_io_process returned -1)"
 
 __all__ = [
     "BlockwiseError",
@@ -73,3 +80,16 @@ class BlockwiseError(CoapError):
 
 class WrongThreadError(CoapError, RuntimeError):
     """A Context (or its sessions) was used from a thread other than the one that made it."""
+
+
+def check(result: T, message: str, *, zero_ok: bool = False) -> T:
+    """The one place where a libcoap result becomes an exception: ``CoapError(message)``
+    when ``result`` is a NULL pointer, 0 (unless ``zero_ok``: a message ID, a
+    count of milliseconds) or negative; else ``result``, unchanged."""
+    if isinstance(result, int):
+        failed = result < 0 or (result == 0 and not zero_ok)
+    else:
+        failed = not result  # a cdata pointer is false when NULL
+    if failed:
+        raise CoapError(message)
+    return result

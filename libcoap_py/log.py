@@ -17,6 +17,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ._extern import extern
 from ._libcoap import ffi, lib
@@ -239,19 +240,20 @@ def log_limited(target: logging.Logger, level: int, text: str, *, exc_info: bool
         _limiter.log(level, text, target, exc_info)
 
 
-@extern
+def _forward_failed(error: BaseException, frame: dict[str, Any]) -> None:
+    logging.getLogger(__name__).error("failed to forward a libcoap log message", exc_info=error)
+
+
+@extern(on_error=_forward_failed)
 def lcp_py_log(level: int, message: object, during_io: int) -> None:
     """libcoap calls this for every message it logs (from inside libcoap calls);
     ``during_io`` is set inside its I/O processing, where peers drive what it logs."""
-    try:
-        text = ffi.string(message).decode("utf-8", "replace").rstrip("\n")
-        py_level = _TO_LOGGING.get(level, logging.DEBUG) if level <= 7 else logging.DEBUG
-        if during_io and py_level > logging.DEBUG and _limiter.rate is not None:
-            _limiter.log(py_level, text)
-        else:
-            logger.log(py_level, "%s", text)
-    except BaseException:
-        logging.getLogger(__name__).exception("failed to forward a libcoap log message")
+    text = ffi.string(message).decode("utf-8", "replace").rstrip("\n")
+    py_level = _TO_LOGGING.get(level, logging.DEBUG) if level <= 7 else logging.DEBUG
+    if during_io and py_level > logging.DEBUG and _limiter.rate is not None:
+        _limiter.log(py_level, text)
+    else:
+        logger.log(py_level, "%s", text)
 
 
 lib.lcp_install_log_handler()

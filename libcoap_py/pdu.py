@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._libcoap import ffi, lib
 from .codes import Code, MessageType
-from .errors import CoapError, PayloadTooLargeError
+from .errors import REFUSED_PAYLOAD, CoapError, PayloadTooLargeError, check
 from .linkformat import Link, parse_link_format
 from .options import MAX_OPTION_NUMBER as MAX_OPTION_NUMBER
 from .options import Option, OptionAccessors, OptionValue, encode_option
@@ -380,8 +380,7 @@ class PDU(OptionAccessors):
         if self._payload:
             max_pdu = lib.coap_session_max_pdu_size(session_ptr)
             check_fits(max_pdu, self._token_len, options, len(self._payload))
-            if not lib.coap_add_data(ptr, len(self._payload), self._payload):
-                raise CoapError("libcoap refused the payload")
+            check(lib.coap_add_data(ptr, len(self._payload), self._payload), REFUSED_PAYLOAD)
         return ptr
 
     def __repr__(self) -> str:
@@ -405,8 +404,7 @@ def write_options(ptr: Any, options: Iterable[Option]) -> None:
     """Add options (sorted by number) to a C PDU."""
     add = lib.lcp_add_option
     for number, value in options:
-        if not add(ptr, number, value, len(value)):
-            raise CoapError(f"option {number} does not fit in the PDU")
+        check(add(ptr, number, value, len(value)), f"option {number} does not fit in the PDU")
 
 
 def pdu_room(max_pdu: int, token_len: int, options: Sequence[Option]) -> int:

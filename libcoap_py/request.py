@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ._libcoap import ffi, lib
 from .codes import Code, ContentFormat, MessageType, OptionNumber, Proto
-from .errors import CoapError
+from .errors import CoapError, check
 from .options import OptionAccessors
 from .pdu import (
     Option,
@@ -298,8 +298,7 @@ class ServerResponse(OptionAccessors):
             return False
         _, number, payload = parts
         done: int = lib.lcp_serve_reply(session_ptr, ptr, self._code, number, payload, len(payload))
-        if done < 0:
-            raise CoapError("libcoap refused the response")
+        check(done, "libcoap refused the response", zero_ok=True)
         return done > 0
 
     def __repr__(self) -> str:

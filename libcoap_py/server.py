@@ -18,7 +18,7 @@ from .blockwise import BlockAnswer, BlockServer, NoRoomError
 from .codes import Code, MessageType, OptionNumber, Proto
 from .delayed import DelayedResponse, DelayedResponses
 from .dtls import PKI, PSK
-from .errors import CoapError, NotSupportedError
+from .errors import IO_FAILED, NO_PDU, REFUSED_PAYLOAD, CoapError, NotSupportedError, check
 from .library import check_transport
 from .log import log_limited
 from .pdu import encode_option, first_option, write_options
@@ -117,8 +117,7 @@ class Resource:
         else:
             data = path.strip("/").encode()
             ptr = lib.lcp_resource_new(data, len(data), self._handle)
-        if ptr == ffi.NULL:
-            raise CoapError(f"libcoap could not create the resource {path!r}")
+        check(ptr, f"libcoap could not create the resource {path!r}")
         self._ptr = ptr
 
     @property
@@ -352,8 +351,10 @@ class Serving:
             hint_buf = ffi.new("uint8_t[]", hint or b"\0")
             key_buf = ffi.new("uint8_t[]", key or b"\0")
             self._keep.extend((handle, hint_buf, key_buf))
-            if not lib.lcp_context_set_psk(ctx, hint_buf, len(hint), key_buf, len(key), handle):
-                raise CoapError("libcoap refused the server PSK setup (see the 'libcoap' logger)")
+            check(
+                lib.lcp_context_set_psk(ctx, hint_buf, len(hint), key_buf, len(key), handle),
+                "libcoap refused the server PSK setup (see the 'libcoap' logger)",
+            )
             self._dtls_psk = dtls
         else:
             raise TypeError("dtls must be a coap.PKI or a coap.PSK")
@@ -490,8 +491,9 @@ class Serving:
         if ptr is None:
             raise CoapError("the Context was closed")
         served = (self._serve or self._serve_buffers())[3]
-        if self._guarded(lib.lcp_serve_io, ptr, wait_ms, served, _PASSES) < 0:
-            raise CoapError("libcoap's I/O processing failed (coap_io_process returned -1)")
+        check(
+            self._guarded(lib.lcp_serve_io, ptr, wait_ms, served, _PASSES), IO_FAILED, zero_ok=True
+        )
 
     def _on_request(
         self, resource: Resource, session_ptr: Any, request: Any, query: Any, response: Any
@@ -689,15 +691,14 @@ class Serving:
         pdu = lib.lcp_new_request_with_token(
             session_ptr, kind, int(reply._code), request.token, len(request.token)
         )
-        if pdu == ffi.NULL:
-            raise CoapError("libcoap could not allocate a PDU")
+        check(pdu, NO_PDU)
         options = [o for o in reply._option_list() if o[0] != _OBSERVE]
         body = reply._payload
         payload = body.encode() if isinstance(body, str) else bytes(body)
         try:
             write_options(pdu, options)
-            if payload and not lib.coap_add_data(pdu, len(payload), payload):
-                raise CoapError("libcoap refused the payload")
+            if payload:
+                check(lib.coap_add_data(pdu, len(payload), payload), REFUSED_PAYLOAD)
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise

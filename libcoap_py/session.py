@@ -16,11 +16,14 @@ from .blockwise import ProgressCallback
 from .blockwise import block_szx as block_szx
 from .codes import Code, ContentFormat, MessageType, NackReason, OptionNumber, Proto
 from .errors import (
+    NO_PDU,
+    REFUSED_PAYLOAD,
     CoapError,
     DTLSError,
     NackError,
     RequestTimeout,
     ResetError,
+    check,
 )
 from .observe import Observation
 from .observe import check_supported as check_observe_supported
@@ -775,8 +778,10 @@ class Session:
             if not single and lib.LCP_HAS_BLOCK:
                 # libcoap cuts the body into blocks (of Block1's size, if given).
                 write_options(pdu, opts)
-                if not lib.lcp_add_data_large_request(ptr, pdu, data, len(data)):
-                    raise CoapError("libcoap refused the block-wise request body")
+                check(
+                    lib.lcp_add_data_large_request(ptr, pdu, data, len(data)),
+                    "libcoap refused the block-wise request body",
+                )
             else:
                 if block_size is not None:
                     opts = [o for o in opts if o[0] != _BLOCK1]
@@ -784,8 +789,7 @@ class Session:
                 if data:
                     if not single:
                         check_fits(max_pdu, token_len, opts, len(data))  # raises, naming sizes
-                    if not lib.coap_add_data(pdu, len(data), data):
-                        raise CoapError("libcoap refused the payload")
+                    check(lib.coap_add_data(pdu, len(data), data), REFUSED_PAYLOAD)
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
@@ -837,8 +841,7 @@ class Session:
         else:
             pdu = lib.lcp_new_request_with_token(ptr, kind, code, token, len(token))
             token_len = len(token)
-        if pdu == ffi.NULL:
-            raise CoapError("libcoap could not allocate a PDU")
+        check(pdu, NO_PDU)
         return pdu, token_len
 
     def _send_pdu(
@@ -857,8 +860,7 @@ class Session:
                 write_options(pdu, opts)
             if data:
                 check_fits(lib.coap_session_max_pdu_size(ptr), token_len, opts, len(data))
-                if not lib.coap_add_data(pdu, len(data), data):
-                    raise CoapError("libcoap refused the payload")
+                check(lib.coap_add_data(pdu, len(data), data), REFUSED_PAYLOAD)
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
@@ -871,8 +873,7 @@ class Session:
         if token is None:
             token = ffi.buffer(self._token, token_len)[:]
         mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
-        if mid < 0:
-            raise CoapError(f"libcoap could not send the request to {self.uri}")
+        check(mid, f"libcoap could not send the request to {self.uri}", zero_ok=True)
         return token, mid
 
     def _timeout_error(self, waited: float) -> NackError:
@@ -919,8 +920,7 @@ class Session:
                 raise ValueError(f"a token has at most 8 bytes, not {len(token)}")
             pdu_ptr = lib.lcp_new_request_with_token(ptr, kind, method, token, len(token))
             length = len(token)
-        if not pdu_ptr:
-            raise CoapError("libcoap could not allocate a PDU")
+        check(pdu_ptr, NO_PDU)
         if mid is not None:
             lib.lcp_pdu_set_mid(pdu_ptr, mid)
         return _owned_new(pdu_ptr, self, length)
@@ -944,8 +944,7 @@ class Session:
         pdu._ptr = None
         pdu._state = "sent (send() consumed it)"
         mid: int = _lcp_send(ptr, c_pdu)
-        if mid < 0:
-            raise CoapError(f"libcoap could not send the PDU to {self.uri}")
+        check(mid, f"libcoap could not send the PDU to {self.uri}", zero_ok=True)
         return mid
 
     # -- callbacks from the Context ---------------------------------------------------------

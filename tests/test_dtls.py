@@ -82,6 +82,24 @@ def test_pki_round_trip_path_strings(
     _round_trip(ctx.client_session(coap_server.coaps_uri, dtls=pki), unique_path)
 
 
+def test_client_validate_cn_that_raises_is_reraised_by_the_request(
+    ctx: coap.Context, coap_server: CoapServer, certs: CertFiles
+) -> None:
+    """An exception in a client's validate_cn ends the handshake and comes out of the
+    request that started it, as a handler's does; the next session works."""
+
+    def validate_cn(cn: str, depth: int) -> bool:
+        raise LookupError(f"no policy for {cn!r} on purpose")
+
+    pki = coap.PKI(certs.cert, certs.key, certs.ca, validate_cn=validate_cn)
+    session = ctx.client_session(coap_server.coaps_uri, dtls=pki)
+    with pytest.raises(LookupError, match="on purpose"):
+        session.request("GET", "", timeout=10)
+    good = coap.PKI(certs.cert, certs.key, certs.ca)
+    again = ctx.client_session(coap_server.coaps_uri, dtls=good)
+    assert again.request("GET", "", timeout=10).code is coap.Code.CONTENT
+
+
 def test_pki_round_trip_pem_bytes(
     ctx: coap.Context, coap_server: CoapServer, certs: CertFiles, unique_path: str
 ) -> None:

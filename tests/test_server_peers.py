@@ -450,6 +450,41 @@ def test_validate_cn_callback(serve: Serve, certs: CertFiles, accept: bool) -> N
 
 @pytest.mark.needs_dtls
 @needs_c_client
+def test_validate_cn_that_raises_refuses_and_logs(
+    serve: Serve, certs: CertFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing validate_cn refuses that client and is logged; the server goes on."""
+    caplog.set_level(logging.ERROR, logger="libcoap_py.server")
+    calls: list[str] = []
+
+    def validate_cn(cn: str, depth: int) -> bool:
+        calls.append(cn)
+        if len(calls) == 1:
+            raise RuntimeError("name registry down on purpose")
+        return True
+
+    seen: list[Seen] = []
+    ports, server = serve(
+        echo_setup(seen, [("coaps", server_pki(certs, validate_cn=validate_cn))]), handle=True
+    )
+    uri = f"coaps://127.0.0.1:{ports['coaps']}/echo"
+    args = [*cert_args(certs.cert, certs.key), "-C", str(certs.ca)]
+    out = coap_client_run(*args, uri, wait_s=REFUSED_WAIT_S)
+    assert not served(out), explain(out)
+    assert seen == []
+    server.check()  # still serving, nothing raised
+    assert any(
+        "name registry down on purpose" in str(r.exc_info[1])
+        for r in caplog.records
+        if r.name == "libcoap_py.server" and r.exc_info
+    ), caplog.text
+    out = coap_client_run(*args, uri)
+    assert served(out), explain(out)
+    assert [s.peer_cn for s in seen] == ["device-1"]
+
+
+@pytest.mark.needs_dtls
+@needs_c_client
 def test_c_client_pki_and_psk_endpoints_on_one_context(serve: Serve, certs: CertFiles) -> None:
     seen: list[Seen] = []
 
