@@ -881,6 +881,19 @@ lcp_session_address(const coap_session_t *session, int remote, char *ip,
 }
 
 int lcp_session_state(const coap_session_t *session) { return lcp_state_of(session); }
+
+/* Start the session's token sequence at token (coap-client's -T): 1, or 0 where
+ * libcoap keeps no sequence to start (4.2: each request takes its own token). */
+int
+lcp_session_init_token(coap_session_t *session, size_t length, const uint8_t *token) {
+#if LCP_GENERATION >= 3
+  coap_session_init_token(session, length, token);
+  return 1;
+#else
+  (void)session; (void)length; (void)token;
+  return 0;
+#endif
+}
 int lcp_session_proto(const coap_session_t *session) { return lcp_proto_of(session); }
 int lcp_session_is_server(const coap_session_t *session) { return lcp_is_server(session); }
 

@@ -21,6 +21,7 @@ from .errors import (
     CoapError,
     DTLSError,
     NackError,
+    NotSupportedError,
     RequestTimeout,
     ResetError,
     check,
@@ -286,6 +287,17 @@ class Session:
             raise ValueError(
                 f"libcoap refused ack_timeout={seconds:g} s (this libcoap accepts 1 s and more)"
             )
+
+    def set_token_base(self, token: bytes) -> None:
+        """Make every token this session generates from now on derive from ``token``
+        (1-8 bytes), as libcoap's ``coap-client -T`` does; requests that pass
+        ``token=`` keep theirs. ``NotSupportedError`` on libcoap 4.2, which keeps no
+        token sequence: pass ``token=`` to each request there."""
+        token = bytes(token)
+        if not 1 <= len(token) <= 8:
+            raise ValueError(f"a token base has 1 to 8 bytes, not {len(token)}")
+        if not lib.lcp_session_init_token(self._live(), len(token), token):
+            raise NotSupportedError("this libcoap (4.2) keeps no token sequence to start")
 
     @property
     def max_retransmit(self) -> int:

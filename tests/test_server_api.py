@@ -797,3 +797,39 @@ def test_ipv6_endpoint_with_aiocoap(serve: Serve) -> None:
     (got,) = aio(msg("POST", port, "six", b"\x01\x02\x03", host="::1"))
     assert got.payload == b"\x03\x02\x01"
     assert seen[0].peer[0] == "::1"
+
+
+def test_a_session_token_base_starts_the_sessions_tokens(serve: Serve) -> None:
+    """Session.set_token_base: the tokens libcoap 4.3 makes for the session continue
+    from the base (4.3.0-4.3.4 start one after it, 4.3.5 at it, as their coap-client's
+    -T does); 4.2 keeps no sequence and says so."""
+    tokens: list[bytes] = []
+
+    def setup(ctx: coap.Context) -> int:
+        @ctx.resource("tok", methods=("GET",))
+        def handler(request: Any, response: Any) -> None:
+            tokens.append(request.token)
+
+        return plain_endpoint(ctx)
+
+    port = serve(setup)
+    with coap.Context() as ctx:
+        session = ctx.client_session(f"coap://127.0.0.1:{port}")
+        with pytest.raises(ValueError, match="1 to 8 bytes"):
+            session.set_token_base(b"")
+        with pytest.raises(ValueError, match="1 to 8 bytes"):
+            session.set_token_base(bytes(9))
+        if LIBCOAP_42:
+            with pytest.raises(coap.NotSupportedError, match="token sequence"):
+                session.set_token_base(b"\x10\x00")
+            return
+        session.set_token_base(b"\x10\x00")
+        for _ in range(3):
+            assert session.request("GET", "tok", timeout=10).code is coap.Code.CONTENT
+        # A token given to a request is used as it is.
+        session.request("GET", "tok", token=b"mine", timeout=10)
+    numbers = [int.from_bytes(t, "big") for t in tokens[:3]]
+    assert all(len(t) == 2 for t in tokens[:3]), tokens
+    assert numbers[0] in (0x1000, 0x1001), tokens
+    assert numbers == [numbers[0], numbers[0] + 1, numbers[0] + 2], tokens
+    assert tokens[3] == b"mine"

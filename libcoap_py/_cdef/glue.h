@@ -108,6 +108,8 @@ void *lcp_session_context_app_data(const coap_session_t *session);
 int lcp_session_address(const coap_session_t *session, int remote, char *ip,
                         size_t iplen, uint16_t *port);
 int lcp_session_state(const coap_session_t *session);
+/* 1 after starting the session's token sequence at token; 0 on 4.2 (no sequence). */
+int lcp_session_init_token(coap_session_t *session, size_t length, const uint8_t *token);
 /* 1 if a server session we wrapped is still one libcoap knows (for generations
  * without the SERVER_SESSION_DEL event). */
 int lcp_session_alive(coap_context_t *ctx, const coap_session_t *session,

@@ -509,11 +509,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         with coap.Context() as ctx:
             session = _open_session(ctx, plan)
-            if plan.token is not None and _counts_tokens():
-                _init_token(session, plan.token)
+            token = plan.token  # for each request, where libcoap keeps no sequence (4.2)
+            if token is not None:
+                try:
+                    session.set_token_base(token)  # what coap-client's -T does
+                    token = None
+                except coap.NotSupportedError:
+                    pass
             if plan.observe is not None:
-                return _observe(session, plan, output)
-            return _request(session, plan, output)
+                return _observe(session, plan, output, token)
+            return _request(session, plan, output, token)
     except coap.NackError as exc:
         hint = ""
         if isinstance(exc, coap.DTLSError) and plan.verbosity < 7:
@@ -536,23 +541,7 @@ def _open_session(ctx: Context, plan: Plan) -> Session:
         raise CliError(str(exc), EXIT_NO_RESPONSE) from None
 
 
-def _counts_tokens() -> bool:
-    """True if libcoap derives tokens from a base (4.3), as its coap-client's -T does."""
-    from .._libcoap import lib
-
-    return hasattr(lib, "coap_session_init_token")
-
-
-def _init_token(session: Session, token: bytes) -> None:
-    """Start the session's token sequence at ``token`` (what coap-client's -T does)."""
-    from .._libcoap import lib
-
-    # Session has no public way to choose tokens; libcoap derives every token of
-    # the session from this base, as in coap-client.
-    lib.coap_session_init_token(session._live(), len(token), token)
-
-
-def _request(session: Session, plan: Plan, output: Output) -> int:
+def _request(session: Session, plan: Plan, output: Output, token: bytes | None = None) -> int:
     label = f"{plan.method} {plan.uri}"
     if plan.payload:
         label += f" ({len(plan.payload)} bytes)"
@@ -567,13 +556,13 @@ def _request(session: Session, plan: Plan, output: Output) -> int:
             confirmable=plan.confirmable,
             timeout=plan.wait,
             block_size=plan.block_size,
-            token=None if _counts_tokens() else plan.token,
+            token=token,
             progress=progress.update,
         )
     return _handle(response, plan, output)
 
 
-def _observe(session: Session, plan: Plan, output: Output) -> int:
+def _observe(session: Session, plan: Plan, output: Output, token: bytes | None = None) -> int:
     from ..codes import OptionNumber
     from ..options import encode_option
     from ..session import block_szx
@@ -591,7 +580,7 @@ def _observe(session: Session, plan: Plan, output: Output) -> int:
         options=options,
         timeout=plan.observe,
         confirmable=plan.confirmable,
-        token=None if _counts_tokens() else plan.token,
+        token=token,
     )
     status, count = 0, 0
     try:
