@@ -22,14 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import (
-    COAP_CLIENT,
-    NO_CLIENT_REASON,
-    CoapServer,
-    decode_message,
-    encode_message,
-    raw_coap_request,
-)
+from helpers.codec import decode_message, encode_message, raw_coap_request
+from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, CoapServer
 
 import libcoap_py as coap
 

@@ -24,19 +24,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import (
-    COAP_CLIENT,
-    LIBCOAP_42,
-    NO_CLIENT_REASON,
-    RawMessage,
-    Seen,
-    binary_payload,
-    client_data,
-    decode_message,
-    encode_message,
-    run_until,
-    wait_until,
-)
+from helpers.build import LIBCOAP_42
+from helpers.codec import RawMessage, decode_message, encode_message
+from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, client_data
+from helpers.payloads import binary_payload
+from helpers.peers import Seen
+from helpers.waiting import run_until, wait_until
 
 import libcoap_py as coap
 from libcoap_py.delayed import DelayedResponse, Delivery

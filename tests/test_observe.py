@@ -27,17 +27,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import (
+from helpers.ctools import (
     COAP_CLIENT,
     COAP_SERVER,
     COAP_SERVER_NAME,
     NO_CLIENT_REASON,
     NO_SERVER_REASON,
     CoapServer,
-    coap_ping,
-    free_port_pair,
-    wait_until,
 )
+from helpers.net import coap_ping, free_port_pair
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pytest
-from conftest import coap_ping, raw_coap_request, wait_until
+from helpers.codec import raw_coap_request
+from helpers.net import coap_ping
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 

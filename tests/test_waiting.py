@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import CoapServer, UdpPeer
+from helpers.ctools import CoapServer
+from helpers.peers import UdpPeer
 
 import libcoap_py as coap
 
@@ -149,7 +150,7 @@ def test_answers_around_the_waiters_inline_buffer_come_back_whole(
     # request() copies an answer of up to about 2 KiB (token, payload and options)
     # into its waiter's own buffer, a larger one to the heap; the same waiter serves
     # them in any order, and a small answer after a large one is read whole too.
-    from conftest import binary_payload
+    from helpers.payloads import binary_payload
 
     sizes = [0, 1, 10, 1000, 2000, 2020, 2028, 2036, 2040, 2100, 5000, 10, 2030, 3000, 0, 7]
     with coap.Context() as ctx:
