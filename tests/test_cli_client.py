@@ -252,7 +252,6 @@ def test_reader_going_away_is_quiet(coap_server: CoapServer, unique_path: str) -
     assert stderr == b""
 
 
-@pytest.mark.skipif(not hasattr(coap.Session, "observe"), reason="Session.observe is missing")
 def test_observe_time(coap_server: CoapServer) -> None:
     started = time.monotonic()
     out = cli("get", coap_server.coap_uri + "/time", "-s", "8", "-w")
