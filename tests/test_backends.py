@@ -1,7 +1,7 @@
 """What differs between libcoap's TLS backends (OpenSSL, GnuTLS, none): each build does
 the thing, or refuses it with NotSupportedError naming why; nothing is silently ignored.
 
-Expectations follow the TLS library the build reports (``conftest.TLS_NAME``), not
+Expectations follow the TLS library the build reports (``helpers.build.TLS_NAME``), not
 the binding's own capability flags, so a wrong flag fails here.
 """
 

@@ -1,8 +1,8 @@
 """Delayed responses (``response.delay()``), ``Context.call_soon_threadsafe`` and
 ``Session.new_pdu(mid=, token=)``, against real peers.
 
-The server is the binding's Context, in a thread of its own (conftest's
-ServerThread) or, where the test drives both sides, in the test thread. Its
+The server is the binding's Context, in a thread of its own
+(helpers.peers.ServerThread) or, where the test drives both sides, in the test thread. Its
 clients: the binding's own blocking ``request()`` (in a worker thread, so the
 test can complete the response while it waits), libcoap's ``coap-client``,
 aiocoap (for a block-wise separate response, which libcoap 4.3's client drops),
