@@ -18,7 +18,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 
-from conftest import decode_message, encode_message, wait_until
+from helpers.codec import decode_message, encode_message
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 

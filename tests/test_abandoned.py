@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import CoapServer, UdpPeer, run_until
+from helpers.ctools import CoapServer
+from helpers.peers import UdpPeer
+from helpers.waiting import run_until
 
 import libcoap_py as coap
 

@@ -1,7 +1,7 @@
 """What differs between libcoap's TLS backends (OpenSSL, GnuTLS, none): each build does
 the thing, or refuses it with NotSupportedError naming why; nothing is silently ignored.
 
-Expectations follow the TLS library the build reports (``conftest.TLS_NAME``), not
+Expectations follow the TLS library the build reports (``helpers.build.TLS_NAME``), not
 the binding's own capability flags, so a wrong flag fails here.
 """
 
@@ -11,18 +11,10 @@ import subprocess
 from typing import Any, Callable
 
 import pytest
-from conftest import (
-    COAP_CLIENT,
-    DTLS,
-    NO_CLIENT_REASON,
-    PSK_PKI_MIXED,
-    TLS_NAME,
-    CertFiles,
-    CoapServer,
-    cert_args,
-    client_data,
-    run_until,
-)
+from helpers.build import DTLS, PSK_PKI_MIXED, TLS_NAME
+from helpers.certs import CertFiles
+from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, CoapServer, cert_args, client_data
+from helpers.waiting import run_until
 
 import libcoap_py as coap
 

@@ -16,18 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
-    DTLS,
-    IPV6_AVAILABLE,
-    NO_DTLS_REASON,
-    PSK_HINT,
-    PSK_IDENTITY,
-    PSK_KEY,
-    ServerThread,
-    raw_coap_request,
-    uri_host,
-    wait_until,
-)
+from helpers.build import DTLS, NO_DTLS_REASON
+from helpers.codec import raw_coap_request
+from helpers.ctools import PSK_HINT, PSK_IDENTITY, PSK_KEY
+from helpers.net import IPV6_AVAILABLE, uri_host
+from helpers.peers import ServerThread
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 from libcoap_py.cli.demo import ServiceProcess

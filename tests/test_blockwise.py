@@ -22,14 +22,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import (
-    COAP_CLIENT,
-    NO_CLIENT_REASON,
-    CoapServer,
-    decode_message,
-    encode_message,
-    raw_coap_request,
-)
+from helpers.aio import AioServer
+from helpers.codec import decode_message, encode_message, raw_coap_request
+from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, CoapServer
 
 import libcoap_py as coap
 
@@ -172,48 +167,24 @@ def test_aiocoap_client_against_the_own_server(own_server: OwnServer) -> None:
     assert own_server.stored == MIB[:300_000]
 
 
-def test_own_client_against_an_aiocoap_server(ctx: coap.Context) -> None:
+def test_own_client_against_an_aiocoap_server(
+    ctx: coap.Context, aiocoap_server: Callable[..., AioServer]
+) -> None:
     from aiocoap import resource
 
     body = MIB[:200_000]
-    ready = threading.Event()
-    state: dict[str, Any] = {}
 
     class Big(resource.Resource):  # type: ignore[misc]
         async def render_get(self, request: Any) -> Any:
             return aiocoap.Message(payload=body)
 
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        state["loop"] = loop
-        site = resource.Site()
-        site.add_resource(["big"], Big())
-
-        async def start() -> None:
-            state["server"] = await aiocoap.Context.create_server_context(
-                site, bind=("127.0.0.1", state["port"])
-            )
-            ready.set()
-
-        loop.run_until_complete(start())
-        loop.run_forever()
-        loop.run_until_complete(state["server"].shutdown())
-        loop.close()
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        state["port"] = probe.getsockname()[1]
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        session = ctx.client_session(f"coap://127.0.0.1:{state['port']}")
-        got = session.request("GET", "big", block_size=256, timeout=60)
-        assert got.code is coap.Code.CONTENT
-        assert got.payload == body
-    finally:
-        state["loop"].call_soon_threadsafe(state["loop"].stop)
-        thread.join(10)
+    site = resource.Site()
+    site.add_resource(["big"], Big())
+    server = aiocoap_server(site)
+    session = ctx.client_session(server.uri)
+    got = session.request("GET", "big", block_size=256, timeout=60)
+    assert got.code is coap.Code.CONTENT
+    assert got.payload == body
 
 
 def test_block_size_is_checked(ctx: coap.Context, coap_server: CoapServer) -> None:
@@ -713,10 +684,11 @@ def test_a_notification_that_libcoap_leaves_no_room_for_ends_the_observation(
     sock.close()
 
 
-def test_own_client_both_ways_with_an_aiocoap_server(ctx: coap.Context) -> None:
+def test_own_client_both_ways_with_an_aiocoap_server(
+    ctx: coap.Context, aiocoap_server: Callable[..., AioServer]
+) -> None:
     from aiocoap import resource
 
-    ready = threading.Event()
     state: dict[str, Any] = {"body": MIB}
 
     class Big(resource.Resource):  # type: ignore[misc]
@@ -727,42 +699,18 @@ def test_own_client_both_ways_with_an_aiocoap_server(ctx: coap.Context) -> None:
             state["stored"] = request.payload
             return aiocoap.Message(code=aiocoap.CHANGED)
 
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        state["loop"] = loop
-        site = resource.Site()
-        site.add_resource(["big"], Big())
-
-        async def start() -> None:
-            state["server"] = await aiocoap.Context.create_server_context(
-                site, bind=("127.0.0.1", state["port"])
-            )
-            ready.set()
-
-        loop.run_until_complete(start())
-        loop.run_forever()
-        loop.run_until_complete(state["server"].shutdown())
-        loop.close()
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        state["port"] = probe.getsockname()[1]
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        session = ctx.client_session(f"coap://127.0.0.1:{state['port']}")
-        got = session.request("GET", "big", block_size=1024, timeout=40)
-        assert got.code is coap.Code.CONTENT and got.payload == MIB
-        put = session.request("PUT", "big", MIB[::-1], block_size=1024, timeout=40)
-        assert put.code is coap.Code.CHANGED
-        assert state["stored"] == MIB[::-1]
-        small = MIB[:20_000]
-        state["body"] = small
-        assert session.request("GET", "big", block_size=16, timeout=40).payload == small
-    finally:
-        state["loop"].call_soon_threadsafe(state["loop"].stop)
-        thread.join(10)
+    site = resource.Site()
+    site.add_resource(["big"], Big())
+    server = aiocoap_server(site)
+    session = ctx.client_session(server.uri)
+    got = session.request("GET", "big", block_size=1024, timeout=40)
+    assert got.code is coap.Code.CONTENT and got.payload == MIB
+    put = session.request("PUT", "big", MIB[::-1], block_size=1024, timeout=40)
+    assert put.code is coap.Code.CHANGED
+    assert state["stored"] == MIB[::-1]
+    small = MIB[:20_000]
+    state["body"] = small
+    assert session.request("GET", "big", block_size=16, timeout=40).payload == small
 
 
 @pytest.mark.skipif(not PYTHON_BLOCKS, reason=ONLY_42_BLOCKS)

@@ -9,14 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers.build import LIBCOAP_42
+from helpers.certs import CertFiles
+from helpers.ctools import (
     CLIENT_CERT_REFUSED_LOG,
     COAP_CLIENT,
-    LIBCOAP_42,
     NO_CLIENT_REASON,
     SERVER_CA_UNKNOWN_LOG,
     WELCOME,
-    CertFiles,
     CoapServer,
     cert_args,
 )

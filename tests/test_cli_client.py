@@ -16,19 +16,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import (
-    CORE_CHECKS_FETCH_AND_IF_NONE_MATCH,
-    LIBCOAP_42,
-    LIBCOAP_VERSION_INFO,
-    WELCOME,
-    CertFiles,
-    CoapServer,
-    Seen,
-    UdpPeer,
-    binary_payload,
-    coap_client_run,
-    wait_until,
-)
+from helpers.build import CORE_CHECKS_FETCH_AND_IF_NONE_MATCH, LIBCOAP_42, LIBCOAP_VERSION_INFO
+from helpers.certs import CertFiles
+from helpers.ctools import WELCOME, CoapServer, coap_client_run
+from helpers.payloads import binary_payload
+from helpers.peers import Seen, UdpPeer
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 from libcoap_py.cli.client import Progress
@@ -259,7 +252,6 @@ def test_reader_going_away_is_quiet(coap_server: CoapServer, unique_path: str) -
     assert stderr == b""
 
 
-@pytest.mark.skipif(not hasattr(coap.Session, "observe"), reason="Session.observe is missing")
 def test_observe_time(coap_server: CoapServer) -> None:
     started = time.monotonic()
     out = cli("get", coap_server.coap_uri + "/time", "-s", "8", "-w")

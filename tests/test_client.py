@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import WELCOME, CoapServer, binary_payload, decode_message
+from helpers.codec import decode_message
+from helpers.ctools import WELCOME, CoapServer
+from helpers.payloads import binary_payload
 
 import libcoap_py as coap
 

@@ -1,8 +1,8 @@
 """Delayed responses (``response.delay()``), ``Context.call_soon_threadsafe`` and
 ``Session.new_pdu(mid=, token=)``, against real peers.
 
-The server is the binding's Context, in a thread of its own (conftest's
-ServerThread) or, where the test drives both sides, in the test thread. Its
+The server is the binding's Context, in a thread of its own
+(helpers.peers.ServerThread) or, where the test drives both sides, in the test thread. Its
 clients: the binding's own blocking ``request()`` (in a worker thread, so the
 test can complete the response while it waits), libcoap's ``coap-client``,
 aiocoap (for a block-wise separate response, which libcoap 4.3's client drops),
@@ -24,19 +24,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import (
-    COAP_CLIENT,
-    LIBCOAP_42,
-    NO_CLIENT_REASON,
-    RawMessage,
-    Seen,
-    binary_payload,
-    client_data,
-    decode_message,
-    encode_message,
-    run_until,
-    wait_until,
-)
+from helpers.build import LIBCOAP_42
+from helpers.codec import RawMessage, decode_message, encode_message
+from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, client_data
+from helpers.payloads import binary_payload
+from helpers.peers import Seen
+from helpers.waiting import run_until, wait_until
 
 import libcoap_py as coap
 from libcoap_py.delayed import DelayedResponse, Delivery

@@ -7,15 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import (
-    PSK_PKI_MIXED,
-    TLS_NAME,
-    WELCOME,
-    CertFiles,
-    ChainFiles,
-    CoapServer,
-    binary_payload,
-)
+from helpers.build import PSK_PKI_MIXED, TLS_NAME
+from helpers.certs import CertFiles, ChainFiles
+from helpers.ctools import WELCOME, CoapServer
+from helpers.payloads import binary_payload
 
 import libcoap_py as coap
 

@@ -8,7 +8,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import LIBCOAP_42, CoapServer, UdpPeer
+from helpers.build import LIBCOAP_42
+from helpers.ctools import CoapServer
+from helpers.peers import UdpPeer
 
 import libcoap_py as coap
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import LIBCOAP_42, CertFiles
+from helpers.build import LIBCOAP_42
+from helpers.certs import CertFiles
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -41,7 +42,7 @@ def post_peer(
         server = request.getfixturevalue("coap_server")
         yield PostPeer(server.host, server.coaps_port, "2.01 Created")
         return
-    from service_fixtures import start_service
+    from helpers.service import start_service
 
     service = start_service(tmp_path / "service.db", certs)
     try:

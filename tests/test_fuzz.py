@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CertFiles
+from helpers.certs import CertFiles
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 

@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import CREATE_METHOD, LIBCOAP_42, CertFiles, CoapServer, UdpPeer, binary_payload
+from helpers.build import LIBCOAP_42
+from helpers.certs import CertFiles
+from helpers.ctools import CREATE_METHOD, CoapServer
+from helpers.payloads import binary_payload
+from helpers.peers import UdpPeer
 
 import libcoap_py as coap
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import CertFiles, CoapServer
+from helpers.certs import CertFiles
+from helpers.ctools import CoapServer
 
 import libcoap_py as coap
 

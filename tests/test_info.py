@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from conftest import COAP_SERVER, NO_SERVER_REASON, CoapServer
+from helpers.ctools import COAP_SERVER, NO_SERVER_REASON, CoapServer
 
 import libcoap_py as coap
 

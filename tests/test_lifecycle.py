@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 import pytest
-from conftest import CoapServer, UdpPeer
+from helpers.ctools import CoapServer
+from helpers.peers import UdpPeer
 
 import libcoap_py as coap
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
-from conftest import CoapServer
+from helpers.ctools import CoapServer
 
 import libcoap_py as coap
 from libcoap_py.linkformat import Link, format_link_format, parse_link_format

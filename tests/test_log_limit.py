@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import encode_message, exchange, wait_until
+from helpers.codec import encode_message, exchange
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 from libcoap_py.cli.demo import ServiceProcess

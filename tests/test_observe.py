@@ -27,17 +27,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import (
+from helpers.aio import AioServer
+from helpers.ctools import (
     COAP_CLIENT,
     COAP_SERVER,
     COAP_SERVER_NAME,
     NO_CLIENT_REASON,
     NO_SERVER_REASON,
     CoapServer,
-    coap_ping,
-    free_port_pair,
-    wait_until,
 )
+from helpers.net import coap_ping, free_port_pair, unused_udp_port
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 
@@ -117,17 +117,18 @@ class Counter:
 
 
 class AioCounter:
-    """An aiocoap server in a thread: an observable /counter that changes every 100 ms."""
+    """An aiocoap server in a thread (``aiocoap_server``): an observable /counter that
+    changes every 100 ms."""
 
-    def __init__(self, port: int, max_age: int, value: int = 0):
-        aiocoap = pytest.importorskip("aiocoap", reason="aiocoap is not installed")
+    def __init__(
+        self, start: Callable[..., AioServer], port: int, max_age: int, value: int = 0
+    ) -> None:
+        import aiocoap
         from aiocoap import resource
 
-        self.port = port
         self.max_age = max_age
         self.value = value
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
+        self._stopped = False
         outer = self
 
         class Count(resource.ObservableResource):  # type: ignore[misc]
@@ -137,43 +138,26 @@ class AioCounter:
                 return message
 
         self._resource = Count()
-        self._site = resource.Site()
-        self._site.add_resource(["counter"], self._resource)
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
+        site = resource.Site()
+        site.add_resource(["counter"], self._resource)
+        self.server = start(site, port)
+        self.port = self.server.port
+        self.server.call(self._tick_later)
 
-    def _serve(self) -> None:
-        loop = self._loop
-        aiocoap = pytest.importorskip("aiocoap")
-        self._server = loop.run_until_complete(
-            aiocoap.Context.create_server_context(self._site, bind=("127.0.0.1", self.port))
-        )
+    def _tick_later(self) -> None:  # (in the server's loop thread)
+        self._timer = self.server.loop.call_later(0.1, self._tick)
 
-        def tick() -> None:  # the resource changes: a timer in the server's loop
-            self.value += 1
-            self._resource.updated_state()
-            self._timer = loop.call_later(0.1, tick)
-
-        self._timer = loop.call_later(0.1, tick)
-        self._ready.set()
-        loop.run_forever()
-        loop.close()
+    def _tick(self) -> None:  # the resource changes: a timer in the server's loop
+        self.value += 1
+        self._resource.updated_state()
+        self._tick_later()
 
     def stop(self) -> None:
-        async def shutdown() -> None:
-            self._timer.cancel()
-            await self._server.shutdown()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        if self._stopped:
+            return
+        self._stopped = True
+        self.server.call(lambda: self._timer.cancel())
+        self.server.stop()
 
 
 def drive(ctx: coap.Context, condition: Callable[[], bool], timeout: float) -> bool:
@@ -450,16 +434,18 @@ def test_survives_a_restart_of_the_c_server(ctx: coap.Context) -> None:
 
 # aiocoap may still hold the deregistration's request, unrendered, when it shuts down.
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
-def test_survives_a_restart_of_an_aiocoap_server(ctx: coap.Context) -> None:
-    port = free_udp_port()
-    server = AioCounter(port, max_age=2)
+def test_survives_a_restart_of_an_aiocoap_server(
+    ctx: coap.Context, aiocoap_server: Callable[..., AioServer]
+) -> None:
+    port = unused_udp_port()
+    server = AioCounter(aiocoap_server, port, max_age=2)
     session = ctx.client_session(f"coap://127.0.0.1:{port}")
     got: list[int] = []
     observation = session.observe("counter", lambda r: got.append(int(r.payload)))
     try:
         assert drive(ctx, lambda: len(got) >= 3, 10), got
         server.stop()
-        server = AioCounter(port, max_age=2, value=1000)
+        server = AioCounter(aiocoap_server, port, max_age=2, value=1000)
         assert drive(ctx, lambda: sum(v >= 1000 for v in got) >= 3, 20), got
         assert observation.active and observation.reregistrations >= 1
         after = [v for v in got if v >= 1000]

@@ -12,14 +12,10 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
-from conftest import (
-    CREATE_METHOD,
-    LIBCOAP_42,
-    CoapServer,
-    UdpPeer,
-    decode_message,
-    encode_message,
-)
+from helpers.build import LIBCOAP_42
+from helpers.codec import decode_message, encode_message
+from helpers.ctools import CREATE_METHOD, CoapServer
+from helpers.peers import UdpPeer
 
 import libcoap_py as coap
 from libcoap_py import options as opts

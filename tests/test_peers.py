@@ -9,15 +9,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import (
-    COAP_CLIENT,
-    NO_CLIENT_REASON,
-    PSK_KEY,
-    WELCOME,
-    CoapServer,
-    UdpPeer,
-    coap_ping,
-)
+from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, PSK_KEY, WELCOME, CoapServer
+from helpers.net import coap_ping
+from helpers.peers import UdpPeer
 
 needs_client = pytest.mark.skipif(COAP_CLIENT is None, reason=NO_CLIENT_REASON)
 

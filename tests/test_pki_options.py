@@ -15,20 +15,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import (
-    CHECKS_REVOCATION,
-    COAP_SERVER,
-    DTLS,
-    NO_SERVER_REASON,
-    TLS_NAME,
-    CertFiles,
-    cert_args,
-    client_data,
-    coap_client_run,
-    coap_ping,
-    free_port_pair,
-    wait_until,
-)
+from helpers.build import CHECKS_REVOCATION, DTLS, TLS_NAME
+from helpers.certs import CertFiles
+from helpers.ctools import COAP_SERVER, NO_SERVER_REASON, cert_args, client_data, coap_client_run
+from helpers.net import coap_ping, free_port_pair
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import LIBCOAP_42, CoapServer
+from helpers.build import LIBCOAP_42
+from helpers.ctools import CoapServer
 
 import libcoap_py as coap
 from libcoap_py import ffi, lib

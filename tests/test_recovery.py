@@ -14,18 +14,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import (
-    COAP_SERVER,
-    NO_SERVER_REASON,
-    PSK_HINT,
-    PSK_IDENTITY,
-    PSK_KEY,
-    WELCOME,
-    CertFiles,
-    coap_ping,
-    free_port_pair,
-    wait_until,
-)
+from helpers.certs import CertFiles
+from helpers.ctools import COAP_SERVER, NO_SERVER_REASON, PSK_HINT, PSK_IDENTITY, PSK_KEY, WELCOME
+from helpers.net import coap_ping, free_port_pair
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 

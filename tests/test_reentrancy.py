@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import CoapServer
+from helpers.ctools import CoapServer
 
 import libcoap_py as coap
 

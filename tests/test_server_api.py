@@ -15,15 +15,11 @@ import struct
 from typing import Any, Callable
 
 import pytest
-from conftest import (
-    CORE_CHECKS_FETCH_AND_IF_NONE_MATCH,
-    DTLS,
-    IPV6_AVAILABLE,
-    LIBCOAP_42,
-    CertFiles,
-    Seen,
-    binary_payload,
-)
+from helpers.build import CORE_CHECKS_FETCH_AND_IF_NONE_MATCH, DTLS, LIBCOAP_42
+from helpers.certs import CertFiles
+from helpers.net import IPV6_AVAILABLE
+from helpers.payloads import binary_payload
+from helpers.peers import Seen
 
 import libcoap_py as coap
 

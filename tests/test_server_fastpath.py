@@ -8,7 +8,9 @@ import socket
 from typing import Any, Callable
 
 import pytest
-from conftest import Seen, binary_payload, encode_message
+from helpers.codec import encode_message
+from helpers.payloads import binary_payload
+from helpers.peers import Seen
 
 import libcoap_py as coap
 

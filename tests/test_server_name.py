@@ -21,14 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import (
-    COAP_SERVER,
-    IPV6_AVAILABLE,
-    LIBCOAP_42,
-    NO_SERVER_REASON,
-    coap_ping,
-    free_port_pair,
-)
+from helpers.build import LIBCOAP_42
+from helpers.ctools import COAP_SERVER, NO_SERVER_REASON
+from helpers.net import IPV6_AVAILABLE, coap_ping, free_port_pair
 
 import libcoap_py as coap
 from libcoap_py.peername import ServerName, certificate_names, matches, name_problem
@@ -391,7 +386,7 @@ class CServer:
 def _c_server(tmp_path: Path, issued: Issued, pki: Pki, *extra: str) -> Iterator[CServer]:
     if COAP_SERVER is None:
         pytest.skip(NO_SERVER_REASON)
-    from conftest import cert_args
+    from helpers.ctools import cert_args
 
     for _ in range(3):
         port = free_port_pair()

@@ -15,21 +15,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import (
-    COAP_CLIENT,
-    IPV6_AVAILABLE,
-    LIBCOAP_42,
-    NO_CLIENT_REASON,
-    PSK_PKI_MIXED,
-    TLS_NAME,
-    CertFiles,
-    Seen,
-    binary_payload,
-    cert_args,
-    client_data,
-    coap_client_run,
-    uri_host,
-)
+from helpers.build import LIBCOAP_42, PSK_PKI_MIXED, TLS_NAME
+from helpers.certs import CertFiles
+from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, cert_args, client_data, coap_client_run
+from helpers.net import IPV6_AVAILABLE, uri_host
+from helpers.payloads import binary_payload
+from helpers.peers import Seen
 
 import libcoap_py as coap
 

@@ -26,19 +26,11 @@ from dataclasses import dataclass, field
 
 import block_attacks
 import pytest
-from conftest import (
-    COAP_CLIENT,
-    NO_CLIENT_REASON,
-    CertFiles,
-    cert_args,
-    client_data,
-    coap_client_run,
-    coap_ping,
-    decode_message,
-    encode_message,
-    raw_coap_request,
-    wait_until,
-)
+from helpers.certs import CertFiles
+from helpers.codec import decode_message, encode_message, raw_coap_request
+from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, cert_args, client_data, coap_client_run
+from helpers.net import coap_ping
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pytest
-from conftest import coap_ping, raw_coap_request, wait_until
+from helpers.codec import raw_coap_request
+from helpers.net import coap_ping
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 
@@ -73,9 +75,11 @@ def test_run_returns_after_about_the_timeout(timeout: float) -> None:
             ctx.run(timeout=timeout)
             return time.monotonic() - start
 
-    outcome = finished(*in_thread(body), timeout=timeout + 10)
+    outcome = finished(*in_thread(body), timeout=timeout + 30)
     assert outcome.error is None, repr(outcome.error)
-    assert timeout * 0.9 <= outcome.result <= timeout + 2.0, outcome.result
+    # Not before its timeout (libcoap counts in ms: a little early at most); the upper
+    # bound only tells "returned after its timeout" from "ran on": a wide margin.
+    assert timeout * 0.9 <= outcome.result < timeout + 20, outcome.result
 
 
 @pytest.mark.parametrize("timeout", [0, 0.0, 0.0004, 0.001, 0.01])
@@ -87,9 +91,10 @@ def test_run_with_tiny_timeout_does_not_block(timeout: float) -> None:
             ctx.add_endpoint("coap://127.0.0.1:0")
             ctx.run(timeout=timeout)
 
-    outcome = finished(*in_thread(body), timeout=5)
+    # run() returned at all (forever is what libcoap makes of 0 ms); how soon is not
+    # measured here, a busy machine may take its time
+    outcome = finished(*in_thread(body), timeout=30)
     assert outcome.error is None, repr(outcome.error)
-    assert outcome.elapsed < 2.0
 
 
 def test_run_timeout_holds_while_requests_keep_arriving() -> None:
@@ -114,7 +119,9 @@ def test_run_timeout_holds_while_requests_keep_arriving() -> None:
 
     thread, outcome = in_thread(body)
     assert ready.wait(10)
-    deadline = time.monotonic() + 8
+    # Requests keep coming for 30 s unless run() returns: one that waited for a quiet
+    # moment would run 30 s or more, not about its 1 s.
+    deadline = time.monotonic() + 30
     while not outcome.done.is_set() and time.monotonic() < deadline:
         try:
             raw_coap_request(port_box[0], coap.Code.GET, "tick", timeout=0.5)
@@ -123,7 +130,7 @@ def test_run_timeout_holds_while_requests_keep_arriving() -> None:
     finished(thread, outcome, timeout=5)
     assert outcome.error is None, repr(outcome.error)
     assert served, "no request was served during run()"
-    assert 0.9 <= outcome.result <= 3.0, outcome.result
+    assert 0.9 <= outcome.result < 20, outcome.result
 
 
 # --------------------------------------------------------------------------
@@ -133,6 +140,7 @@ def test_run_timeout_holds_while_requests_keep_arriving() -> None:
 def test_stop_from_handler_ends_run_and_run_can_serve_again() -> None:
     port_box: list[int] = []
     returns: list[str] = []
+    second_run: list[float] = []
     ready = threading.Event()
 
     def body() -> None:
@@ -151,7 +159,9 @@ def test_stop_from_handler_ends_run_and_run_can_serve_again() -> None:
             ready.set()
             ctx.run()  # no timeout: only stop() ends it
             returns.append("first")
-            ctx.run(timeout=20)
+            started = time.monotonic()
+            ctx.run(timeout=30)
+            second_run.append(time.monotonic() - started)
             returns.append("second")
 
     thread, outcome = in_thread(body)
@@ -165,10 +175,11 @@ def test_stop_from_handler_ends_run_and_run_can_serve_again() -> None:
     # the second run() serves (the earlier stop() does not linger) until stopped again
     assert raw_coap_request(port, coap.Code.GET, "hello").payload == b"hi"
     raw_coap_request(port, coap.Code.POST, "stop")
-    outcome = finished(thread, outcome, timeout=5)
+    outcome = finished(thread, outcome, timeout=35)
     assert outcome.error is None, repr(outcome.error)
     assert returns == ["first", "second"]
-    assert outcome.elapsed < 15, "the second run() waited for its timeout: stop() was lost"
+    # (a lost stop() leaves it running to its 30 s timeout)
+    assert second_run[0] < 25, "the second run() waited for its timeout: stop() was lost"
 
 
 def test_stop_from_another_thread() -> None:
@@ -177,7 +188,7 @@ def test_stop_from_another_thread() -> None:
     port_box: list[int] = []
     ready = threading.Event()
 
-    def body() -> float:
+    def body() -> None:
         with coap.Context() as ctx:
 
             @ctx.resource("hello", methods=("GET",))
@@ -187,18 +198,17 @@ def test_stop_from_another_thread() -> None:
             port_box.append(ctx.add_endpoint("coap://127.0.0.1:0").port)
             ctx_box.append(ctx)
             ready.set()
-            ctx.run()
-            return time.monotonic()
+            ctx.run()  # no timeout: only stop() ends it
 
     thread, outcome = in_thread(body)
     assert ready.wait(10)
     # a served request proves run() has started (a stop() before run() is not this test)
     assert raw_coap_request(port_box[0], coap.Code.GET, "hello").payload == b"hi"
-    asked = time.monotonic()
     ctx_box[0].stop()
-    outcome = finished(thread, outcome, timeout=5)
+    # run() returns (documented: within 250 ms; not timed here, a busy machine may
+    # take longer)
+    outcome = finished(thread, outcome, timeout=30)
     assert outcome.error is None, repr(outcome.error)
-    assert outcome.result - asked < 2.0  # documented: within 250 ms
 
 
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
@@ -217,7 +227,7 @@ def test_keyboard_interrupt_and_system_exit_in_handler_propagate(
 
             port_box.append(ctx.add_endpoint("coap://127.0.0.1:0").port)
             ready.set()
-            ctx.run(timeout=20)
+            ctx.run(timeout=30)
 
     thread, outcome = in_thread(body)
     assert ready.wait(10)
@@ -225,9 +235,9 @@ def test_keyboard_interrupt_and_system_exit_in_handler_propagate(
         raw_coap_request(port_box[0], coap.Code.POST, "quit", timeout=2)
     except TimeoutError:
         pass  # whether an answer goes out before run() ends is not specified
-    outcome = finished(thread, outcome, timeout=10)
+    outcome = finished(thread, outcome, timeout=35)
     assert isinstance(outcome.error, exc_type), repr(outcome.error)
-    assert outcome.elapsed < 15
+    assert outcome.elapsed < 25  # at once, not held back until run()'s 30 s timeout
 
 
 def test_handle_signals_outside_main_thread_is_refused() -> None:
@@ -332,8 +342,8 @@ def test_stop_before_run_is_not_lost() -> None:
         ctx.add_endpoint("coap://127.0.0.1:0")
         ctx.stop()
         started = time.monotonic()
-        ctx.run(timeout=5)
-        assert time.monotonic() - started < 2
+        ctx.run(timeout=30)
+        assert time.monotonic() - started < 25  # not its 30 s timeout
         # and the next run() serves again until its own stop
         started = time.monotonic()
         ctx.run(timeout=0.3)

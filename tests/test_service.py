@@ -15,18 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers.build import LIBCOAP_42, LIBCOAP_VERSION_INFO
+from helpers.certs import CertFiles
+from helpers.ctools import (
     CLIENT_CERT_REFUSED_LOG,
     COAP_CLIENT,
-    LIBCOAP_42,
-    LIBCOAP_VERSION_INFO,
     NO_CLIENT_REASON,
-    CertFiles,
     cert_args,
     client_data,
-    wait_until,
 )
-from service_fixtures import (
+from helpers.service import (
     DEVICE,
     PSK_DEVICE,
     PSK_DEVICE_KEY,
@@ -35,6 +33,7 @@ from service_fixtures import (
     pki_args,
     start_service,
 )
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 from libcoap_py.service.store import Store

@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CertFiles, wait_until
-from service_fixtures import DEVICE, start_service
+from helpers.certs import CertFiles
+from helpers.service import DEVICE, start_service
+from helpers.waiting import wait_until
 
 import libcoap_py as coap
 from libcoap_py.service import etag_of

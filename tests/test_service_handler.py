@@ -25,14 +25,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import (
-    COAP_CLIENT,
-    LIBCOAP_42,
-    NO_CLIENT_REASON,
-    client_data,
-    run_until,
-    wait_until,
-)
+from helpers.build import LIBCOAP_42
+from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, client_data
+from helpers.waiting import run_until, wait_until
 
 import libcoap_py as coap
 from libcoap_py.service import DataService, Store, device_of, etag_of

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import block_attacks
 import pytest
-from conftest import CertFiles, raw_coap_request
-from service_fixtures import DEVICE, Service, start_service
+from helpers.certs import CertFiles
+from helpers.codec import raw_coap_request
+from helpers.service import DEVICE, Service, start_service
 
 import libcoap_py as coap
 from libcoap_py.service.store import Store

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CertFiles
-from service_fixtures import DEVICE, start_service
+from helpers.certs import CertFiles
+from helpers.service import DEVICE, start_service
 
 import libcoap_py as coap
 from libcoap_py.cli import main

@@ -7,7 +7,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import COAP_CLIENT, CertFiles, CoapServer
+from helpers.certs import CertFiles
+from helpers.ctools import COAP_CLIENT, CoapServer
 
 import libcoap_py as coap
 

@@ -7,11 +7,13 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import CoapServer, UdpPeer
+from helpers.ctools import CoapServer
+from helpers.hang import HangGuard, TestHang
+from helpers.peers import UdpPeer
 
 import libcoap_py as coap
 
@@ -20,27 +22,27 @@ class Interrupted(Exception):
     pass
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted
+
+
 @pytest.fixture
-def alarm() -> Iterator[None]:
-    """SIGALRM raises Interrupted (as Ctrl-C raises KeyboardInterrupt)."""
+def alarm(hang_guard: HangGuard) -> Iterator[Callable[[float], None]]:
+    """``alarm(seconds)``: SIGALRM raises Interrupted after ``seconds`` (as Ctrl-C raises
+    KeyboardInterrupt).
 
-    def ring(signum: int, frame: Any) -> None:
-        raise Interrupted
-
-    previous = signal.signal(signal.SIGALRM, ring)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    SIGALRM and its timer (ITIMER_REAL) are the hang guard's too: the alarm goes
+    through the guard, which stays armed while and after the alarm is used."""
+    with hang_guard.alarms(_interrupt) as arm:
+        yield arm
 
 
 def test_a_signal_interrupts_a_long_request(
-    alarm: None, silent_peer: UdpPeer, coap_server: CoapServer
+    alarm: Callable[[float], None], silent_peer: UdpPeer, coap_server: CoapServer
 ) -> None:
     with coap.Context() as ctx:
         session = ctx.client_session(silent_peer.uri)
-        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        alarm(0.3)
         started = time.monotonic()
         with pytest.raises(Interrupted):
             session.request("GET", "slow", timeout=60)
@@ -50,6 +52,48 @@ def test_a_signal_interrupts_a_long_request(
         other = ctx.client_session(coap_server.coap_uri)
         for _ in range(3):
             assert other.request("GET", "", timeout=5).code is coap.Code.CONTENT
+
+
+def test_the_hang_guard_fires_while_an_alarm_is_pending(
+    alarm: Callable[[float], None], hang_guard: HangGuard, silent_peer: UdpPeer
+) -> None:
+    """An alarm due later than the guard does not hold the guard back."""
+    with coap.Context() as ctx:
+        session = ctx.client_session(silent_peer.uri)
+        alarm(30)
+        hang_guard.expire_in(0.2)
+        with pytest.raises(TestHang):
+            session.request("GET", "slow", timeout=10)
+
+
+def test_the_hang_guard_fires_after_the_alarm_rang(
+    alarm: Callable[[float], None], hang_guard: HangGuard, silent_peer: UdpPeer
+) -> None:
+    with coap.Context() as ctx:
+        alarm(0.2)
+        with pytest.raises(Interrupted):
+            ctx.client_session(silent_peer.uri).request("GET", "slow", timeout=10)
+        hang_guard.expire_in(0.2)
+        with pytest.raises(TestHang):
+            ctx.client_session(silent_peer.uri).request("GET", "slow", timeout=10)
+
+
+def test_the_hang_guard_fires_after_the_alarm_is_given_back(
+    hang_guard: HangGuard, silent_peer: UdpPeer
+) -> None:
+    """What the alarm fixture does at its teardown (and a pending alarm is dropped)."""
+    with coap.Context() as ctx:
+        with hang_guard.alarms(_interrupt) as arm:
+            arm(0.2)
+            with pytest.raises(Interrupted):
+                ctx.client_session(silent_peer.uri).request("GET", "slow", timeout=10)
+            arm(0.2)
+        # The guard's time is still running (the alarm did not take the timer away).
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 0 < remaining <= hang_guard.seconds
+        hang_guard.expire_in(0.2)
+        with pytest.raises(TestHang):
+            ctx.client_session(silent_peer.uri).request("GET", "slow", timeout=10)
 
 
 def test_handlers_of_other_sessions_run_while_a_request_waits(coap_server: CoapServer) -> None:
@@ -149,7 +193,7 @@ def test_answers_around_the_waiters_inline_buffer_come_back_whole(
     # request() copies an answer of up to about 2 KiB (token, payload and options)
     # into its waiter's own buffer, a larger one to the heap; the same waiter serves
     # them in any order, and a small answer after a large one is read whole too.
-    from conftest import binary_payload
+    from helpers.payloads import binary_payload
 
     sizes = [0, 1, 10, 1000, 2000, 2020, 2028, 2036, 2040, 2100, 5000, 10, 2030, 3000, 0, 7]
     with coap.Context() as ctx:

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conftest import COAP_CLIENT, CertFiles, cert_args
-
+from helpers.certs import CertFiles
+from helpers.ctools import COAP_CLIENT, cert_args
 from libcoap_py.cli.demo import ServiceProcess
 
 #: The device id in the test PKI's device certificate (``certs.init_dir``'s default).
