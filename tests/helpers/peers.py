@@ -223,7 +223,7 @@ class Seen:
             token=request.token,
             mid=request.mid,
             type=request.type,
-            peer=tuple(request.peer),  # type: ignore[arg-type]
+            peer=tuple(request.peer),
             proto=request.proto,
             peer_cn=request.peer_cn,
             psk_identity=request.psk_identity,
