@@ -56,7 +56,10 @@ class Client:
         self.ctx.register_response_handler(self.on_response)
         self.ctx.register_nack_handler(self.on_nack)
 
-    def on_response(self, session: coap.Session, sent: Any, received: Any, mid: int) -> None:
+    def on_response(
+        self, session: coap.Session | None, sent: coap.PDU | None, received: coap.PDU, mid: int
+    ) -> None:
+        assert session is not None  # every session here is one of ours
         if received.code.class_ != 2:
             self.failures += 1
         self.waiting[session] = False
@@ -64,7 +67,13 @@ class Client:
             self.ready.append(session)
         self.responses += 1
 
-    def on_nack(self, session: coap.Session, sent: Any, reason: coap.NackReason, mid: int) -> None:
+    def on_nack(
+        self,
+        session: coap.Session | None,
+        sent: coap.PDU | None,
+        reason: coap.NackReason | int,
+        mid: int,
+    ) -> None:
         raise coap.NackError(reason)
 
     def session(self) -> coap.Session:

@@ -276,8 +276,9 @@ class Load:
             self.names[session] = name.encode()
 
     def on_response(
-        self, session: coap.Session, sent: Any, received: coap.Response, mid: int
+        self, session: coap.Session | None, sent: coap.PDU | None, received: coap.PDU, mid: int
     ) -> None:
+        assert session is not None  # every session here is one of ours
         if received.code != coap.Code.CHANGED:
             self.failures += 1
         elif received.payload:
@@ -286,12 +287,18 @@ class Load:
         self.in_flight -= 1
         self.ready.append(session)
 
-    def on_nack(self, session: coap.Session, sent: Any, reason: coap.NackReason, mid: int) -> None:
+    def on_nack(
+        self,
+        session: coap.Session | None,
+        sent: coap.PDU | None,
+        reason: coap.NackReason | int,
+        mid: int,
+    ) -> None:
         print(f"NACK {reason!r}", file=sys.stderr, flush=True)
         self.nacks += 1
         self.in_flight -= 1
 
-    def on_event(self, session: coap.Session | None, event: coap.Event) -> None:
+    def on_event(self, session: coap.Session | None, event: coap.Event | int) -> None:
         if event == coap.Event.DTLS_CONNECTED and session is not None:
             self.connected.setdefault(session, time.perf_counter() - self.started)
 

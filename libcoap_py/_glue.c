@@ -168,6 +168,13 @@ lcp_on_log(coap_log_t level, const char *message) {
 #define LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE 1
 #define LCP_HAS_SERVER_SESSION_EVENTS 1
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
+/* Names of protocol numbers that 4.2 lacks (codes.py falls back on the numbers). */
+#define LCP_HAS_EMPTY_CODE 1
+#define LCP_HAS_OPTION_NAMES_43 1
+#define LCP_HAS_MEDIATYPE_CWT 1
+#define LCP_HAS_BLOCK_EVENTS 1
+/* COAP_OPTION_Q_BLOCK1/2 came with 4.3.2 (declared "@since 4.3.2" in v3/pdu.h). */
+#define LCP_HAS_Q_BLOCK_OPTIONS (LIBCOAP_VERSION >= 4003002U)
 
 typedef char lcp_check_bin_layout[
   (sizeof(lcp_bin_t) == sizeof(coap_bin_const_t) &&
@@ -435,6 +442,12 @@ lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
 #define LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE 0
 #define LCP_HAS_SERVER_SESSION_EVENTS 0
 #define LCP_HAS_PSK_IDENTITY_CALLBACK 1
+/* No names for these protocol numbers in 4.2 (v2/pdu.h, v2/event.h). */
+#define LCP_HAS_EMPTY_CODE 0
+#define LCP_HAS_OPTION_NAMES_43 0
+#define LCP_HAS_MEDIATYPE_CWT 0
+#define LCP_HAS_BLOCK_EVENTS 0
+#define LCP_HAS_Q_BLOCK_OPTIONS 0
 
 static void
 lcp_on_response(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: ``progress(done_bytes, total_bytes_or_None)``, see ``Session.request()``.
-ProgressCallback = Callable[[int, Optional[int]], Any]
+ProgressCallback = Callable[[int, Optional[int]], None]
 
 BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 #: True where libcoap does block-wise transfers itself (4.3); this module then idles.
@@ -112,10 +112,6 @@ def _by_number(option: Option) -> int:
 
 def _without(options: Sequence[Option], *numbers: int) -> list[Option]:
     return [o for o in options if o[0] not in numbers]
-
-
-def _code_text(code: Code | int) -> str:
-    return code.dotted if isinstance(code, Code) else f"{int(code) >> 5}.{int(code) & 31:02d}"
 
 
 # -- client -------------------------------------------------------------------------------
@@ -261,7 +257,7 @@ def _upload(
                     continue
             return response  # the server refused the body before taking any of it
         raise BlockwiseError(
-            f"{exchange.session.uri} answered {_code_text(response.code)} to block {num} "
+            f"{exchange.session.uri} answered {response.code.dotted} to block {num} "
             f"of the request body ({offset} of {total} bytes acknowledged); "
             "the transfer is incomplete",
             response,
@@ -308,7 +304,7 @@ def _download(exchange: _Exchanges, base: list[Option], first: Response) -> Resp
         last = exchange([*base, block_option(_BLOCK2, num, False, szx)], b"")
         if last.code != code:
             raise BlockwiseError(
-                f"{uri} answered {_code_text(last.code)} to the request for block {num} of "
+                f"{uri} answered {last.code.dotted} to the request for block {num} of "
                 f"its response ({exchange.what}); the transfer is incomplete",
                 last,
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 from ._handoff import Handoff
 from ._libcoap import ffi, lib
@@ -25,10 +25,21 @@ from .uri import parse_local, parse_uri, resolve
 
 __all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler"]
 
-ResponseHandler = Callable[[Union[Session, None], Union[PDU, None], PDU, int], Any]
-NackHandler = Callable[[Union[Session, None], Union[PDU, None], Union[NackReason, int], int], Any]
-EventHandler = Callable[[Union[Session, None], Union[Event, int]], Any]
-H = TypeVar("H", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from typing_extensions import TypeVarTuple, Unpack
+
+    Ts = TypeVarTuple("Ts")
+
+#: ``handler(session, sent, received, mid)``: ``sent`` is None when libcoap no longer
+#: has it; returning False leaves the response unhandled (libcoap answers a CON with RST).
+ResponseHandler = Callable[[Union[Session, None], Union[PDU, None], PDU, int], Optional[bool]]
+#: ``handler(session, sent, reason, mid)``: a NackReason, or the int libcoap gave.
+NackHandler = Callable[[Union[Session, None], Union[PDU, None], Union[NackReason, int], int], None]
+#: ``handler(session, event)``: an Event, or the int libcoap gave.
+EventHandler = Callable[[Union[Session, None], Union[Event, int]], None]
+RH = TypeVar("RH", bound=ResponseHandler)
+NH = TypeVar("NH", bound=NackHandler)
+EH = TypeVar("EH", bound=EventHandler)
 
 _DTLS_CONNECTED = int(Event.DTLS_CONNECTED)
 _DTLS_ERROR = int(Event.DTLS_ERROR)
@@ -167,17 +178,17 @@ class Context(Serving):
 
     # -- handlers ---------------------------------------------------------------------------
 
-    def register_response_handler(self, handler: H) -> H:
+    def register_response_handler(self, handler: RH) -> RH:
         """``handler(session, sent, received, mid)`` for responses to PDUs sent with ``send()``."""
         self._response_handler = handler
         return handler
 
-    def register_nack_handler(self, handler: H) -> H:
+    def register_nack_handler(self, handler: NH) -> NH:
         """``handler(session, sent, reason, mid)`` when libcoap gives up on a sent PDU."""
         self._nack_handler = handler
         return handler
 
-    def register_event_handler(self, handler: H) -> H:
+    def register_event_handler(self, handler: EH) -> EH:
         """``handler(session, event)`` for session events (DTLS connected, closed, ...)."""
         self._event_handler = handler
         return handler
@@ -477,7 +488,9 @@ class Context(Serving):
             self._error = None
             raise error
 
-    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+    def call_soon_threadsafe(
+        self, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]
+    ) -> None:
         """Run ``callback(*args)`` on this Context's thread, at the loop's next pass.
 
         The one method of a Context that any thread may call. It wakes the loop
@@ -489,7 +502,7 @@ class Context(Serving):
         """
         self._handoff.submit(callback, args)
 
-    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+    def call_soon(self, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]) -> None:
         """Run ``callback(*args)`` on this Context's thread after the current I/O pass
         (from a handler: once the pass that called it is over; else at the next
         ``run_once()``/``run()`` pass). From the Context's thread only; other threads
@@ -498,7 +511,9 @@ class Context(Serving):
         self._enter()
         self._handoff.later(callback, args)
 
-    def add_reader(self, fd: int | Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_reader(
+        self, fd: int | Any, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]
+    ) -> None:
         """Run ``callback(*args)`` on this Context's thread after each I/O pass in which
         ``fd`` (a descriptor, or an object with ``fileno()``) has data to read.
 

@@ -57,7 +57,8 @@ _RELIABLE = frozenset({int(Proto.TCP), int(Proto.TLS)})
 _WINDOW_MARGIN_S = 1.0  # beyond the computed window, before silence counts as an ACK
 _CHECK_EVERY_S = 0.05  # how often the loop looks at responses that wait for their ACK
 
-DoneCallback = Callable[["DelayedResponse"], Any]
+#: ``callback(delayed_response)`` once its delivery is final.
+DoneCallback = Callable[["DelayedResponse"], None]
 
 
 class Delivery(enum.Enum):

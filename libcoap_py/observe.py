@@ -16,7 +16,10 @@ from .pdu import Response
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Observation"]
+__all__ = ["NotificationCallback", "Observation"]
+
+#: ``callback(response)`` for each notification (``Session.observe()``).
+NotificationCallback = Callable[[Response], None]
 
 _OBSERVE = int(OptionNumber.OBSERVE)
 _MAX_AGE = int(OptionNumber.MAX_AGE)
@@ -32,8 +35,7 @@ _RETRY_LATER = frozenset(
 
 
 def _success(response: Response) -> bool:
-    code = response.code
-    return isinstance(code, int) and code >> 5 == 2
+    return response.code.is_success
 
 
 def _newer(v1: int, t1: float, v2: int, t2: float) -> bool:
@@ -63,7 +65,7 @@ class Observation:
         session: Session,
         register: Callable[[bytes | None], bytes],
         deregister: Callable[[bytes], Any],
-        callback: Callable[[Response], Any] | None,
+        callback: NotificationCallback | None,
         timeout: float | None,
         confirmable: bool,
     ) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._libcoap import ffi, lib
+from .codes import _BY_BYTE as _CODES
 from .codes import Code, MessageType
 from .errors import REFUSED_PAYLOAD, CoapError, PayloadTooLargeError, check
 from .linkformat import Link, parse_link_format
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 
-# Enum lookups without the Enum machinery, for the per-response path.
-_CODES: dict[int, Code] = {int(c): c for c in Code}
+# Enum lookups without the Enum machinery, for the per-response path (_CODES: by byte,
+# every byte a Code).
 _TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
 _buffer = ffi.buffer
 _OPTION_HEAD = struct.Struct(">HI")  # a packed option's number and value length
@@ -149,7 +150,7 @@ class Response(PackedOptions):
         mid: int = 0,
         token: bytes = b"",
     ) -> None:
-        self.code: Code | int = _CODES.get(code, code)
+        self.code: Code = _CODES[code] if 0 <= code <= 255 else Code(code)  # (ValueError)
         self.payload = payload
         self._options = options
         self._packed = b""
@@ -165,8 +166,7 @@ class Response(PackedOptions):
         token_len = waiter.token_len
         start = token_len + waiter.payload_len
         data = _buffer(waiter.data, waiter.data_len)[:]
-        code = waiter.code
-        self.code = _CODES.get(code, code)
+        self.code = _CODES[waiter.code]
         self.payload = data[token_len:start]
         self._options = None
         self._packed = data[start:]
@@ -181,7 +181,7 @@ class Response(PackedOptions):
         buffer over it), after the head _glue.c describes at LCP_INLINE_HEAD."""
         self = _object_new(cls)
         mid, code, kind, token_end, payload_end, end = _unpack_head(data)
-        self.code = _CODES.get(code, code)
+        self.code = _CODES[code]
         self.payload = data[token_end:payload_end]
         self._options = None
         self._packed = data[payload_end:end]
@@ -203,7 +203,7 @@ class Response(PackedOptions):
         return parse_link_format(self.payload)
 
     def __repr__(self) -> str:
-        code = self.code.dotted if isinstance(self.code, Code) else str(self.code)
+        code = self.code.dotted
         more = "..." if len(self.payload) > 40 else ""
         return f"<Response {code} payload={self.payload[:40]!r}{more}>"
 
@@ -309,12 +309,13 @@ class PDU(OptionAccessors):
         lib.lcp_pdu_set_type(self._live(), int(MessageType(value)))
 
     @property
-    def code(self) -> Code | int:
+    def code(self) -> Code:
+        """The message code (a ``Code``; one without a name is a pseudo-member)."""
         if self._ptr is not None and not self._owned:  # a handler's PDU: read already
             raw: int = self._info.code
         else:
             raw = self._read_info().code
-        return _CODES.get(raw, raw)
+        return _CODES[raw]
 
     @code.setter
     def code(self, value: Code | int) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._libcoap import ffi, lib
+from .codes import _BY_BYTE as _CODE_OF
 from .codes import Code, ContentFormat, MessageType, OptionNumber, Proto
 from .errors import CoapError, check
 from .options import OptionAccessors
@@ -28,7 +29,6 @@ _CONTENT_FORMAT = int(OptionNumber.CONTENT_FORMAT)
 _ETAG = int(OptionNumber.ETAG)
 _MAX_AGE = int(OptionNumber.MAX_AGE)
 _LOCATION_PATH = int(OptionNumber.LOCATION_PATH)
-_CODE_OF: dict[int, Code] = {int(c): c for c in Code}  # no Enum call per request
 _TYPE_OF: tuple[MessageType, ...] = tuple(sorted(MessageType, key=int))
 _unpack = ffi.unpack
 
@@ -62,7 +62,7 @@ class Request(PackedOptions):
         options: list[Option],
         session: ServerSession,
     ) -> None:
-        self.code = code
+        self.code: Code = _CODE_OF[code] if 0 <= code <= 255 else Code(code)  # (ValueError)
         self.type = type
         self.mid = mid
         self.token = token
@@ -76,8 +76,7 @@ class Request(PackedOptions):
         """The request lcp_serve_read described (``info``): everything copied now, the
         options kept encoded until first asked for."""
         self = cls.__new__(cls)
-        code = info.code
-        self.code = _CODE_OF.get(code, code)
+        self.code = _CODE_OF[info.code]  # no Enum call per request
         self.type = _TYPE_OF[info.type]
         self.mid = info.mid
         n = info.token_len
@@ -91,8 +90,10 @@ class Request(PackedOptions):
 
     @property
     def method(self) -> str:
-        """The method name: ``"GET"``, ``"POST"``, ..."""
-        return self.code.name if isinstance(self.code, Code) else str(self.code)
+        """The method name: ``"GET"``, ``"POST"``, ...; a code without a name as its
+        number (``"8"``)."""
+        code = self.code
+        return code.name if code.is_known else str(int(code))
 
     @property
     def text(self) -> str:
@@ -142,7 +143,7 @@ class ServerResponse(OptionAccessors):
     __slots__ = ("_code", "_content_format", "_delayed", "_done", "_options", "_origin", "_payload")
 
     def __init__(self, default_code: Code) -> None:
-        self._code: Code | int = default_code
+        self._code: Code = default_code
         self._payload: bytes | bytearray | memoryview | str = b""
         self._options: list[Option] = []
         self._content_format: ContentFormat | int | None = None
@@ -174,7 +175,8 @@ class ServerResponse(OptionAccessors):
             raise CoapError("this response was sent when its handler returned")
 
     @property
-    def code(self) -> Code | int:
+    def code(self) -> Code:
+        """The response code: set a ``Code``, an int (0..255) or ``"4.04"``."""
         return self._code
 
     @code.setter
@@ -183,10 +185,7 @@ class ServerResponse(OptionAccessors):
         if isinstance(value, str):
             self._code = Code.from_dotted(value)
         elif isinstance(value, int) and 0 <= int(value) <= 255:
-            try:
-                self._code = Code(value)
-            except ValueError:
-                self._code = int(value)
+            self._code = _CODE_OF[value]
         else:
             raise ValueError(f"not a CoAP response code: {value!r}")
 
@@ -302,5 +301,4 @@ class ServerResponse(OptionAccessors):
         return done > 0
 
     def __repr__(self) -> str:
-        code = self._code.dotted if isinstance(self._code, Code) else str(self._code)
-        return f"<ServerResponse {code} payload={len(self.payload)} bytes>"
+        return f"<ServerResponse {self._code.dotted} payload={len(self.payload)} bytes>"

@@ -30,7 +30,9 @@ __all__ = ["Endpoint", "RequestHandler", "Resource", "Serving"]
 
 log = logging.getLogger("libcoap_py.server")
 
-RequestHandler = Callable[[Request, ServerResponse], Any]
+#: ``handler(request, response)``: fills ``response`` in (its return value is not used;
+#: a coroutine function is not a handler).
+RequestHandler = Callable[[Request, ServerResponse], None]
 R = TypeVar("R", bound=RequestHandler)
 MethodSpec = Union[str, Code, int]
 

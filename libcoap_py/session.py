@@ -26,7 +26,7 @@ from .errors import (
     ResetError,
     check,
 )
-from .observe import Observation
+from .observe import NotificationCallback, Observation
 from .observe import check_supported as check_observe_supported
 from .pdu import (
     PDU,
@@ -706,7 +706,7 @@ class Session:
     def observe(
         self,
         path: str = "",
-        callback: Callable[[Response], Any] | None = None,
+        callback: NotificationCallback | None = None,
         *,
         query: str | Iterable[str] | None = None,
         options: Iterable[tuple[int, OptionValue]] = (),

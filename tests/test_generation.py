@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import LIBCOAP_VERSION_INFO
 
 import libcoap_py as coap
 
@@ -39,6 +40,15 @@ def test_feature_flags_are_consistent() -> None:
         assert lib.LCP_HAS_PSK_CLIENT_SNI and lib.LCP_HAS_BINARY_PSK_IDENTITY
     else:
         assert not lib.LCP_HAS_PEM_BUF and not lib.LCP_HAS_SERVER_SESSION_EVENTS
+    # Names of protocol numbers (codes.py): 4.3 has them, 4.2 not; Q-Block from 4.3.2.
+    names = (
+        lib.LCP_HAS_EMPTY_CODE,
+        lib.LCP_HAS_OPTION_NAMES_43,
+        lib.LCP_HAS_MEDIATYPE_CWT,
+        lib.LCP_HAS_BLOCK_EVENTS,
+    )
+    assert all(bool(flag) == (GENERATION >= 3) for flag in names)
+    assert bool(lib.LCP_HAS_Q_BLOCK_OPTIONS) == (LIBCOAP_VERSION_INFO >= (4, 3, 2))
 
 
 def test_observe_on_both_generations() -> None:

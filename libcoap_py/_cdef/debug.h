@@ -8,6 +8,7 @@ static const int LOG_WARNING;
 static const int LOG_NOTICE;
 static const int LOG_INFO;
 static const int LOG_DEBUG;
+static const int COAP_LOG_CIPHERS;
 
 typedef void (*coap_log_handler_t)(coap_log_t level, const char *message);
 coap_log_t coap_get_log_level(void);

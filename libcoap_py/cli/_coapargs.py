@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ..codes import Code, MessageType, OptionNumber
+from ..codes import Code, ContentFormat, MessageType, OptionNumber
 from ..options import decode_option, encode_option, option_from_text, option_name
 from ._common import CliError
 
@@ -24,46 +24,33 @@ __all__ = [
     "token_argument",
 ]
 
-#: Content-Format names accepted by -t and -A: IANA media types plus coap-client's short names.
-CONTENT_FORMAT_NAMES: dict[str, int] = {
-    "text/plain": 0,
-    "text/plain;charset=utf-8": 0,
-    "plain": 0,
-    "text": 0,
-    "application/link-format": 40,
-    "link-format": 40,
-    "link": 40,
-    "application/xml": 41,
-    "xml": 41,
-    "application/octet-stream": 42,
-    "octet-stream": 42,
-    "binary": 42,
-    "application/exi": 47,
-    "exi": 47,
-    "application/json": 50,
-    "json": 50,
-    "application/json-patch+json": 51,
-    "json-patch": 51,
-    "application/merge-patch+json": 52,
-    "merge-patch": 52,
-    "application/cbor": 60,
-    "cbor": 60,
-    "application/cwt": 61,
-    "cwt": 61,
-    "application/senml+json": 110,
-    "senml+json": 110,
-    "application/sensml+json": 111,
-    "sensml+json": 111,
-    "application/senml+cbor": 112,
-    "senml+cbor": 112,
-    "application/sensml+cbor": 113,
-    "sensml+cbor": 113,
+#: coap-client's short names for content formats (-t, -A), beside the media types.
+_SHORT_NAMES: dict[str, ContentFormat] = {
+    "plain": ContentFormat.TEXT_PLAIN,
+    "text": ContentFormat.TEXT_PLAIN,
+    "link-format": ContentFormat.LINK_FORMAT,
+    "link": ContentFormat.LINK_FORMAT,
+    "xml": ContentFormat.XML,
+    "octet-stream": ContentFormat.OCTET_STREAM,
+    "binary": ContentFormat.OCTET_STREAM,
+    "exi": ContentFormat.EXI,
+    "json": ContentFormat.JSON,
+    "json-patch": ContentFormat.JSON_PATCH,
+    "merge-patch": ContentFormat.MERGE_PATCH,
+    "cbor": ContentFormat.CBOR,
+    "cwt": ContentFormat.CWT,
+    "senml+json": ContentFormat.SENML_JSON,
+    "sensml+json": ContentFormat.SENSML_JSON,
+    "senml+cbor": ContentFormat.SENML_CBOR,
+    "sensml+cbor": ContentFormat.SENSML_CBOR,
 }
 
-_MEDIA_TYPES: dict[int, str] = {}
-for _name, _number in CONTENT_FORMAT_NAMES.items():
-    if "/" in _name:
-        _MEDIA_TYPES.setdefault(_number, _name)
+#: Content-Format names accepted by -t and -A: IANA media types plus coap-client's short names.
+CONTENT_FORMAT_NAMES: dict[str, int] = {
+    **{cf.media_type: int(cf) for cf in ContentFormat},
+    "text/plain;charset=utf-8": int(ContentFormat.TEXT_PLAIN),  # 0's registered content type
+    **{name: int(cf) for name, cf in _SHORT_NAMES.items()},
+}
 
 
 def content_format(text: str, flag: str) -> int:
@@ -74,19 +61,26 @@ def content_format(text: str, flag: str) -> int:
         if number > 0xFFFF:
             raise CliError(f"{flag} {text}: content formats are 0..65535", 2)
         return number
+    try:
+        return int(ContentFormat.from_media_type(value))
+    except ValueError:
+        pass
     if value in CONTENT_FORMAT_NAMES:
         return CONTENT_FORMAT_NAMES[value]
     matches = {n for name, n in CONTENT_FORMAT_NAMES.items() if value and name.startswith(value)}
     if len(matches) == 1:
         return matches.pop()
-    known = ", ".join(n for n in CONTENT_FORMAT_NAMES if "/" not in n)
+    known = ", ".join(_SHORT_NAMES)
     what = "ambiguous" if matches else "unknown"
     raise CliError(f"{flag} {text}: {what} content format (give a number or one of: {known})", 2)
 
 
 def content_format_name(number: int) -> str:
     """``50`` -> ``"application/json"``; unknown numbers as ``"?"``."""
-    return _MEDIA_TYPES.get(number, "?")
+    try:
+        return ContentFormat(number).media_type
+    except ValueError:
+        return "?"
 
 
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
@@ -199,7 +193,8 @@ def _option_label(number: int) -> str:
 
 def code_text(code: Code | int) -> str:
     """``"4.04 Not Found"``; codes without a name as ``"4.31"``."""
-    return str(code) if isinstance(code, Code) else f"{code >> 5}.{code & 0x1F:02d}"
+    code = Code(code)
+    return str(code) if code.is_known else code.dotted
 
 
 def describe_response(code: Code | int, kind: MessageType | int, token: bytes) -> str:

@@ -1,5 +1,8 @@
 /* coap_event.h, libcoap 4.3. */
 typedef int... coap_event_t;
+/* Events 4.2 does not have: LCP_HAS_BLOCK_EVENTS and LCP_HAS_SERVER_SESSION_EVENTS
+ * (glue.h) say so. */
+static const int LCP_HAS_BLOCK_EVENTS;
 static const int COAP_EVENT_PARTIAL_BLOCK;
 static const int COAP_EVENT_XMIT_BLOCK_FAIL;
 static const int COAP_EVENT_SERVER_SESSION_NEW;

@@ -4,15 +4,24 @@ typedef int... coap_pdu_code_t;
 typedef int... coap_proto_t;
 
 static const int COAP_INVALID_MID;
-static const int COAP_REQUEST_FETCH;
-static const int COAP_REQUEST_PATCH;
-static const int COAP_REQUEST_IPATCH;
+
+/* Names 4.2 does not have (codes.py takes the number itself where a flag is 0;
+ * _glue.c sets the flags). */
+static const int LCP_HAS_EMPTY_CODE;
+static const int COAP_EMPTY_CODE;
+static const int LCP_HAS_OPTION_NAMES_43;
+static const int COAP_OPTION_OSCORE;
 static const int COAP_OPTION_HOP_LIMIT;
-static const int COAP_OPTION_NORESPONSE;
 static const int COAP_OPTION_ECHO;
 static const int COAP_OPTION_RTAG;
-static const int COAP_OPTION_OSCORE;
-static const int COAP_PROTO_NONE;
+static const int LCP_HAS_MEDIATYPE_CWT;
+static const int COAP_MEDIATYPE_APPLICATION_CWT;
+/* Q-Block (RFC 9177) options: named from 4.3.2 on. */
+static const int LCP_HAS_Q_BLOCK_OPTIONS;
+/* @since 4.3.2 */
+static const int COAP_OPTION_Q_BLOCK1;
+static const int COAP_OPTION_Q_BLOCK2;
+/* @end */
 
 coap_pdu_t *coap_pdu_init(coap_pdu_type_t type, coap_pdu_code_t code,
                           coap_mid_t mid, size_t size);
