@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import run_until
+from helpers.waiting import run_until
 
 import libcoap_py as coap
 from libcoap_py.cli._coapargs import code_text, content_format, content_format_name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import LIBCOAP_VERSION_INFO
+from helpers.build import LIBCOAP_VERSION_INFO
 
 import libcoap_py as coap
 
