@@ -49,6 +49,7 @@ PREFERRED = (
 # (_cdef/NAME.h) comes first, then the generation's own (_cdef/vN/NAME.h).
 ORDER = (
     "types",
+    "structs",
     "str",
     "address",
     "pdu",
@@ -206,7 +207,10 @@ def make_builder() -> FFI:
         f"#define LCP_SANITIZE_ADDRESS {1 if sanitize_compile else 0}\n"
         f"#define LCP_GENERATION {gen}\n"
         f'#define LCP_PKG_NAME "{package}"\n'
-        f"#include <{header}>\n" + GLUE.read_text()
+        f"#include <{header}>\n"
+        "#include <stdint.h>\n#include <stddef.h>\n"
+        + (CDEF_DIR / "structs.h").read_text()
+        + GLUE.read_text()
     )
     builder.set_source(
         "libcoap_py._libcoap",

@@ -34,48 +34,14 @@
 #include <sys/epoll.h>
 #include <stdint.h>
 
-/* Mirrors of the structures declared in _cdef/glue.h. */
-typedef struct {
-  int verify_peer_cert;
-  int require_peer_cert;
-  int allow_self_signed;
-  int allow_expired_certs;
-  int cert_chain_validation;
-  int cert_chain_verify_depth;
-  int check_cert_revocation;
-  int allow_no_crl;
-  int allow_expired_crl;
-  int use_buffers;
-  const char *cert_file;
-  const char *key_file;
-  const char *ca_file;
-  const uint8_t *cert_buf;
-  size_t cert_len;
-  const uint8_t *key_buf;
-  size_t key_len;
-  const uint8_t *ca_buf;
-  size_t ca_len;
-  const char *client_sni;
-  void *cn_arg;
-} lcp_pki_t;
-
-typedef struct {
-  int type;
-  int code;
-  int mid;
-  const uint8_t *token;
-  size_t token_len;
-  const uint8_t *payload;
-  size_t payload_len;
-} lcp_pdu_info_t;
-
-typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
+/* lcp_bin_t, lcp_pdu_info_t, lcp_pki_t and lcp_serve_info_t: _cdef/structs.h,
+ * which build_ffi.py puts before this file. */
 
 /* The extern "Python" callbacks are defined by cffi further down. */
 static int lcp_py_response(coap_session_t *session, void *session_data,
                            const coap_pdu_t *sent, lcp_pdu_info_t *sent_info,
                            const coap_pdu_t *received, lcp_pdu_info_t *info, int mid);
-static void lcp_pdu_fields(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
+void lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
 
 static void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                         int reason, int mid);
@@ -113,7 +79,7 @@ lcp_response_to_python(coap_session_t *session, const coap_pdu_t *sent,
                        const coap_pdu_t *received, lcp_pdu_info_t *info, int mid) {
   lcp_pdu_info_t sent_info;
   if (sent)
-    lcp_pdu_fields(sent, &sent_info);
+    lcp_pdu_info(sent, &sent_info);
   lcp_py_calls++;
   return lcp_py_response(session, coap_session_get_app_data(session), sent,
                          sent ? &sent_info : NULL, received, info, mid);
@@ -184,7 +150,7 @@ static coap_response_t
 lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
                 const coap_pdu_t *received, const coap_mid_t mid) {
   lcp_pdu_info_t info;
-  lcp_pdu_fields(received, &info);
+  lcp_pdu_info(received, &info);
   if (lcp_waiter_take(session, received, &info))
     return COAP_RESPONSE_OK;
   return lcp_response_to_python(session, sent, received, &info, (int)mid)
@@ -361,7 +327,7 @@ static unsigned int lcp_max_retransmit_of(const coap_session_t *s) {
 }
 
 static coap_pdu_t *
-lcp_pdu_new(coap_session_t *session, int type, int code, uint8_t *token,
+lcp_pdu_and_token(coap_session_t *session, int type, int code, uint8_t *token,
             size_t *token_len) {
   coap_pdu_t *pdu = coap_new_pdu((coap_pdu_type_t)type, (coap_pdu_code_t)code,
                                  session);
@@ -370,8 +336,8 @@ lcp_pdu_new(coap_session_t *session, int type, int code, uint8_t *token,
   return pdu;
 }
 
-static void
-lcp_pdu_fields(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
+void
+lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
   coap_bin_const_t token = coap_pdu_get_token(pdu);
   out->type = (int)coap_pdu_get_type(pdu);
   out->code = (int)coap_pdu_get_code(pdu);
@@ -417,11 +383,6 @@ lcp_observe_by_handler(coap_resource_t *resource, coap_session_t *session,
   return 0;
 }
 
-static coap_endpoint_t *
-lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
-  return coap_new_endpoint(ctx, addr, (coap_proto_t)proto);
-}
-
 #else
 /* ================================================================== */
 /* libcoap 4.2                                                         */
@@ -459,7 +420,7 @@ lcp_on_response(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
    * or a separate CON (a notification: RFC 7641, 3.6, the RST ends the server's
    * registration; 4.2 and 4.3 servers match it to the last notification). */
   lcp_pdu_info_t info;
-  lcp_pdu_fields(received, &info);
+  lcp_pdu_info(received, &info);
   if (lcp_waiter_take(session, received, &info))
     return;
   if (!lcp_response_to_python(session, sent, received, &info, (int)id) &&
@@ -652,13 +613,8 @@ lcp_observe_by_handler(coap_resource_t *resource, coap_session_t *session,
  * endpoint yet (its error path unlinks from an empty list). lcp_new_endpoint
  * tries the address first (lcp_bind_probe, with the right socket type), so
  * the bind here fails only if another socket takes the address in between. */
-static coap_endpoint_t *
-lcp_endpoint_new(coap_context_t *ctx, const coap_address_t *addr, int proto) {
-  return coap_new_endpoint(ctx, addr, (coap_proto_t)proto);
-}
-
 static coap_pdu_t *
-lcp_pdu_new(coap_session_t *session, int type, int code, uint8_t *token,
+lcp_pdu_and_token(coap_session_t *session, int type, int code, uint8_t *token,
             size_t *token_len) {
   /* 4.2 has no token generator: a process-wide counter, started at random. */
   static uint64_t counter = 0;
@@ -680,8 +636,8 @@ lcp_pdu_new(coap_session_t *session, int type, int code, uint8_t *token,
   return pdu;
 }
 
-static void
-lcp_pdu_fields(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
+void
+lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
   uint8_t *data = NULL;
   out->type = pdu->type;
   out->code = pdu->code;
@@ -1049,7 +1005,7 @@ lcp_new_endpoint(coap_context_t *ctx, const coap_address_t *addr, int proto,
       chosen.addr.sin6.sin6_port = htons(port);
     addr = &chosen;
   }
-  return lcp_endpoint_new(ctx, addr, proto);
+  return coap_new_endpoint(ctx, addr, (coap_proto_t)proto);
 }
 
 coap_resource_t *
@@ -1086,7 +1042,7 @@ lcp_resource_handle(coap_resource_t *resource, int method) {
 coap_pdu_t *
 lcp_new_request(coap_session_t *session, int type, int code,
                 uint8_t *token_out, size_t *token_len) {
-  coap_pdu_t *pdu = lcp_pdu_new(session, type, code, token_out, token_len);
+  coap_pdu_t *pdu = lcp_pdu_and_token(session, type, code, token_out, token_len);
   if (!pdu)
     return NULL;
   if (!coap_add_token(pdu, *token_len, token_out)) {
@@ -1105,7 +1061,7 @@ lcp_new_request_with_token(coap_session_t *session, int type, int code,
   coap_pdu_t *pdu;
   if (token_len > 8)
     return NULL;
-  pdu = lcp_pdu_new(session, type, code, unused, &unused_len);
+  pdu = lcp_pdu_and_token(session, type, code, unused, &unused_len);
   if (!pdu)
     return NULL;
   if (!coap_add_token(pdu, token_len, token)) {
@@ -1136,12 +1092,6 @@ lcp_patch_block2(coap_pdu_t *pdu, const uint8_t *value, size_t len) {
   if (coap_opt_length(opt) != len)
     return -1;
   memcpy((uint8_t *)coap_opt_value(opt), value, len);
-  return 1;
-}
-
-int
-lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out) {
-  lcp_pdu_fields(pdu, out);
   return 1;
 }
 
@@ -1485,7 +1435,7 @@ lcp_waiter_nack(coap_session_t *session, const coap_pdu_t *sent, int reason, int
   if (!lcp_armed)
     return 0;
   if (sent)
-    lcp_pdu_fields(sent, &info);
+    lcp_pdu_info(sent, &info);
   for (w = lcp_armed; w; w = w->outer) {
     if (sent ? lcp_waiter_awaits(w, session, &info)
              : (w->session == session && !w->state && w->request_mid == mid)) {
@@ -1579,7 +1529,7 @@ lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
     coap_delete_pdu(pdu);
     return -4;
   }
-  lcp_pdu_fields(pdu, &info);
+  lcp_pdu_info(pdu, &info);
   lcp_waiter_arm(w, session, token, token_len, info.mid);
   if ((int)coap_send(session, pdu) < 0) { /* consumes pdu */
     lcp_waiter_disarm(w);
@@ -1693,18 +1643,7 @@ lcp_raises_client_connected(void) {
  * generation.
  */
 
-typedef struct {
-  void *session_data;    /* the session's app data (our ServerSession's handle) */
-  int code;
-  int type;
-  int mid;
-  const char *token;
-  size_t token_len;
-  const char *payload;   /* this PDU's payload (server.py reassembles Block1) */
-  size_t payload_len;
-  size_t options_len;    /* bytes the options take in lcp_serve_read's encoding */
-  int blocks;            /* LCP_SERVE_BLOCK1 | LCP_SERVE_BLOCK2: the options present */
-} lcp_serve_info_t;
+/* lcp_serve_info_t: _cdef/structs.h. */
 
 #define LCP_SERVE_BLOCK1 1
 #define LCP_SERVE_BLOCK2 2
@@ -1719,7 +1658,7 @@ lcp_serve_read(const coap_session_t *session, const coap_pdu_t *request,
   coap_opt_iterator_t it;
   coap_opt_t *opt;
   size_t used = 0;
-  lcp_pdu_fields(request, &info);
+  lcp_pdu_info(request, &info);
   out->session_data = coap_session_get_app_data(session);
   out->code = info.code;
   out->type = info.type;
@@ -1764,7 +1703,7 @@ lcp_serve_reply(coap_session_t *session, coap_pdu_t *response, int code,
     cf_len = 1;
   }
   if (len) {
-    lcp_pdu_fields(response, &info);
+    lcp_pdu_info(response, &info);
     max_pdu = coap_session_max_pdu_size(session);
     /* header, token, the option (Content-Format is option 12: a one-byte
      * delta), payload marker */

@@ -22,19 +22,7 @@ static const int LCP_NOTIFY_ERROR_UNSAFE;
 /* libcoap itself drops every response carrying an unknown critical option. */
 static const int LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE;
 
-/* Bytes handed back to libcoap (a PSK key); the layout of 4.3's coap_bin_const_t. */
-typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;
 
-/* A PDU's fields, as lcp_pdu_info() reads them. */
-typedef struct {
-  int type;
-  int code;
-  int mid;
-  const uint8_t *token;
-  size_t token_len;
-  const uint8_t *payload;
-  size_t payload_len;
-} lcp_pdu_info_t;
 
 /* Callbacks into Python, one signature for every generation. */
 /* session_data: the session's app data (its Python handle, or NULL); sent_info and
@@ -68,29 +56,6 @@ int lcp_address_format(const coap_address_t *addr, char *ip, size_t iplen,
                        uint16_t *port);
 
 /* Sessions. */
-typedef struct {
-  int verify_peer_cert;
-  int require_peer_cert;
-  int allow_self_signed;
-  int allow_expired_certs;
-  int cert_chain_validation;
-  int cert_chain_verify_depth;
-  int check_cert_revocation;
-  int allow_no_crl;
-  int allow_expired_crl;
-  int use_buffers;          /* 0: the three paths, 1: the three PEM buffers */
-  const char *cert_file;
-  const char *key_file;
-  const char *ca_file;
-  const uint8_t *cert_buf;
-  size_t cert_len;
-  const uint8_t *key_buf;
-  size_t key_len;
-  const uint8_t *ca_buf;
-  size_t ca_len;
-  const char *client_sni;   /* may be NULL */
-  void *cn_arg;             /* passed to lcp_py_cn (the Python PeerCheck's handle) */
-} lcp_pki_t;
 
 coap_session_t *lcp_client_session(coap_context_t *ctx, const coap_address_t *local,
                                    const coap_address_t *server, int proto);
@@ -151,7 +116,7 @@ coap_pdu_t *lcp_new_request_with_token(coap_session_t *session, int type, int co
 int lcp_patch_block2(coap_pdu_t *pdu, const uint8_t *value, size_t len);
 int lcp_add_option(coap_pdu_t *pdu, uint16_t number, const uint8_t *value,
                    size_t len);
-int lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
+void lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
 size_t lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
                        const uint8_t **values, size_t *lengths, size_t max);
 void lcp_pdu_set_type(coap_pdu_t *pdu, int type);
@@ -218,18 +183,6 @@ static const int LCP_TLS_PKI_CLIENT_BESIDE_PSK;
 static const int LCP_TLS_RAISES_CLIENT_CONNECTED;
 
 /* Server fast path */
-typedef struct {
-  void *session_data;
-  int code;
-  int type;
-  int mid;
-  const char *token;
-  size_t token_len;
-  const char *payload;
-  size_t payload_len;
-  size_t options_len;
-  int blocks;
-} lcp_serve_info_t;
 
 #define LCP_SERVE_BLOCK1 1
 #define LCP_SERVE_BLOCK2 2
