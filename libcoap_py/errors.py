@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from .codes import NackReason
 
@@ -82,14 +82,16 @@ class WrongThreadError(CoapError, RuntimeError):
     """A Context (or its sessions) was used from a thread other than the one that made it."""
 
 
-def check(result: T, message: str, *, zero_ok: bool = False) -> T:
+def check(result: T, message: str | Callable[[], str], *, zero_ok: bool = False) -> T:
     """The one place where a libcoap result becomes an exception: ``CoapError(message)``
     when ``result`` is a NULL pointer, 0 (unless ``zero_ok``: a message ID, a
-    count of milliseconds) or negative; else ``result``, unchanged."""
+    count of milliseconds) or negative; else ``result``, unchanged. A message that
+    takes formatting is given as a callable, made only on failure (on a hot path,
+    formatting a URI costs more than the call it checks)."""
     if isinstance(result, int):
         failed = result < 0 or (result == 0 and not zero_ok)
     else:
         failed = not result  # a cdata pointer is false when NULL
     if failed:
-        raise CoapError(message)
+        raise CoapError(message if isinstance(message, str) else message())
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._libcoap import ffi, lib
@@ -401,11 +402,14 @@ def check_code(value: object) -> int:
     return int(value)
 
 
+_NO_ROOM = "option {} does not fit in the PDU"
+
+
 def write_options(ptr: Any, options: Iterable[Option]) -> None:
     """Add options (sorted by number) to a C PDU."""
     add = lib.lcp_add_option
     for number, value in options:
-        check(add(ptr, number, value, len(value)), f"option {number} does not fit in the PDU")
+        check(add(ptr, number, value, len(value)), partial(_NO_ROOM.format, number))
 
 
 def pdu_room(max_pdu: int, token_len: int, options: Sequence[Option]) -> int:

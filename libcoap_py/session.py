@@ -885,7 +885,7 @@ class Session:
         if token is None:
             token = ffi.buffer(self._token, token_len)[:]
         mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
-        check(mid, f"libcoap could not send the request to {self.uri}", zero_ok=True)
+        check(mid, lambda: f"libcoap could not send the request to {self.uri}", zero_ok=True)
         return token, mid
 
     def _timeout_error(self, waited: float) -> NackError:
@@ -956,7 +956,7 @@ class Session:
         pdu._ptr = None
         pdu._state = "sent (send() consumed it)"
         mid: int = _lcp_send(ptr, c_pdu)
-        check(mid, f"libcoap could not send the PDU to {self.uri}", zero_ok=True)
+        check(mid, lambda: f"libcoap could not send the PDU to {self.uri}", zero_ok=True)
         return mid
 
     # -- callbacks from the Context ---------------------------------------------------------
