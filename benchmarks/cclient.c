@@ -5,17 +5,24 @@
  *   cc -O2 cclient.c $(pkg-config --cflags --libs libcoap-3-openssl)
  *
  *   cclient MODE URI N [-P path] [-s sessions] [-w warmup] [-b bytes]
- *           [-u identity -k key] [-c cert -j key -C ca] [-x extra-ns]
+ *           [-u identity -k key] [-c cert -j key -C ca] [-x extra-ns] [-H]
  *
  * It does what the Python contenders do, nothing more: requests are sent
- * from the main loop (never from the response handler), the handler only
- * counts. The timed loop follows a warm-up; the result is one JSON line on
- * stdout: {"ops", "wall", "cpu", "rss_before_kib", "rss_after_kib"}.
+ * from the main loop, the handler only counts; except with -H (get, post):
+ * the response handler sends the next request itself (a fresh PDU, with the
+ * Uri-Path of -P), and the main loop runs coap_io_process() until
+ * coap_can_exit(), the shape of libcoap's client samples. The timed loop
+ * follows a warm-up; the result is one JSON line on stdout: {"ops", "wall",
+ * "cpu", "sys" (of cpu, in the kernel), "vcsw" and "ivcsw" (voluntary and
+ * involuntary context switches), "rss_before_kib", "rss_after_kib"}.
  *
  * Modes: get (sequential CON GET), post (sequential CON POST of -b bytes),
  * inflight (-s sessions, one request in flight on each), handshake (new
  * session, one GET, release), idle (-s sessions, each handshaken with one
- * GET, then left idle), growth (sequential GET, RSS before and after).
+ * GET, then left idle), growth (sequential GET, RSS before and after),
+ * first (the DTLS client sample's whole run, N times: a new context and
+ * session, one CON POST of -b bytes to -P, coap_io_process() until
+ * coap_can_exit(), release, free the context).
  * A coaps:// URI with -k makes PSK sessions, with -c certificate sessions.
  */
 #include <coap3/coap.h>
@@ -44,6 +51,11 @@ static coap_pdu_code_t method = COAP_REQUEST_CODE_GET;
 static unsigned long *answered;
 static int *waiting;
 static unsigned long responses, failures;
+/* -H: requests the response handler still sends (the in-handler shape). */
+static int in_handler;
+static unsigned long chain_left;
+
+static void send_request(coap_session_t *s);
 
 static double now(void) {
   struct timespec ts;
@@ -51,11 +63,32 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static double cpu_seconds(void) {
+/* The timed loop's wall and CPU seconds, CPU in the kernel, and context
+ * switches: voluntary (a wait that slept) and involuntary (preempted, as by
+ * the server woken on this core): start_timer(), stop_timer(). */
+static double wall, cpu, sys_cpu;
+static long vcsw, ivcsw;
+
+static double seconds(struct timeval tv) { return tv.tv_sec + tv.tv_usec / 1e6; }
+
+static void start_timer(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
-         ru.ru_stime.tv_usec / 1e6;
+  cpu = seconds(ru.ru_utime) + seconds(ru.ru_stime);
+  sys_cpu = seconds(ru.ru_stime);
+  vcsw = ru.ru_nvcsw;
+  ivcsw = ru.ru_nivcsw;
+  wall = now();
+}
+
+static void stop_timer(void) {
+  struct rusage ru;
+  wall = now() - wall;
+  getrusage(RUSAGE_SELF, &ru);
+  cpu = seconds(ru.ru_utime) + seconds(ru.ru_stime) - cpu;
+  sys_cpu = seconds(ru.ru_stime) - sys_cpu;
+  vcsw = ru.ru_nvcsw - vcsw;
+  ivcsw = ru.ru_nivcsw - ivcsw;
 }
 
 static long rss_kib(void) {
@@ -86,6 +119,10 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
   answered[i]++;
   waiting[i] = 0;
   responses++;
+  if (in_handler && chain_left > 0) {
+    chain_left--;
+    send_request(session); /* a fresh PDU, sent from inside the handler */
+  }
   return COAP_RESPONSE_OK;
 }
 
@@ -172,7 +209,29 @@ static void busy(long ns) {
     ;
 }
 
+/* Run the I/O loop until libcoap has nothing left to send or retransmit, as
+ * the C samples do (bounded: 30 s). */
+static void run_until_exit(void) {
+  double deadline = now() + 30;
+  while (!coap_can_exit(ctx)) {
+    coap_io_process(ctx, 1000);
+    if (now() > deadline)
+      die("no response within 30 s");
+  }
+}
+
 static void sequential(coap_session_t *s, unsigned long n) {
+  if (in_handler) {
+    /* The first request from here, the other n - 1 from the response handler. */
+    if (n == 0)
+      return;
+    chain_left = n - 1;
+    send_request(s);
+    run_until_exit();
+    if (chain_left || waiting[0])
+      die("the in-handler chain stopped early");
+    return;
+  }
   for (unsigned long k = 0; k < n; k++) {
     send_request(s);
     wait_for(0);
@@ -199,6 +258,32 @@ static void in_flight(coap_session_t **sessions, int count, unsigned long n) {
   }
 }
 
+static void handlers(void) {
+  coap_context_set_block_mode(ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+  coap_register_response_handler(ctx, on_response);
+  coap_register_nack_handler(ctx, on_nack);
+}
+
+/* The DTLS client sample, n times over: a fresh context and session each. */
+static void first_requests(unsigned long n) {
+  for (unsigned long k = 0; k < n; k++) {
+    coap_session_t *s;
+    unsigned long before = responses;
+    ctx = coap_new_context(NULL);
+    if (!ctx)
+      die("cannot create a context");
+    handlers();
+    s = new_session(0);
+    send_request(s);
+    run_until_exit();
+    if (responses != before + 1)
+      die("no response before coap_can_exit()");
+    coap_session_release(s);
+    coap_free_context(ctx);
+    ctx = NULL;
+  }
+}
+
 static void handshakes(unsigned long n) {
   for (unsigned long k = 0; k < n; k++) {
     coap_session_t *s = new_session(0);
@@ -220,7 +305,7 @@ int main(int argc, char **argv) {
   uri = argv[2];
   n = strtoul(argv[3], NULL, 10);
   optind = 4;
-  while ((opt = getopt(argc, argv, "P:s:w:b:u:k:c:j:C:m:x:")) != -1) {
+  while ((opt = getopt(argc, argv, "P:s:w:b:u:k:c:j:C:m:x:H")) != -1) {
     switch (opt) {
     case 'P': path = optarg; break;
     case 's': sessions = atoi(optarg); break;
@@ -232,6 +317,7 @@ int main(int argc, char **argv) {
     case 'j': key_file = optarg; break;
     case 'C': ca_file = optarg; break;
     case 'x': extra_ns = strtol(optarg, NULL, 10); break;
+    case 'H': in_handler = 1; break;
     default: die("unknown option");
     }
   }
@@ -263,31 +349,37 @@ int main(int argc, char **argv) {
 
   body = malloc(body_size ? body_size : 1);
   memset(body, 'x', body_size);
-  if (strcmp(mode, "post") == 0)
+  if (strcmp(mode, "post") == 0 || strcmp(mode, "first") == 0)
     method = COAP_REQUEST_CODE_POST;
   answered = calloc(sessions, sizeof *answered);
   waiting = calloc(sessions, sizeof *waiting);
 
+  long rss_before = 0, rss_after = 0;
+  unsigned long ops = n;
+
+  if (strcmp(mode, "first") == 0) {
+    /* Each run makes and frees its own context. */
+    first_requests(warmup);
+    rss_before = rss_kib();
+    start_timer();
+    first_requests(n);
+    stop_timer();
+    rss_after = rss_kib();
+    goto done;
+  }
+
   ctx = coap_new_context(NULL);
   if (!ctx)
     die("cannot create a context");
-  coap_context_set_block_mode(ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
-  coap_register_response_handler(ctx, on_response);
-  coap_register_nack_handler(ctx, on_nack);
-
-  double wall = 0, cpu = 0;
-  long rss_before = 0, rss_after = 0;
-  unsigned long ops = n;
+  handlers();
 
   if (strcmp(mode, "get") == 0 || strcmp(mode, "post") == 0 || strcmp(mode, "growth") == 0) {
     coap_session_t *s = new_session(0);
     sequential(s, warmup);
     rss_before = rss_kib();
-    wall = now();
-    cpu = cpu_seconds();
+    start_timer();
     sequential(s, n);
-    cpu = cpu_seconds() - cpu;
-    wall = now() - wall;
+    stop_timer();
     rss_after = rss_kib();
     coap_session_release(s);
   } else if (strcmp(mode, "inflight") == 0) {
@@ -296,22 +388,18 @@ int main(int argc, char **argv) {
       all[i] = new_session(i);
     in_flight(all, sessions, warmup > (unsigned long)sessions ? warmup : (unsigned long)sessions);
     rss_before = rss_kib();
-    wall = now();
-    cpu = cpu_seconds();
+    start_timer();
     in_flight(all, sessions, n);
-    cpu = cpu_seconds() - cpu;
-    wall = now() - wall;
+    stop_timer();
     rss_after = rss_kib();
     for (int i = 0; i < sessions; i++)
       coap_session_release(all[i]);
   } else if (strcmp(mode, "handshake") == 0) {
     handshakes(warmup);
     rss_before = rss_kib();
-    wall = now();
-    cpu = cpu_seconds();
+    start_timer();
     handshakes(n);
-    cpu = cpu_seconds() - cpu;
-    wall = now() - wall;
+    stop_timer();
     rss_after = rss_kib();
   } else if (strcmp(mode, "idle") == 0) {
     /* n sessions, handshaken 50 at a time, one GET each; then RSS. */
@@ -321,8 +409,7 @@ int main(int argc, char **argv) {
     answered = calloc(n, sizeof *answered);
     waiting = calloc(n, sizeof *waiting);
     rss_before = rss_kib();
-    wall = now();
-    cpu = cpu_seconds();
+    start_timer();
     for (unsigned long first = 0; first < n; first += 50) {
       unsigned long last = first + 50 < n ? first + 50 : n;
       for (unsigned long i = first; i < last; i++) {
@@ -332,8 +419,7 @@ int main(int argc, char **argv) {
       for (unsigned long i = first; i < last; i++)
         wait_for((intptr_t)i);
     }
-    cpu = cpu_seconds() - cpu;
-    wall = now() - wall;
+    stop_timer();
     rss_after = rss_kib();
     for (unsigned long i = 0; i < n; i++)
       coap_session_release(all[i]);
@@ -341,12 +427,13 @@ int main(int argc, char **argv) {
     die("unknown mode");
   }
 
+  coap_free_context(ctx);
+done:
   if (failures)
     fprintf(stderr, "cclient: %lu responses were not 2.xx\n", failures);
-  printf("{\"ops\": %lu, \"wall\": %.6f, \"cpu\": %.6f, \"rss_before_kib\": %ld, "
-         "\"rss_after_kib\": %ld, \"failures\": %lu}\n",
-         ops, wall, cpu, rss_before, rss_after, failures);
-  coap_free_context(ctx);
+  printf("{\"ops\": %lu, \"wall\": %.6f, \"cpu\": %.6f, \"sys\": %.6f, \"vcsw\": %ld, "
+         "\"ivcsw\": %ld, \"rss_before_kib\": %ld, \"rss_after_kib\": %ld, \"failures\": %lu}\n",
+         ops, wall, cpu, sys_cpu, vcsw, ivcsw, rss_before, rss_after, failures);
   coap_cleanup();
   return failures ? 1 : 0;
 }

@@ -4,7 +4,9 @@
 
 Wall and CPU time on a shared 2-core VM move by 5-10% between runs; instruction
 counts do not. Each contender (the C client, and libcoap-py's floor, Session.request
-and handler loop, see pyclient.py) makes ``small`` and then ``large`` sequential CON
+and handler loop, see pyclient.py; then the send-in-handler shape of run.py, C and
+Python, and the handler loop sending the same PDU, with its Uri-Path, from outside
+the handler) makes ``small`` and then ``large`` sequential CON
 GETs to coap-server-notls under callgrind, with the same warm-up;
 ``(Ir(large) - Ir(small)) / (large - small)`` is what one request costs, start-up
 and warm-up cancelled out. What the kernel does (the system calls, the same for
@@ -25,9 +27,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import Server, build_cclient, free_port_pair  # noqa: E402
+from run import IN_HANDLER_PATH, Server, build_cclient, free_port_pair  # noqa: E402
 
-CONTENDERS = ("C", "floor", "request", "loop")
+# name: (pyclient API, or "C" for cclient; extra options)
+PATH = ["-P", IN_HANDLER_PATH]
+CONTENDERS: dict[str, tuple[str, list[str]]] = {
+    "C": ("C", []),
+    "floor": ("floor", []),
+    "request": ("request", []),
+    "loop": ("loop", []),
+    "C, send in handler": ("C", [*PATH, "-H"]),
+    "loop, Uri-Path": ("loop", PATH),
+    "loop, send in handler": ("inhandler", PATH),
+}
 
 
 def instructions(argv: list[str]) -> int:
@@ -62,14 +74,14 @@ def main() -> None:
         sizes = (args.small, args.large)
         with Server(argv, port, Path(work) / "server.log"):
             print(f"instructions per sequential CON GET ({args.small} and {args.large} GETs)")
-            for who in CONTENDERS:
-                if who == "C":
+            for who, (api, extra) in CONTENDERS.items():
+                if api == "C":
                     cmd = [str(cclient), "get", uri]
                 else:
-                    cmd = [sys.executable, "-I", str(HERE / "pyclient.py"), who, "get", uri]
-                small, large = (instructions([*cmd, str(n), "-w", "100"]) for n in sizes)
+                    cmd = [sys.executable, "-I", str(HERE / "pyclient.py"), api, "get", uri]
+                small, large = (instructions([*cmd, str(n), "-w", "100", *extra]) for n in sizes)
                 per = (large - small) / (args.large - args.small)
-                print(f"  {who:8s} {per:9,.0f}")
+                print(f"  {who:22s} {per:9,.0f}", flush=True)
 
 
 if __name__ == "__main__":

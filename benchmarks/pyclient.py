@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import resource
 import time
 from typing import Any, Callable
 
@@ -53,7 +54,10 @@ class Client:
         self.ready: list[coap.Session] | None = None
         self.responses = 0
         self.failures = 0
-        self.ctx.register_response_handler(self.on_response)
+        # The in-handler shape: requests the response handler still sends.
+        self.chain_left = 0
+        handler = self.on_response_send if args.api == "inhandler" else self.on_response
+        self.ctx.register_response_handler(handler)
         self.ctx.register_nack_handler(self.on_nack)
 
     def on_response(
@@ -66,6 +70,24 @@ class Client:
         if self.ready is not None:
             self.ready.append(session)
         self.responses += 1
+
+    def on_response_send(
+        self, session: coap.Session | None, sent: coap.PDU | None, received: coap.PDU, mid: int
+    ) -> None:
+        """The in-handler shape: count the answer, then send the next request from here,
+        a fresh PDU as the C sample builds it."""
+        assert session is not None
+        if received.code.class_ != 2:
+            self.failures += 1
+        self.responses += 1
+        if self.chain_left:
+            self.chain_left -= 1
+            pdu = session.new_pdu(self.con, self.method)
+            if self.path:
+                pdu.add_option(self.uri_path, self.path)
+            if self.body:
+                pdu.payload = self.body
+            session.send(pdu)
 
     def on_nack(
         self,
@@ -118,6 +140,8 @@ class Client:
             self.request_loop(s, n)
         elif self.args.api == "loop":
             self.handler_loop(s, n)
+        elif self.args.api == "inhandler":
+            self.in_handler_loop(s, n)
         else:
             self.floor_loop(s, n)
 
@@ -146,6 +170,23 @@ class Client:
             run_once(1000)
             if waiting[s]:  # not answered in the first pass: wait, bounded (30 s)
                 self.wait_for(s)
+
+    def in_handler_loop(self, s: coap.Session, n: int) -> None:
+        """The first request from here, the other n - 1 from the response handler;
+        run_once() until libcoap has nothing left to send (the C sample's loop)."""
+        if n <= 0:
+            return
+        self.chain_left = n - 1
+        target = self.responses + n
+        self.send(s)
+        run_once, can_exit, monotonic = self.ctx.run_once, self.ctx.can_exit, time.monotonic
+        deadline = monotonic() + 30
+        while not can_exit():
+            run_once(1000)
+            if monotonic() > deadline:
+                raise coap.RequestTimeout("no response within 30 s")
+        if self.chain_left or self.responses != target:
+            raise RuntimeError("the in-handler chain stopped early")
 
     def floor_loop(self, s: coap.Session, n: int) -> None:
         """A Python loop around the one C call that Session.request ends in."""
@@ -188,13 +229,118 @@ class Client:
             s.close()
 
 
-def timed(fn: Callable[[], None]) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+class FirstRequest:
+    """The DTLS client sample's whole run, ported: credentials, a new Context and
+    session, one CON POST with a Uri-Path and a small payload, its answer, close."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.body = b"x" * args.bytes
+        self.code: int | None = None
+        self.failures = 0
+
+    def credentials(self) -> coap.PKI | coap.PSK:
+        args = self.args
+        if args.key:
+            return coap.PSK(identity=args.identity.encode(), key=args.key.encode())
+        return coap.PKI(cert=args.cert, key=args.cert_key, ca=args.ca)
+
+    def on_response(
+        self, session: coap.Session | None, sent: coap.PDU | None, received: coap.PDU, mid: int
+    ) -> None:
+        self.code = int(received.code)
+
+    def on_nack(
+        self,
+        session: coap.Session | None,
+        sent: coap.PDU | None,
+        reason: coap.NackReason | int,
+        mid: int,
+    ) -> None:
+        raise coap.NackError(reason)
+
+    def run(self, n: int) -> None:
+        one = self.one_request if self.args.api == "request" else self.one_loop
+        for _ in range(n):
+            one()
+
+    def one_request(self) -> None:
+        with coap.Context() as ctx:
+            with ctx.client_session(self.args.uri, dtls=self.credentials()) as s:
+                r = s.request(coap.Code.POST, self.args.path, self.body, timeout=30)
+                if r.code >> 5 != 2:
+                    self.failures += 1
+
+    def one_loop(self) -> None:
+        with coap.Context() as ctx:
+            ctx.register_response_handler(self.on_response)
+            ctx.register_nack_handler(self.on_nack)
+            with ctx.client_session(self.args.uri, dtls=self.credentials()) as s:
+                pdu = s.new_pdu(coap.MessageType.CON, coap.Code.POST)
+                pdu.add_option(coap.OptionNumber.URI_PATH, self.args.path)
+                pdu.payload = self.body
+                self.code = None
+                s.send(pdu)
+                deadline = time.monotonic() + 30
+                while not ctx.can_exit():
+                    ctx.run_once(1000)
+                    if time.monotonic() > deadline:
+                        raise coap.RequestTimeout("no response within 30 s")
+                if self.code is None:
+                    raise RuntimeError("no response before can_exit()")
+                if self.code >> 5 != 2:
+                    self.failures += 1
+
+
+def measure_first(args: argparse.Namespace) -> dict[str, Any]:
+    if args.api not in ("request", "loop"):
+        raise SystemExit("first needs request or loop")
+    first = FirstRequest(args)
+    first.run(args.warmup)
+    gc.collect()
+    before = rss_kib()
+    timed = Timed(lambda: first.run(args.n))
+    gc.collect()
+    return {
+        "ops": args.n,
+        **timed.fields(),
+        "rss_before_kib": before,
+        "rss_after_kib": rss_kib(),
+        "failures": first.failures,
+    }
+
+
+class Timed:
+    """Around the timed loop: wall and CPU seconds (``time.process_time``), and from
+    getrusage the kernel's part of the CPU and the context switches, voluntary (a
+    wait that slept) and involuntary (preempted), as cclient.c reports them."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        self.wall = time.perf_counter() - wall
+        self.cpu = time.process_time() - cpu
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        self.sys = after.ru_stime - before.ru_stime
+        self.vcsw = after.ru_nvcsw - before.ru_nvcsw
+        self.ivcsw = after.ru_nivcsw - before.ru_nivcsw
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "wall": self.wall,
+            "cpu": self.cpu,
+            "sys": self.sys,
+            "vcsw": self.vcsw,
+            "ivcsw": self.ivcsw,
+        }
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
+    if args.mode == "first":
+        return measure_first(args)
+    if args.api == "inhandler" and args.mode not in ("get", "post", "growth"):
+        raise SystemExit("inhandler: sequential modes only (get, post, growth)")
     c = Client(args)
     n, warmup = args.n, args.warmup
     try:
@@ -203,7 +349,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             c.sequential(s, warmup)
             gc.collect()
             before = rss_kib()
-            wall, cpu = timed(lambda: c.sequential(s, n))
+            timed = Timed(lambda: c.sequential(s, n))
         elif args.mode == "inflight":
             if args.api != "loop":
                 raise SystemExit("inflight needs the handler loop (Session.request waits)")
@@ -211,12 +357,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             c.in_flight(sessions, max(warmup, args.sessions))
             gc.collect()
             before = rss_kib()
-            wall, cpu = timed(lambda: c.in_flight(sessions, n))
+            timed = Timed(lambda: c.in_flight(sessions, n))
         elif args.mode == "handshake":
             c.handshakes(warmup)
             gc.collect()
             before = rss_kib()
-            wall, cpu = timed(lambda: c.handshakes(n))
+            timed = Timed(lambda: c.handshakes(n))
         elif args.mode == "idle":
             gc.collect()
             before = rss_kib()
@@ -235,7 +381,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         for s in batch:
                             c.one(s)
 
-            wall, cpu = timed(establish)
+            timed = Timed(establish)
         else:
             raise SystemExit(f"unknown mode {args.mode!r}")
         gc.collect()
@@ -244,8 +390,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         c.ctx.close()
     return {
         "ops": n,
-        "wall": wall,
-        "cpu": cpu,
+        **timed.fields(),
         "rss_before_kib": before,
         "rss_after_kib": after,
         "failures": c.failures,
@@ -254,7 +399,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("api", choices=("request", "loop", "floor"))
+    parser.add_argument("api", choices=("request", "loop", "inhandler", "floor"))
     parser.add_argument("mode")
     parser.add_argument("uri")
     parser.add_argument("n", type=int)

@@ -13,6 +13,15 @@ median over rounds of each round's ratio to C. Default: 9 rounds (memory
 scenarios: at most 5). ``--quick`` uses tiny counts
 and one round: it checks that everything runs (CI), its numbers mean nothing.
 
+Two shapes beside the throughput scenarios. "Send in handler" (in get_udp and
+get_psk): the response handler builds a fresh PDU with a Uri-Path and sends the
+next request itself, the main loop runs run_once() until can_exit(), as libcoap's
+C client samples do; the C client does the same (``cclient -H``), and the handler
+loop sending the same PDU from outside the handler is measured beside them. "First
+request" (keys first_psk, first_pki): the DTLS client sample's whole run, N times:
+a new Context and session, the handshake, one CON POST with a 16-byte payload, its
+answer, close; in ms and CPU ms a run.
+
 The service-ingest section (key ``ingest``) runs ``service_ingest.py`` as a
 subprocess: 50 devices over DTLS-PKI against the data service and against the
 same server without storage, at most 3 rounds of 10 s (``--quick``: 4 devices,
@@ -47,6 +56,12 @@ FLOOR = "floor (Python loop, 1 C call)"
 # Yardsticks: the C client with this many ns of busy work after each answer (cclient -x).
 C_PLUS = {"C + 2 us busy a request": 2000, "C + 5 us busy a request": 5000}
 C_SERVER, OWN_SERVER, AIO_SERVER = "coap-server-notls", "own server", "aiocoap server"
+# The in-handler shape (cclient -H, pyclient inhandler), and the handler loop sending the
+# same PDU (with a Uri-Path) from outside the handler; all three GET IN_HANDLER_PATH.
+C_IN, LOOP_PATH = "C, send in handler", "handler loop, Uri-Path"
+LOOP_IN = "handler loop, send in handler"
+IN_HANDLER = (C_IN, LOOP_PATH, LOOP_IN)
+IN_HANDLER_PATH = "time"  # coap-server's clock resource: a 15-byte answer
 
 
 # ---------------------------------------------------------------------------
@@ -57,7 +72,7 @@ C_SERVER, OWN_SERVER, AIO_SERVER = "coap-server-notls", "own server", "aiocoap s
 class Scenario:
     key: str
     title: str
-    kind: str  # "client" (throughput), "server" (throughput), "memory" (RSS)
+    kind: str  # "client" (throughput), "server" (throughput), "memory" (RSS), "first" (ms/run)
     mode: str  # cclient/pyclient mode
     server: str  # "notls", "openssl", or "" (the contender is a server)
     n: int
@@ -70,14 +85,15 @@ class Scenario:
     scale: dict[str, float] = field(default_factory=dict)  # n multiplier per contender
     unit: str = "req/s"
     max_rounds: int = 0  # when set: at most this many rounds (memory: RSS barely moves)
+    body: int = 0  # when set: the request payload's size (cclient/pyclient -b)
 
 
 SEQ = (C, REQUEST, LOOP)
 SCENARIOS = [
     Scenario("get_udp", "sequential CON GET, UDP", "client", "get", "notls", 10000,
-             (*SEQ, FLOOR, *C_PLUS, AIO), scale={AIO: 0.1}),
+             (*SEQ, FLOOR, *C_PLUS, AIO, *IN_HANDLER), scale={AIO: 0.1}),
     Scenario("get_psk", "sequential CON GET, DTLS-PSK", "client", "get", "openssl", 10000,
-             (*SEQ, FLOOR, *C_PLUS), secure="psk"),
+             (*SEQ, FLOOR, *C_PLUS, *IN_HANDLER), secure="psk"),
     Scenario("get_pki", "sequential CON GET, DTLS-PKI", "client", "get", "openssl", 10000,
              SEQ, secure="pki"),
     Scenario("inflight64", "64 in flight (64 sessions), UDP", "client", "inflight", "notls",
@@ -91,6 +107,12 @@ SCENARIOS = [
              "openssl", 1000, SEQ, secure="psk", warmup=20, unit="hs/s"),
     Scenario("hs_pki", "DTLS-PKI handshakes (session, GET, close)", "client", "handshake",
              "openssl", 300, SEQ, secure="pki", warmup=10, unit="hs/s"),
+    Scenario("first_psk", "first request of a fresh DTLS-PSK session", "first", "first",
+             "openssl", 300, SEQ, secure="psk", path="post", body=16, warmup=10,
+             unit="ms/run"),
+    Scenario("first_pki", "first request of a fresh DTLS-PKI session", "first", "first",
+             "openssl", 100, SEQ, secure="pki", path="post", body=16, warmup=5,
+             unit="ms/run"),
     Scenario("server", "server throughput, GET /bench (64-byte body)",
              "server", "inflight", "", 100000, (C_SERVER, OWN_SERVER, AIO_SERVER),
              path="bench", sessions=16, setup="bench", scale={AIO_SERVER: 0.05}),
@@ -103,7 +125,8 @@ SCENARIOS = [
 # This VM's timings move by 10-30% from second to second (other guests on the host):
 # many short rounds, each ratio taken within its round, keep the medians steady.
 ROUNDS = 9
-QUICK_N = {"block1m": 1, "hs_psk": 5, "hs_pki": 3, "idle1000": 20, "growth": 1000}
+QUICK_N = {"block1m": 1, "hs_psk": 5, "hs_pki": 3, "idle1000": 20, "growth": 1000,
+           "first_psk": 5, "first_pki": 3}  # fmt: skip
 
 # The service-ingest section (service_ingest.py): its own rounds, each ~15 s per server.
 INGEST = "ingest"
@@ -255,8 +278,11 @@ class Bench:
     def argv(self, sc: Scenario, contender: str, uri: str) -> list[str]:
         n, warmup = self.count(sc, contender)
         opts = ["-w", str(warmup), "-s", str(sc.sessions)]
-        if sc.path:
-            opts += ["-P", sc.path]
+        path = IN_HANDLER_PATH if contender in IN_HANDLER else sc.path
+        if path:
+            opts += ["-P", path]
+        if sc.body:
+            opts += ["-b", str(sc.body)]
         if sc.secure == "psk":
             opts += ["-k", PSK_KEY]
         elif sc.secure == "pki":
@@ -267,9 +293,11 @@ class Bench:
             return [str(self.cclient), *common]
         if contender in C_PLUS:
             return [str(self.cclient), *common, "-x", str(C_PLUS[contender])]
+        if contender == C_IN:
+            return [str(self.cclient), *common, "-H"]
         if contender == AIO:
             return [self.python, "-I", str(HERE / "aioclient.py"), *common]
-        api = {REQUEST: "request", FLOOR: "floor"}.get(contender, "loop")
+        api = {REQUEST: "request", FLOOR: "floor", LOOP_IN: "inhandler"}.get(contender, "loop")
         return [self.python, "-I", str(HERE / "pyclient.py"), api, *common]
 
     def measure(self, sc: Scenario, contender: str) -> dict[str, Any] | None:
@@ -389,6 +417,21 @@ def rss_after(sc: Scenario, res: dict[str, Any]) -> float:
     return float(res["rss_after_kib"]) / 1024
 
 
+def ms_per_op(sc: Scenario, res: dict[str, Any]) -> float:
+    """Wall milliseconds per operation (first-request scenarios: per run)."""
+    return float(res["wall"] / res["ops"] * 1e3)
+
+
+def cpu_ms(sc: Scenario, res: dict[str, Any]) -> float:
+    """The client's CPU milliseconds per operation."""
+    return float(res["cpu"] / res["ops"] * 1e3)
+
+
+def sleeps(sc: Scenario, res: dict[str, Any]) -> float:
+    """Voluntary context switches per operation: waits that slept (-1: not reported)."""
+    return float(res["vcsw"] / res["ops"]) if "vcsw" in res else -1.0
+
+
 def cpu_us(sc: Scenario, res: dict[str, Any]) -> float:
     """CPU microseconds per operation: the client's own, or the server's."""
     if sc.kind == "server":
@@ -419,10 +462,11 @@ def stats(
 
 def summary(sc: Scenario, per: dict[str, list[Any]]) -> str:
     parts = []
+    fn = ms_per_op if sc.kind == "first" else value
     for contender, runs in per.items():
-        st = stats(sc, runs, value)
+        st = stats(sc, runs, fn)
         parts.append(f"{contender} {st[0]:.4g}" if st else f"{contender} failed")
-    return ", ".join(parts)
+    return ", ".join(parts) + (" (ms/run)" if sc.kind == "first" else "")
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
@@ -590,6 +634,8 @@ def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds
         "tinydtls, an optional extra not installed here) and so aiocoap handshakes.",
         "",
     ]
+    lines += in_handler_section(results, by)
+    lines += first_section(results, by, chart)
     if "server" in results:
         sc, per = by["server"], results["server"]
         lines += [
@@ -683,6 +729,89 @@ def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds
         raw["ingest"] = ingest
     (out / "results.json").write_text(json.dumps(raw, indent=1) + "\n")
     write_chart(chart, out / "results.png")
+
+
+def in_handler_section(results: dict[str, dict[str, list[Any]]],
+                       by: dict[str, Scenario]) -> list[str]:  # fmt: skip
+    """The send-in-handler contenders of the sequential scenarios, against C both ways."""
+    keys = [k for k in results if any(c in results[k] for c in IN_HANDLER)]
+    if not keys:
+        return []
+    lines = [
+        "## Sending from inside the response handler",
+        "",
+        f"{C_IN} and {LOOP_IN}: the response handler builds a fresh CON GET",
+        f"with Uri-Path `{IN_HANDLER_PATH}` and sends it (C: coap_pdu_init, token,",
+        "coap_add_option, coap_send; Python: `session.new_pdu()`, `add_option()`,",
+        "`session.send()`), and the main loop runs `run_once(1000)` until `can_exit()`, the",
+        f"shape of libcoap's client samples. {LOOP_PATH}: the same PDU sent from the",
+        f"main loop, as {LOOP} does (which sends no Uri-Path: it GETs `/`). Sleeps:",
+        "voluntary context switches a request (getrusage): how often the wait for the",
+        "answer blocked. `benchmarks/instructions.py` counts the instructions of each shape.",
+        "",
+        "| Scenario | Contender | Median req/s | CPU us/req | CPU x C | "
+        f"CPU x {C_IN} | CPU x {LOOP} | sleeps/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in keys:
+        sc, per = by[key], results[key]
+        for contender in (C, LOOP, *IN_HANDLER):
+            runs = per.get(contender, [])
+            st, cu, sl = stats(sc, runs, value), stats(sc, runs, cpu_us), stats(sc, runs, sleeps)
+            if st is None or cu is None or sl is None:
+                lines.append(f"| {sc.title} | {contender} | failed | | | | | |")
+                continue
+            ratios = [
+                median_ratio(per, contender, other, cpu_us, sc) if contender != other else 1.0
+                for other in (C, C_IN, LOOP)
+            ]
+            lines.append(
+                f"| {sc.title} | {contender} | {num(st[0])} | {cu[0]:.1f} | "
+                + " | ".join(fmt(r) for r in ratios)
+                + (f" | {sl[0]:.2f} |" if sl[0] >= 0 else " | n/a |")
+            )
+    return [*lines, ""]
+
+
+def first_section(results: dict[str, dict[str, list[Any]]], by: dict[str, Scenario],
+                  chart: list[tuple[str, float | None, float | None]]) -> list[str]:  # fmt: skip
+    """The first-request scenarios, in ms a run; their ratios also go to the chart."""
+    keys = [k for k in results if by[k].kind == "first"]
+    if not keys:
+        return []
+    lines = [
+        "## First request of a fresh coaps:// session",
+        "",
+        "The DTLS client sample's whole run, repeated: a new Context (C: coap_new_context)",
+        "and client session (credentials made anew: `coap.PSK`/`coap.PKI`), the handshake,",
+        f"one CON POST with Uri-Path `post` and a {by[keys[0]].body}-byte payload, its answer, "
+        "then the session and",
+        f"the Context closed. {REQUEST}: `session.request()`. {LOOP}: `new_pdu`,",
+        "`add_option`, `payload`, `send`, then `run_once(1000)` until `can_exit()`, the answer",
+        "read in the response handler. C: the same with libcoap's calls (cclient.c `first`).",
+        "Against coap-server-openssl; the Python client checks the server certificate's",
+        "name (PKI's default `check_hostname`), the C client does not.",
+        "",
+        "| Scenario | Contender | Median ms/run | Min-max | x C | CPU ms/run | CPU x C |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for key in keys:
+        sc, per = by[key], results[key]
+        for contender, runs in per.items():
+            st, cu = stats(sc, runs, ms_per_op), stats(sc, runs, cpu_ms)
+            if st is None or cu is None:
+                lines.append(f"| {sc.title} | {contender} | failed | | | | |")
+                continue
+            tr = median_ratio(per, contender, C, ms_per_op, sc) if contender != C else 1.0
+            cr = median_ratio(per, contender, C, cpu_ms, sc) if contender != C else 1.0
+            lines.append(
+                f"| {sc.title} | {contender} | {st[0]:.2f} | {st[1]:.2f}-{st[2]:.2f} "
+                f"| {fmt(tr)} | {cu[0]:.2f} | {fmt(cr)} |"
+            )
+            if contender != C:  # the chart's throughput: runs/s, higher is better
+                chart.append((f"{key} / {contender}", median_ratio(per, contender, C, value, sc),
+                              cr))  # fmt: skip
+    return [*lines, ""]
 
 
 def write_chart(rows: list[tuple[str, float | None, float | None]], path: Path) -> None:
