@@ -33,6 +33,13 @@ def rss_kib() -> int:
     return -1
 
 
+def raise_nack(
+    session: coap.Session | None, sent: coap.PDU | None, reason: coap.NackReason | int, mid: int
+) -> None:
+    """The clients' NACK handler: a failed request ends the measurement."""
+    raise coap.NackError(reason)
+
+
 class Client:
     """One Context and the way (``request`` or ``loop``) requests go out."""
 
@@ -89,14 +96,7 @@ class Client:
                 pdu.payload = self.body
             session.send(pdu)
 
-    def on_nack(
-        self,
-        session: coap.Session | None,
-        sent: coap.PDU | None,
-        reason: coap.NackReason | int,
-        mid: int,
-    ) -> None:
-        raise coap.NackError(reason)
+    on_nack = staticmethod(raise_nack)
 
     def session(self) -> coap.Session:
         s = self.ctx.client_session(self.args.uri, dtls=self.dtls)
@@ -250,14 +250,7 @@ class FirstRequest:
     ) -> None:
         self.code = int(received.code)
 
-    def on_nack(
-        self,
-        session: coap.Session | None,
-        sent: coap.PDU | None,
-        reason: coap.NackReason | int,
-        mid: int,
-    ) -> None:
-        raise coap.NackError(reason)
+    on_nack = staticmethod(raise_nack)
 
     def run(self, n: int) -> None:
         one = self.one_request if self.args.api == "request" else self.one_loop

@@ -205,8 +205,9 @@ class Code(enum.IntEnum):
         return Code, (int(self),)
 
 
-#: Every code byte's Code, by value (0..255): a lookup without the Enum machinery.
-_BY_BYTE: tuple[Code, ...] = tuple(Code(byte) for byte in range(256))
+#: Every code byte's Code, by value (0..255): a lookup without the Enum machinery
+#: (pdu.py and request.py use it on the per-message path).
+CODE_BY_BYTE: tuple[Code, ...] = tuple(Code(byte) for byte in range(256))
 
 
 class OptionNumber(enum.IntEnum):

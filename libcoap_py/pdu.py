@@ -8,7 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._libcoap import ffi, lib
-from .codes import _BY_BYTE as _CODES
+from .codes import CODE_BY_BYTE as _CODES
 from .codes import Code, MessageType
 from .errors import REFUSED_PAYLOAD, CoapError, PayloadTooLargeError, check
 from .linkformat import Link, parse_link_format

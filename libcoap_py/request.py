@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._libcoap import ffi, lib
-from .codes import _BY_BYTE as _CODE_OF
+from .codes import CODE_BY_BYTE as _CODE_OF
 from .codes import Code, ContentFormat, MessageType, OptionNumber, Proto
 from .errors import CoapError, check
 from .options import OptionAccessors
