@@ -1,10 +1,11 @@
-"""Build libcoap_py._libcoap: a cffi out-of-line, API-mode extension over the system libcoap.
+"""Build libcoap_py._binding._libcoap: a cffi out-of-line, API-mode extension over the
+system libcoap.
 
 The library is found with pkg-config. ``LIBCOAP_PY_PKG`` names one package
 explicitly (e.g. ``libcoap-3-gnutls``); otherwise the first that exists of
 ``PREFERRED`` wins. The API generation (4.2 = libcoap2, 4.3 = libcoap3) is
 read from the package's version and selects the per-generation declarations
-in ``libcoap_py/_cdef/v2`` or ``libcoap_py/_cdef/v3``.
+in ``libcoap_py/_binding/cdef/v2`` or ``libcoap_py/_binding/cdef/v3``.
 
 ``LIBCOAP_PY_SANITIZE=address`` builds the extension with AddressSanitizer
 (for ``scripts/asan``; such a build runs only with libasan preloaded).
@@ -24,8 +25,8 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-CDEF_DIR = HERE / "libcoap_py" / "_cdef"
-GLUE = HERE / "libcoap_py" / "_glue.c"
+CDEF_DIR = HERE / "libcoap_py" / "_binding" / "cdef"
+GLUE = HERE / "libcoap_py" / "_binding" / "glue.c"
 
 # The order says which backend does the most, as measured with the suite:
 # OpenSSL (CRLs, PSK and certificates apart in one Context, DTLS_CONNECTED);
@@ -46,7 +47,7 @@ PREFERRED = (
 )
 
 # Declaration files, in dependency order. For each name the shared file
-# (_cdef/NAME.h) comes first, then the generation's own (_cdef/vN/NAME.h).
+# (cdef/NAME.h) comes first, then the generation's own (cdef/vN/NAME.h).
 ORDER = (
     "types",
     "structs",
@@ -213,7 +214,7 @@ def make_builder() -> FFI:
         + GLUE.read_text()
     )
     builder.set_source(
-        "libcoap_py._libcoap",
+        "libcoap_py._binding._libcoap",
         source,
         include_dirs=[a[2:] for a in cflags if a.startswith("-I")],
         extra_compile_args=[a for a in cflags if not a.startswith("-I")]

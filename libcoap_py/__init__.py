@@ -8,15 +8,11 @@
 
 from __future__ import annotations
 
-try:
-    from ._libcoap import ffi, lib
-except ImportError as _exc:  # pragma: no cover - depends on the installation
-    from ._load import load_error
-
-    raise load_error(_exc) from _exc
-
-from . import _callbacks  # noqa: F401  (registers the extern "Python" functions)
+from ._binding import callbacks as _callbacks  # noqa: F401  (registers the trampolines)
+from ._binding import ffi, lib
 from .capabilities import Backend, backend
+from .client.observe import Observation
+from .client.session import ServerSession, Session
 from .codes import (
     Code,
     ContentFormat,
@@ -56,7 +52,6 @@ from .log import (
     set_log_level,
     set_log_rate_limit,
 )
-from .observe import Observation
 from .options import (
     CriticalOptionError,
     OptionFormat,
@@ -66,9 +61,8 @@ from .options import (
     encode_option,
 )
 from .pdu import PDU, Response
-from .request import Request, ServerResponse
-from .server import Endpoint, Resource
-from .session import ServerSession, Session
+from .server.request import Request, ServerResponse
+from .server.serving import Endpoint, Resource
 
 __version__ = "0.1.0"
 

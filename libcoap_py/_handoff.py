@@ -26,7 +26,7 @@ import threading
 from collections import deque
 from typing import Any, Callable
 
-from ._libcoap import lib
+from ._binding import lib
 from .errors import CoapError
 
 __all__ = ["FALLBACK_SLICE_MS", "Handoff"]

@@ -2,7 +2,7 @@
 
 libcoap is built against one of several TLS libraries (OpenSSL, GnuTLS, Mbed TLS,
 TinyDTLS, or none). They differ in more than their name: the flags here come
-from ``_glue.c`` (``LCP_TLS_*``, where the facts are written down), and the rest
+from ``glue.c`` (``LCP_TLS_*``, where the facts are written down), and the rest
 of the binding asks them instead of the library's name or version.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._libcoap import ffi, lib
+from ._binding import ffi, lib
 
 __all__ = ["BACKEND", "Backend", "backend"]
 

@@ -3,7 +3,7 @@
 The values are libcoap's own constants, read from the compiled module: what the
 library the binding is built against says. A literal stands only where that
 libcoap generation has no name for the number (each says so); a ``LCP_HAS_*``
-flag beside the declaration (``_cdef/``) tells which.
+flag beside the declaration (``cdef/``) tells which.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 
 # The compiled module only: no cycle (libcoap_py/__init__.py imports it before this).
-from ._libcoap import lib
+from ._binding import lib
 
 __all__ = [
     "Code",

@@ -7,20 +7,20 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
+from ._binding import ffi, lib
 from ._handoff import Handoff
-from ._libcoap import ffi, lib
 from .capabilities import BACKEND
+from .client.observe import Observation
+from .client.session import WAIT_SLICE_MS, ServerSession, Session, nack_error
 from .codes import Event, NackReason
-from .delayed import DelayedResponses
 from .dtls import PKI, PSK
 from .errors import IO_FAILED, CoapError, NotSupportedError, WrongThreadError, check
 from .library import check_transport
 from .log import flush_log_summaries, pending_summaries
-from .observe import Observation
 from .options import REGISTRY, CriticalOptionError, unknown_critical_options
 from .pdu import PDU, Option, Response, _OptionReader
-from .server import Endpoint, Resource, Serving
-from .session import WAIT_SLICE_MS, ServerSession, Session, nack_error
+from .server.delayed import DelayedResponses
+from .server.serving import Endpoint, Resource, Serving
 from .uri import parse_local, parse_uri, resolve
 
 __all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler"]
@@ -539,7 +539,7 @@ class Context(Serving):
         """True when libcoap has nothing left to send or retransmit."""
         return bool(lib.coap_can_exit(self._enter()))
 
-    # -- dispatch (called by the trampolines in _callbacks.py) ------------------------------
+    # -- dispatch (called by the trampolines in callbacks.py) ------------------------------
 
     def _store_error(self, error: BaseException) -> None:
         if self._error is None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from ._libcoap import ffi, lib
+from ._binding import ffi, lib
 from .capabilities import BACKEND
 from .errors import NotSupportedError
 from .peername import ServerName, name_problem

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._libcoap import ffi, lib
+from ._binding import ffi, lib
 from .codes import Proto
 from .errors import NotSupportedError
 

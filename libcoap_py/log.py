@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ._extern import extern
-from ._libcoap import ffi, lib
+from ._binding import ffi, lib
+from ._binding.extern import extern
 from .codes import LogLevel
 
 __all__ = [

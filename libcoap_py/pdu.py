@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ._libcoap import ffi, lib
+from ._binding import ffi, lib
 from .codes import CODE_BY_BYTE as _CODES
 from .codes import Code, MessageType
 from .errors import REFUSED_PAYLOAD, CoapError, PayloadTooLargeError, check
@@ -16,7 +16,7 @@ from .options import MAX_OPTION_NUMBER as MAX_OPTION_NUMBER
 from .options import Option, OptionAccessors, OptionValue, encode_option
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .client.session import Session
 
 __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 
@@ -25,7 +25,7 @@ __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 _TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
 _buffer = ffi.buffer
 _OPTION_HEAD = struct.Struct(">HI")  # a packed option's number and value length
-# The head of an answer in a request waiter's inline_data (_glue.c, LCP_INLINE_HEAD).
+# The head of an answer in a request waiter's inline_data (glue.c, LCP_INLINE_HEAD).
 _unpack_head = struct.Struct("<HBBHHH").unpack_from
 _INLINE_HEAD = lib.LCP_INLINE_HEAD
 assert struct.calcsize("<HBBHHH") == _INLINE_HEAD
@@ -84,13 +84,13 @@ class _OptionReader:
 
 
 def pack_options(options: Iterable[Option]) -> bytes:
-    """Options packed as _glue.c reads them (lcp_request): see unpack_options."""
+    """Options packed as glue.c reads them (lcp_request): see unpack_options."""
     head = _OPTION_HEAD.pack
     return b"".join(head(number, len(value)) + value for number, value in options)
 
 
 def unpack_options(packed: bytes) -> list[Option]:
-    """Options as _glue.c's lcp_pack_option() packs them: number (2 bytes), value
+    """Options as glue.c's lcp_pack_option() packs them: number (2 bytes), value
     length (4 bytes, both big-endian), value; in wire order."""
     options: list[Option] = []
     head = _OPTION_HEAD.unpack_from
@@ -179,7 +179,7 @@ class Response(PackedOptions):
     @classmethod
     def _from_inline(cls, data: Any) -> Response:
         """The response lcp_request() left in its waiter's inline_data (``data``: a
-        buffer over it), after the head _glue.c describes at LCP_INLINE_HEAD."""
+        buffer over it), after the head glue.c describes at LCP_INLINE_HEAD."""
         self = _object_new(cls)
         mid, code, kind, token_end, payload_end, end = _unpack_head(data)
         self.code = _CODES[code]

@@ -4,7 +4,7 @@ libcoap 4.3.1 to 4.3.4, reassembling Block1 bodies for the application
 (COAP_BLOCK_SINGLE_BODY), keep a partial upload whose body they never built
 (no Size1 on 4.3.1; an empty first block on every 4.3 before 4.3.5) and then
 read through it when a later block says the body is complete: SIGSEGV. The
-binding now reassembles bodies itself on the server side (``_glue.c``,
+binding now reassembles bodies itself on the server side (``glue.c``,
 ``lcp_client_blocks``), and these sequences are the regression test.
 
 Each sequence is sent from one socket, in order, each datagram after the answer

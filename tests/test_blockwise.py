@@ -589,7 +589,7 @@ def test_upload_rules_of_the_own_server(serve: Any, monkeypatch: pytest.MonkeyPa
     assert put(0, True, bytes(10)).code == coap.Code.BAD_REQUEST  # not a whole block
     huge = put(0, True, bytes(64), (SIZE1, (1 << 30).to_bytes(4, "big")))
     assert huge.code == coap.Code.REQUEST_ENTITY_TOO_LARGE
-    assert int.from_bytes(dict(huge.options)[SIZE1], "big") == coap.blockwise.BlockServer.max_body
+    assert int.from_bytes(dict(huge.options)[SIZE1], "big") == coap.server.blockwise.BlockServer.max_body
     assert put(0, True, b"a" * 64).code == coap.Code.CONTINUE
     assert put(1, True, b"b" * 64).code == coap.Code.CONTINUE
     assert put(1, True, b"b" * 64).code == coap.Code.CONTINUE  # a retransmission: no harm
@@ -601,7 +601,7 @@ def test_upload_rules_of_the_own_server(serve: Any, monkeypatch: pytest.MonkeyPa
     assert (again.code, again.options) == (last.code, last.options)
     assert len(seen) == 1
     # stale partial uploads are dropped (here at once)
-    monkeypatch.setattr(coap.blockwise.BlockServer, "lifetime", -1.0)
+    monkeypatch.setattr(coap.server.blockwise.BlockServer, "lifetime", -1.0)
     assert put(0, True, bytes(64)).code == coap.Code.CONTINUE
     assert put(1, False, b"x").code == coap.Code.REQUEST_ENTITY_INCOMPLETE
     assert len(seen) == 1
@@ -720,7 +720,7 @@ def test_an_expired_body_is_rendered_again_and_its_etag_tells(
     """With nothing kept (lifetime < 0), a GET for a later block runs the handler
     again: the same body passes, a changed one is caught by its ETag; a POST's
     answer cannot be rendered again (4.08)."""
-    monkeypatch.setattr(coap.blockwise.BlockServer, "lifetime", -1.0)
+    monkeypatch.setattr(coap.server.blockwise.BlockServer, "lifetime", -1.0)
     renders: list[int] = []
 
     def setup(server: coap.Context) -> int:

@@ -32,7 +32,7 @@ from helpers.peers import Seen
 from helpers.waiting import run_until, wait_until
 
 import libcoap_py as coap
-from libcoap_py.delayed import DelayedResponse, Delivery
+from libcoap_py.server.delayed import DelayedResponse, Delivery
 
 Serve = Callable[..., Any]
 

@@ -53,7 +53,7 @@ def _declared_structs() -> list[str]:
 @pytest.mark.parametrize("name", _declared_structs())
 def test_declared_size_matches_the_c_compiler(name: str) -> None:
     c_size = lib.lcp_sizeof(name.encode())
-    assert c_size != 0, f"{name} is declared but lcp_sizeof() in _glue.c does not list it"
+    assert c_size != 0, f"{name} is declared but lcp_sizeof() in glue.c does not list it"
     assert ffi.sizeof(name) == c_size
 
 

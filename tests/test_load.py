@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from libcoap_py._load import load_error
+from libcoap_py._binding.load import load_error
 
 # What the dynamic loader says, as CPython passes it on.
 LOADER = "{lib}: cannot open shared object file: No such file or directory"
@@ -36,5 +36,5 @@ def test_an_unknown_library_is_still_named() -> None:
 def test_a_missing_module_in_an_installation_says_to_pip_install() -> None:
     # The installed package has its compiled module: any other failure keeps the
     # generic advice.
-    message = str(load_error(ImportError("No module named 'libcoap_py._libcoap'")))
+    message = str(load_error(ImportError("No module named 'libcoap_py._binding._libcoap'")))
     assert "install the package with pip" in message

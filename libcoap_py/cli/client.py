@@ -30,10 +30,10 @@ from ._coapargs import (
 from ._common import CliError
 
 if TYPE_CHECKING:
+    from ..client.session import Session
     from ..context import Context
     from ..dtls import PKI, PSK
     from ..pdu import Response
-    from ..session import Session
 
 __all__ = ["METHODS", "Progress", "build_client_parser", "direct_parser", "register", "run"]
 
@@ -563,9 +563,9 @@ def _request(session: Session, plan: Plan, output: Output, token: bytes | None =
 
 
 def _observe(session: Session, plan: Plan, output: Output, token: bytes | None = None) -> int:
+    from ..client.session import block_szx
     from ..codes import OptionNumber
     from ..options import encode_option
-    from ..session import block_szx
 
     options = list(plan.options)
     if plan.content_format is not None:

@@ -41,10 +41,10 @@ from functools import partial
 from typing import Any, Callable
 
 from .. import Code, ContentFormat, Context
-from ..delayed import DelayedResponse, Delivery
 from ..dtls import PKI, PSK
 from ..errors import CoapError
 from ..log import log_limited
+from ..server.delayed import DelayedResponse, Delivery
 from .store import Exchange, Filed, OutboxMessage, Store
 from .writer import FileJob, Job, MarkJob, StoreWriter
 

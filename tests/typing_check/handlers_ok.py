@@ -6,7 +6,7 @@ Type-checked by tests/test_typing.py, never run (pytest does not collect it).
 from __future__ import annotations
 
 import libcoap_py as coap
-from libcoap_py.delayed import DelayedResponse
+from libcoap_py.server.delayed import DelayedResponse
 
 
 def get_note(request: coap.Request, response: coap.ServerResponse) -> None:
@@ -73,7 +73,7 @@ def server(ctx: coap.Context) -> None:
         response.code = 0x42
 
     # The decorators hand the function back as it was.
-    handlers: list[coap.server.RequestHandler] = [get_time, anything, delete]
+    handlers: list[coap.server.serving.RequestHandler] = [get_time, anything, delete]
     print(handlers)
     ctx.call_soon(add, 1, "two")
     ctx.call_soon_threadsafe(print, "from another thread")

@@ -9,13 +9,9 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import blockwise
-from ._libcoap import ffi, lib
-from .blockwise import BLOCK_SIZES as BLOCK_SIZES
-from .blockwise import ProgressCallback
-from .blockwise import block_szx as block_szx
-from .codes import Code, ContentFormat, MessageType, NackReason, OptionNumber, Proto
-from .errors import (
+from .._binding import ffi, lib
+from ..codes import Code, ContentFormat, MessageType, NackReason, OptionNumber, Proto
+from ..errors import (
     NO_PDU,
     REFUSED_PAYLOAD,
     CoapError,
@@ -26,9 +22,7 @@ from .errors import (
     ResetError,
     check,
 )
-from .observe import NotificationCallback, Observation
-from .observe import check_supported as check_observe_supported
-from .pdu import (
+from ..pdu import (
     PDU,
     Option,
     OptionValue,
@@ -41,10 +35,16 @@ from .pdu import (
     pdu_room,
     write_options,
 )
-from .uri import URI, split_path, split_query
+from ..uri import URI, split_path, split_query
+from . import blockwise
+from .blockwise import BLOCK_SIZES as BLOCK_SIZES
+from .blockwise import ProgressCallback
+from .blockwise import block_szx as block_szx
+from .observe import NotificationCallback, Observation
+from .observe import check_supported as check_observe_supported
 
 if TYPE_CHECKING:
-    from .context import Context
+    from ..context import Context
 
 __all__ = ["ServerSession", "Session"]
 

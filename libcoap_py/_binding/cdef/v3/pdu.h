@@ -6,7 +6,7 @@ typedef int... coap_proto_t;
 static const int COAP_INVALID_MID;
 
 /* Names 4.2 does not have (codes.py takes the number itself where a flag is 0;
- * _glue.c sets the flags). */
+ * glue.c sets the flags). */
 static const int LCP_HAS_EMPTY_CODE;
 static const int COAP_EMPTY_CODE;
 static const int LCP_HAS_OPTION_NAMES_43;

@@ -15,7 +15,7 @@ import logging
 from types import TracebackType
 from typing import Any, Callable, TypeVar, overload
 
-from ._libcoap import ffi
+from . import ffi
 
 __all__ = ["extern", "keep_for_context", "lost"]
 

@@ -1,6 +1,6 @@
-/* The structures the Python side and _glue.c share, written once: build_ffi.py
+/* The structures the Python side and glue.c share, written once: build_ffi.py
  * gives this file to cffi's cdef (before glue.h) and puts it into the C source
- * (before _glue.c). Plain C only: no preprocessor lines, no cffi "...". */
+ * (before glue.c). Plain C only: no preprocessor lines, no cffi "...". */
 
 /* Bytes handed back to libcoap (a PSK key); the layout of 4.3's coap_bin_const_t. */
 typedef struct { size_t length; const uint8_t *s; } lcp_bin_t;

@@ -1,4 +1,4 @@
-/* The project's own C helpers (libcoap_py/_glue.c): one interface for every
+/* The project's own C helpers (libcoap_py/_binding/glue.c): one interface for every
  * libcoap generation. The Pythonic layer talks to libcoap through these and
  * through the few shared declarations; it never branches on the version. */
 
@@ -129,7 +129,7 @@ int lcp_send_reply(coap_session_t *session, int type, int mid, const uint8_t *to
                    size_t token_len, int code, const uint8_t *etag, size_t etag_len,
                    int cf, const uint8_t *payload, size_t len);
 
-/* Request waiter: request() waits for its response in C (see _glue.c). */
+/* Request waiter: request() waits for its response in C (see glue.c). */
 typedef struct lcp_waiter {
   int state;
   int nack_reason;
@@ -175,7 +175,7 @@ int lcp_tcp_supported(void);
 const char *lcp_tls_library_name(void);
 uint64_t lcp_tls_library_version(void);
 
-/* What the (D)TLS library under libcoap can do (1 = yes): see _glue.c and
+/* What the (D)TLS library under libcoap can do (1 = yes): see glue.c and
  * libcoap_py/capabilities.py, the one place that reads them. */
 static const int LCP_TLS_CHECKS_REVOCATION;
 static const int LCP_TLS_KEEPS_PSK_PKI_APART;

@@ -1,13 +1,10 @@
-"""Block-wise transfers (RFC 7959) done in Python, where libcoap leaves them to the binding.
+"""Block-wise transfers (RFC 7959) on the server side: ``BlockServer``.
 
-Client side: libcoap 4.3 cuts and reassembles bodies itself (``lib.LCP_HAS_BLOCK``);
-libcoap 4.2 does not, and there ``Session.request()`` runs the client half below
-(Block1 uploads, Block2 downloads).
-
-Server side: a serving Context runs the server half (``BlockServer``) on every
-generation. libcoap 4.3's own server-side reassembly is switched off, because
-hostile datagrams crash it (``_glue.c``, ``lcp_client_blocks``). Both generations
-behave the same: bodies of any size, whole or not at all.
+A serving Context runs it on every generation. libcoap 4.3's own server-side
+reassembly is switched off, because hostile datagrams crash it (the glue's
+``lcp_client_blocks``). Both generations behave the same: bodies of any size,
+whole or not at all. The client half is ``client/blockwise.py``, whose option
+helpers this module shares.
 """
 
 from __future__ import annotations
@@ -15,324 +12,36 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
-from ._libcoap import lib
-from .codes import Code, OptionNumber
-from .errors import BlockwiseError, CoapError, NackError, PayloadTooLargeError, RequestTimeout
-from .pdu import Option, Response, first_option, pdu_room, write_options
+from .._binding import lib
+from ..block import (
+    ACCEPT,
+    BLOCK1,
+    BLOCK2,
+    ETAG,
+    MAX_SZX,
+    OBSERVE_ROOM,
+    SIZE1,
+    SIZE2,
+    block_option,
+    by_number,
+    fit_szx,
+    parse_block,
+    read_uint,
+    uint,
+    without,
+)
+from ..codes import Code
+from ..errors import CoapError, PayloadTooLargeError
+from ..pdu import Option, first_option, pdu_room, write_options
 from .request import Request
 
 if TYPE_CHECKING:
     from .request import ServerResponse
-    from .session import Session
 
-__all__ = [
-    "BLOCK_SIZES",
-    "LIBCOAP_BLOCKS",
-    "BlockAnswer",
-    "BlockServer",
-    "NoRoomError",
-    "ProgressCallback",
-    "block_szx",
-    "request",
-]
-
-#: ``progress(done_bytes, total_bytes_or_None)``, see ``Session.request()``.
-ProgressCallback = Callable[[int, Optional[int]], None]
-
-BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024)
-#: True where libcoap does block-wise transfers itself (4.3); this module then idles.
-LIBCOAP_BLOCKS = bool(lib.LCP_HAS_BLOCK)
-
-_BLOCK1 = int(OptionNumber.BLOCK1)
-_BLOCK2 = int(OptionNumber.BLOCK2)
-_SIZE1 = int(OptionNumber.SIZE1)
-_SIZE2 = int(OptionNumber.SIZE2)
-_ETAG = int(OptionNumber.ETAG)
-#: The most an Observe option takes (a 3-byte value).
-_OBSERVE_ROOM: Option = (int(OptionNumber.OBSERVE), bytes(3))
-_ACCEPT = int(OptionNumber.ACCEPT)
-_CONTINUE = int(Code.CONTINUE)
-_MAX_SZX = 6  # 1024 bytes; 7 is BERT (CoAP over TCP only)
-_MAX_NUM = 0xFFFFF  # block numbers have 20 bits
-#: Room kept for the options a block adds: Block1/Block2 (up to 3 bytes), Size1/Size2
-#: (up to 4) and an ETag (8), each with a 1-byte header (a generous bound).
-_BLOCK_OVERHEAD: list[Option] = [(_BLOCK1, bytes(3)), (_SIZE1, bytes(4)), (_SIZE2, bytes(8))]
-
-
-def block_szx(size: int) -> int:
-    """The SZX exponent of a block size (RFC 7959: 16 to 1024, powers of two)."""
-    if size not in BLOCK_SIZES:
-        raise ValueError(f"block_size must be one of {', '.join(map(str, BLOCK_SIZES))}")
-    return BLOCK_SIZES.index(size)
-
-
-def _uint(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8, "big")
-
-
-def block_option(number: int, num: int, more: bool, szx: int) -> Option:
-    """A Block1 or Block2 option: block number, more flag, size exponent."""
-    return number, _uint(num << 4 | (8 if more else 0) | szx)
-
-
-def parse_block(value: bytes) -> tuple[int, bool, int]:
-    """(num, more, szx) of a Block1/Block2 value; ValueError for a malformed one."""
-    if len(value) > 3:
-        raise ValueError("a Block option has at most 3 bytes")
-    raw = int.from_bytes(value, "big")
-    szx = raw & 7
-    if szx == 7:
-        raise ValueError("block size exponent 7 (BERT) is for CoAP over TCP")
-    return raw >> 4, bool(raw & 8), szx
-
-
-def _read_uint(options: Sequence[Option], number: int) -> int | None:
-    value = first_option(options, number)
-    return None if value is None else int.from_bytes(value, "big")
-
-
-def fit_szx(max_pdu: int, token_len: int, options: Sequence[Option]) -> int:
-    """The largest SZX whose blocks fit one PDU next to these options and the block ones."""
-    room = pdu_room(max_pdu, token_len, sorted([*options, *_BLOCK_OVERHEAD]))
-    for szx in range(_MAX_SZX, -1, -1):
-        if 16 << szx <= room:
-            return szx
-    raise PayloadTooLargeError(
-        f"not even a 16-byte block fits a PDU of {max_pdu} bytes next to these options"
-    )
-
-
-def _by_number(option: Option) -> int:
-    return option[0]
-
-
-def _without(options: Sequence[Option], *numbers: int) -> list[Option]:
-    return [o for o in options if o[0] not in numbers]
-
-
-# -- client -------------------------------------------------------------------------------
-
-
-class _Exchanges:
-    """Sends the PDUs of one request() and waits for each answer, within its time."""
-
-    def __init__(
-        self,
-        session: Session,
-        code: int,
-        confirmable: bool,
-        timeout: float | None,
-        progress: ProgressCallback | None,
-        token: bytes | None,
-    ) -> None:
-        self.session = session
-        self.token = token  # the caller's token, for the first message only
-        self.code = code
-        self.confirmable = confirmable
-        self.timeout = timeout
-        self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.progress = progress
-        self.last_report: tuple[int, int | None] | None = None
-        self.what = ""  # how far the transfer got, for error messages
-
-    def __call__(self, options: list[Option], payload: bytes) -> Response:
-        # Without a timeout, each exchange waits as long as libcoap retransmits.
-        if self.deadline is not None and self.deadline <= time.monotonic():
-            self._timed_out()
-        options.sort(key=_by_number)
-        chosen, self.token = self.token, None
-        token, mid = self.session._send_pdu(self.code, options, payload, self.confirmable, chosen)
-        try:
-            return self.session._wait(token, mid, self.timeout, self.deadline)
-        except NackError as error:
-            if self.what:
-                error.args = (f"{error} (block-wise transfer: {self.what})",)
-            raise
-
-    def _timed_out(self) -> None:
-        raise RequestTimeout(
-            f"no complete response from {self.session.uri} within {self.timeout:g} s "
-            f"(block-wise transfer: {self.what})"
-        )
-
-    def report(self, done: int, total: int | None) -> None:
-        if self.progress is not None and self.last_report != (done, total):
-            self.last_report = (done, total)
-            self.progress(done, total)
-
-
-def request(
-    session: Session,
-    code: int,
-    options: list[Option],
-    body: bytes,
-    *,
-    confirmable: bool,
-    block_size: int | None,
-    timeout: float | None,
-    progress: ProgressCallback | None,
-    token: bytes | None = None,
-) -> Response:
-    """One request() where libcoap does no block-wise transfers: the body goes out in
-    Block1 blocks if it must, and a response in Block2 blocks is fetched to the end."""
-    user_block2 = first_option(options, _BLOCK2)
-    base = _without(options, _BLOCK1, _BLOCK2, _SIZE1)
-    want: int | None = None
-    if block_size is not None:
-        want = block_szx(block_size)
-    elif user_block2 is not None:
-        want = parse_block(user_block2)[2]
-    exchange = _Exchanges(session, code, confirmable, timeout, progress, token)
-    max_pdu = session.max_pdu_size
-    token_len = 8 if token is None else len(token)
-    total = len(body)
-    room = pdu_room(max_pdu, token_len, base)
-    if body and (total > room or (want is not None and total > 16 << want)):
-        response = _upload(exchange, base, body, want, fit_szx(max_pdu, token_len, base))
-    else:
-        ask = [] if want is None else [block_option(_BLOCK2, 0, False, want)]
-        response = exchange([*base, *ask], body)
-        if body:
-            exchange.report(total, total)
-    response = _download(exchange, base, response)
-    exchange.report(len(response.payload), len(response.payload))
-    return response
-
-
-def _upload(
-    exchange: _Exchanges, base: list[Option], body: bytes, want: int | None, fits: int
-) -> Response:
-    """Send ``body`` in Block1 blocks; the answer to the last one is the result."""
-    total = len(body)
-    szx = fits if want is None else min(want, fits)
-    if total > (_MAX_NUM + 1) << (szx + 4):
-        raise PayloadTooLargeError(
-            f"a body of {total} bytes is larger than Block1 can number in {16 << szx}-byte blocks"
-        )
-    offset = 0
-    while True:
-        size = 16 << szx
-        num = offset >> (szx + 4)
-        chunk = body[offset : offset + size]
-        more = offset + size < total
-        options = [*base, block_option(_BLOCK1, num, more, szx)]
-        if offset == 0:
-            options.append((_SIZE1, _uint(total)))
-        if not more and want is not None:
-            options.append(block_option(_BLOCK2, 0, False, want))
-        exchange.what = f"{offset} of {total} request body bytes acknowledged"
-        response = exchange(options, chunk)
-        echo = response.option(_BLOCK1)
-        code = int(response.code)
-        if not more:
-            if code == _CONTINUE:
-                raise BlockwiseError(
-                    f"{exchange.session.uri} answered 2.31 Continue to the last block", response
-                )
-            exchange.report(total, total)
-            response.options = _without(response.options, _BLOCK1)
-            return response
-        if code == _CONTINUE:
-            if echo is not None:
-                rnum, _, rszx = _parse_or_fail(echo, response, "Block1")
-                if rnum != num:
-                    raise BlockwiseError(
-                        f"{exchange.session.uri} acknowledged block {rnum} instead of "
-                        f"block {num} of the request body",
-                        response,
-                    )
-                szx = min(szx, rszx)  # the server may ask for smaller blocks
-            offset += len(chunk)
-            exchange.report(offset, total)
-            continue
-        if offset == 0 and code >> 5 >= 4:
-            if code == int(Code.REQUEST_ENTITY_TOO_LARGE) and echo is not None:
-                smaller = _parse_or_fail(echo, response, "Block1")[2]
-                if smaller < szx:  # "use smaller blocks" (RFC 7959, 2.9.3): start again
-                    szx = smaller
-                    continue
-            return response  # the server refused the body before taking any of it
-        raise BlockwiseError(
-            f"{exchange.session.uri} answered {response.code.dotted} to block {num} "
-            f"of the request body ({offset} of {total} bytes acknowledged); "
-            "the transfer is incomplete",
-            response,
-        )
-
-
-def _parse_or_fail(value: bytes, response: Response, name: str) -> tuple[int, bool, int]:
-    try:
-        return parse_block(value)
-    except ValueError as error:
-        raise BlockwiseError(
-            f"malformed {name} option in the response: {error}", response
-        ) from None
-
-
-def _download(exchange: _Exchanges, base: list[Option], first: Response) -> Response:
-    """Fetch the remaining Block2 blocks of a response; the whole body or an exception."""
-    value = first.option(_BLOCK2)
-    if value is None:
-        return first
-    num, more, szx = _parse_or_fail(value, first, "Block2")
-    uri = exchange.session.uri
-    if num != 0:
-        raise BlockwiseError(f"{uri} sent block {num} of its response first, not block 0", first)
-    etag = first.option(_ETAG)
-    total = _read_uint(first.options, _SIZE2)
-    parts = [first.payload]
-    done = len(first.payload)
-    code = first.code
-    last = first
-    while more:
-        if len(last.payload) != 16 << szx:
-            raise BlockwiseError(
-                f"{uri} sent a block of {len(last.payload)} bytes where {16 << szx} were due",
-                last,
-            )
-        exchange.report(done, total)
-        exchange.what = f"{done} response body bytes received" + (
-            f" of {total}" if total is not None else ""
-        )
-        num = done >> (szx + 4)
-        if num > _MAX_NUM:
-            raise BlockwiseError(f"the response of {uri} is larger than Block2 can number")
-        last = exchange([*base, block_option(_BLOCK2, num, False, szx)], b"")
-        if last.code != code:
-            raise BlockwiseError(
-                f"{uri} answered {last.code.dotted} to the request for block {num} of "
-                f"its response ({exchange.what}); the transfer is incomplete",
-                last,
-            )
-        value = last.option(_BLOCK2)
-        if value is None:
-            raise BlockwiseError(f"{uri} answered block {num} without a Block2 option", last)
-        rnum, more, rszx = _parse_or_fail(value, last, "Block2")
-        if rnum << (rszx + 4) != done:
-            raise BlockwiseError(
-                f"{uri} sent the block at byte {rnum << (rszx + 4)} where the one at byte "
-                f"{done} was asked for (blocks out of order)",
-                last,
-            )
-        if last.option(_ETAG) != etag:
-            raise BlockwiseError(
-                f"the resource at {uri} changed during the block-wise transfer (its ETag "
-                f"changed after {done} bytes); request it again",
-                last,
-            )
-        szx = rszx
-        parts.append(last.payload)
-        done += len(last.payload)
-    body = b"".join(parts)
-    exchange.report(done, total if total is not None and total >= done else done)
-    return Response(code, body, _without(last.options, _BLOCK2), last.type, last.mid, last.token)
-
-
-# -- server -------------------------------------------------------------------------------
+__all__ = ["BlockAnswer", "BlockServer", "NoRoomError"]
 
 
 @dataclass
@@ -461,7 +170,7 @@ class BlockServer:
     @staticmethod
     def _body_key(request: Request) -> tuple[Any, ...]:
         fetch = request.payload if request.code == Code.FETCH else b""
-        accept = request.option(_ACCEPT)
+        accept = request.option(ACCEPT)
         return (request.peer, int(request.proto), int(request.code), request.path,
                 request.query, accept, fetch)  # fmt: skip
 
@@ -471,7 +180,7 @@ class BlockServer:
         """Take a request's Block1 block. Returns the request with the whole body and the
         Block1 option for the final response, or the answer to give instead of running
         the handler (2.31 Continue, 4.08, 4.13, 4.00)."""
-        value = request.option(_BLOCK1)
+        value = request.option(BLOCK1)
         if value is None:
             return request, None
         now = time.monotonic()
@@ -491,7 +200,7 @@ class BlockServer:
         if num == 0:
             self._drop_upload(key)
             self._done.pop(key, None)
-            announced = _read_uint(request.options, _SIZE1)
+            announced = read_uint(request.options, SIZE1)
             if announced is not None and announced > self.max_body:
                 return self._too_large()
             self._make_room(self._uploads, self._peer_uploads, key[0], self._drop_upload)
@@ -512,7 +221,7 @@ class BlockServer:
             upload = found
             if offset < len(upload.data):  # a block already taken, sent again
                 upload.touched = now
-                return BlockAnswer(Code.CONTINUE, [block_option(_BLOCK1, num, True, szx)])
+                return BlockAnswer(Code.CONTINUE, [block_option(BLOCK1, num, True, szx)])
         if offset + len(data) > self.max_body or self._upload_total + len(data) > self.upload_bytes:
             self._drop_upload(key)
             return self._too_large()
@@ -521,7 +230,7 @@ class BlockServer:
         self._upload_total += len(data)
         self._uploads.move_to_end(key)
         if more:
-            return BlockAnswer(Code.CONTINUE, [block_option(_BLOCK1, num, True, szx)])
+            return BlockAnswer(Code.CONTINUE, [block_option(BLOCK1, num, True, szx)])
         self._drop_upload(key)
         whole = Request(
             request.code,
@@ -529,20 +238,20 @@ class BlockServer:
             request.mid,
             request.token,
             bytes(upload.data),
-            _without(request.options, _BLOCK1, _SIZE1),
+            without(request.options, BLOCK1, SIZE1),
             request.session,
         )
-        return whole, block_option(_BLOCK1, num, False, szx)
+        return whole, block_option(BLOCK1, num, False, szx)
 
     def _too_large(self) -> BlockAnswer:
-        return BlockAnswer(Code.REQUEST_ENTITY_TOO_LARGE, [(_SIZE1, _uint(self.max_body))])
+        return BlockAnswer(Code.REQUEST_ENTITY_TOO_LARGE, [(SIZE1, uint(self.max_body))])
 
     # -- Block2 --------------------------------------------------------------------------
 
     def answer_later_block(self, request: Request, max_pdu: int) -> BlockAnswer | None:
         """The answer to a request for block 1, 2, ... of a body rendered before (None
         when the handler has to run)."""
-        value = request.option(_BLOCK2)
+        value = request.option(BLOCK2)
         if value is None:
             return None
         try:
@@ -579,7 +288,7 @@ class BlockServer:
             options.append(block1)
         body = reply.payload
         payload = body.encode() if isinstance(body, str) else bytes(body)
-        value = request.option(_BLOCK2)
+        value = request.option(BLOCK2)
         asked = None
         if value is not None:
             try:
@@ -587,17 +296,17 @@ class BlockServer:
             except ValueError:
                 asked = None
         # (room for the Observe and Block2 options libcoap 4.3 puts into notifications)
-        extra = [_OBSERVE_ROOM] if value is None else [_OBSERVE_ROOM, (_BLOCK2, bytes(3))]
+        extra = [OBSERVE_ROOM] if value is None else [OBSERVE_ROOM, (BLOCK2, bytes(3))]
         room = pdu_room(max_pdu, len(request.token), sorted([*options, *extra]))
         fits = len(payload) <= room
         if fits and (asked is None or (asked[0] == 0 and len(payload) <= 16 << asked[2])):
             self._remember(request, block1, int(reply.code), options, payload)
             BlockAnswer(reply.code, options, payload).write(response)
             return
-        if first_option(options, _ETAG) is None:
+        if first_option(options, ETAG) is None:
             tag = hashlib.blake2b(payload, digest_size=8).digest()
-            options.append((_ETAG, tag))
-        later = _without(options, _BLOCK1)
+            options.append((ETAG, tag))
+        later = without(options, BLOCK1)
         if len(payload) > 16 and self.cache_bytes > 0:
             key = self._body_key(request)
             self._drop_body(key)
@@ -634,26 +343,26 @@ class BlockServer:
         payload: bytes,
     ) -> BlockAnswer:
         """The block of ``payload`` the request asks for (block 0 if it does not say)."""
-        value = request.option(_BLOCK2)
-        num, szx = 0, _MAX_SZX
+        value = request.option(BLOCK2)
+        num, szx = 0, MAX_SZX
         if value is not None:
             try:
                 num, _, szx = parse_block(value)
             except ValueError:
-                num, szx = 0, _MAX_SZX
+                num, szx = 0, MAX_SZX
         offset = num << (szx + 4)
         if offset and offset >= len(payload):
             message = f"there is no block {num} of {16 << szx} bytes in {len(payload)} bytes"
             return BlockAnswer(Code.BAD_REQUEST, [], message.encode())
         try:
             # (room for an Observe option, which libcoap 4.3 puts into notifications)
-            szx = min(szx, fit_szx(max_pdu, len(request.token), [*options, _OBSERVE_ROOM]))
+            szx = min(szx, fit_szx(max_pdu, len(request.token), [*options, OBSERVE_ROOM]))
         except PayloadTooLargeError as error:
             raise NoRoomError(str(error)) from None
         size = 16 << szx
         chunk = payload[offset : offset + size]
         more = offset + size < len(payload)
-        block = [block_option(_BLOCK2, offset // size, more, szx), (_SIZE2, _uint(len(payload)))]
+        block = [block_option(BLOCK2, offset // size, more, szx), (SIZE2, uint(len(payload)))]
         return BlockAnswer(code, [*options, *block], chunk)
 
 
@@ -676,7 +385,7 @@ class BlockAnswer:
         notification to an observer that asked for a block size) gets this answer's
         value instead of a second Block2."""
         options = self.options
-        block2 = first_option(options, _BLOCK2)
+        block2 = first_option(options, BLOCK2)
         if block2 is not None:
             patched = lib.lcp_patch_block2(response, block2, len(block2))
             if patched < 0:
@@ -685,9 +394,9 @@ class BlockAnswer:
                     "to say so in its Block2 option (an observer of 16-byte blocks)"
                 )
             if patched:
-                options = [o for o in options if o[0] != _BLOCK2]
+                options = [o for o in options if o[0] != BLOCK2]
         lib.lcp_pdu_set_code(response, int(self.code))
-        write_options(response, sorted(options, key=_by_number))
+        write_options(response, sorted(options, key=by_number))
         if self.payload and not lib.coap_add_data(response, len(self.payload), self.payload):
             if int(self.code) >> 5 >= 4:
                 # An error's payload is diagnostic text, which may be left out (RFC 7252,

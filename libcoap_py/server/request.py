@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._libcoap import ffi, lib
-from .codes import CODE_BY_BYTE as _CODE_OF
-from .codes import Code, ContentFormat, MessageType, OptionNumber, Proto
-from .errors import CoapError, check
-from .options import OptionAccessors
-from .pdu import (
+from .._binding import ffi, lib
+from ..codes import CODE_BY_BYTE as _CODE_OF
+from ..codes import Code, ContentFormat, MessageType, OptionNumber, Proto
+from ..errors import CoapError, check
+from ..options import OptionAccessors
+from ..pdu import (
     Option,
     OptionValue,
     PackedOptions,
@@ -18,8 +18,8 @@ from .pdu import (
 )
 
 if TYPE_CHECKING:
+    from ..client.session import ServerSession
     from .delayed import DelayedResponse
-    from .session import ServerSession
 
 __all__ = ["Request", "ServerResponse"]
 

@@ -12,19 +12,19 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, TypeVar, Union
 
-from ._handoff import FALLBACK_SLICE_MS, Handoff
-from ._libcoap import ffi, lib
+from .._binding import ffi, lib
+from .._handoff import FALLBACK_SLICE_MS, Handoff
+from ..client.session import ServerSession
+from ..codes import Code, MessageType, OptionNumber, Proto
+from ..dtls import PKI, PSK
+from ..errors import IO_FAILED, NO_PDU, REFUSED_PAYLOAD, CoapError, NotSupportedError, check
+from ..library import check_transport
+from ..log import log_limited
+from ..pdu import encode_option, first_option, write_options
+from ..uri import parse_uri, resolve
 from .blockwise import BlockAnswer, BlockServer, NoRoomError
-from .codes import Code, MessageType, OptionNumber, Proto
 from .delayed import DelayedResponse, DelayedResponses
-from .dtls import PKI, PSK
-from .errors import IO_FAILED, NO_PDU, REFUSED_PAYLOAD, CoapError, NotSupportedError, check
-from .library import check_transport
-from .log import log_limited
-from .pdu import encode_option, first_option, write_options
 from .request import DEFAULT_CODES, Request, ServerResponse
-from .session import ServerSession
-from .uri import parse_uri, resolve
 
 __all__ = ["Endpoint", "RequestHandler", "Resource", "Serving"]
 
@@ -530,7 +530,7 @@ class Serving:
             lib.lcp_pdu_set_code(response, _METHOD_NOT_ALLOWED)
             return
         # Block-wise transfers are ours on the server side, on every generation (libcoap
-        # 4.3's own reassembly crashes on hostile input: _glue.c, lcp_client_blocks):
+        # 4.3's own reassembly crashes on hostile input: glue.c, lcp_client_blocks):
         # reassemble Block1 uploads, serve later Block2 blocks from the body rendered for
         # block 0.
         block1 = None

@@ -1,8 +1,8 @@
 /*
- * libcoap_py/_glue.c: the only C that libcoap-py writes.
+ * libcoap_py/_binding/glue.c: the only C that libcoap-py writes.
  *
  * build_ffi.py puts this after "#define LCP_GENERATION n" and the libcoap
- * header, and cffi compiles it into libcoap_py._libcoap. Everything that
+ * header, and cffi compiles it into libcoap_py._binding._libcoap. Everything that
  * differs between libcoap generations (4.2 = 2, 4.3 = 3) is hidden here
  * behind lcp_* functions with one signature; the Python layer above never
  * asks which libcoap it runs on, only the LCP_HAS_* feature flags.
@@ -34,7 +34,7 @@
 #include <sys/epoll.h>
 #include <stdint.h>
 
-/* lcp_bin_t, lcp_pdu_info_t, lcp_pki_t and lcp_serve_info_t: _cdef/structs.h,
+/* lcp_bin_t, lcp_pdu_info_t, lcp_pki_t and lcp_serve_info_t: cdef/structs.h,
  * which build_ffi.py puts before this file. */
 
 /* The extern "Python" callbacks are defined by cffi further down. */
@@ -1238,7 +1238,7 @@ lcp_send_reply(coap_session_t *session, int type, int mid, const uint8_t *token,
 #define LCP_ANSWERED_INLINE 3
 
 struct lcp_waiter {
-  /* read by Python (mirrored in _cdef/glue.h) */
+  /* read by Python (mirrored in cdef/glue.h) */
   int state;                /* 0: waiting (or idle), 1: answered, 2: NACK */
   int nack_reason;
   int request_mid;          /* of the request waited for */
@@ -1643,7 +1643,7 @@ lcp_raises_client_connected(void) {
  * generation.
  */
 
-/* lcp_serve_info_t: _cdef/structs.h. */
+/* lcp_serve_info_t: cdef/structs.h. */
 
 #define LCP_SERVE_BLOCK1 1
 #define LCP_SERVE_BLOCK2 2

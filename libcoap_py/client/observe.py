@@ -8,10 +8,10 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._libcoap import lib
-from .codes import NackReason, OptionNumber
-from .errors import NotSupportedError
-from .pdu import Response
+from .._binding import lib
+from ..codes import NackReason, OptionNumber
+from ..errors import NotSupportedError
+from ..pdu import Response
 
 if TYPE_CHECKING:
     from .session import Session

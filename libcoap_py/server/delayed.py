@@ -40,13 +40,13 @@ import enum
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._libcoap import ffi, lib
-from .codes import Code, MessageType, NackReason, Proto
-from .errors import NO_PDU, CoapError, check
+from .._binding import ffi, lib
+from ..codes import Code, MessageType, NackReason, Proto
+from ..errors import NO_PDU, CoapError, check
 from .request import Request, ServerResponse
 
 if TYPE_CHECKING:
-    from .context import Context
+    from ..context import Context
 
 __all__ = ["DelayedResponse", "Delivery"]
 

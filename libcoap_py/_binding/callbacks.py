@@ -1,7 +1,7 @@
-"""The extern "Python" functions libcoap calls (through _glue.c), and how they dispatch.
+"""The extern "Python" functions libcoap calls (through glue.c), and how they dispatch.
 
 Rule: no exception crosses into C. Each trampoline is registered with
-``@extern`` (``_extern.py``): when its body raises, the one error path keeps the
+``@extern`` (``extern.py``): when its body raises, the one error path keeps the
 exception on the Context the trampoline had found (its local ``context``,
 re-raised by the next ``run_once()``/``request()``), and returns a safe value
 to libcoap. So each body sets ``context`` as soon as it knows it.
@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._extern import extern, keep_for_context
-from ._libcoap import ffi, lib
-from .codes import Code
-from .context import Context
-from .dtls import PSK, PeerCheck
-from .server import Resource
-from .session import Session
+from ..client.session import Session
+from ..codes import Code
+from ..context import Context
+from ..dtls import PSK, PeerCheck
+from ..server.serving import Resource
+from . import ffi, lib
+from .extern import extern, keep_for_context
 
 _server_log = logging.getLogger("libcoap_py.server")
 _NULL = ffi.NULL

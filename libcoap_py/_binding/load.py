@@ -1,4 +1,5 @@
-"""Why the compiled module ``libcoap_py._libcoap`` did not load, in words a user can act on."""
+"""Why the compiled module ``libcoap_py._binding._libcoap`` did not load, in words a
+user can act on."""
 
 from __future__ import annotations
 
@@ -35,14 +36,14 @@ def load_error(exc: ImportError) -> ImportError:
             "README)."
         )
     here = Path(__file__).resolve().parent
-    if not any(here.glob("_libcoap*.so")) and (here.parent / "build_ffi.py").exists():
+    if not any(here.glob("_libcoap*.so")) and (here.parent.parent / "build_ffi.py").exists():
         return ImportError(
-            f"libcoap_py._libcoap could not be loaded ({text}): this is the source folder "
+            f"libcoap_py._binding._libcoap could not be loaded ({text}): this is the source folder "
             f"({here}), which has no compiled module. Install the package with pip "
             "(pip install .) and run Python from another folder, or with python -I, so "
             "that the installed package is imported."
         )
     return ImportError(
-        f"libcoap_py._libcoap could not be loaded ({text}); install the package with pip, "
+        f"libcoap_py._binding._libcoap could not be loaded ({text}); install the package with pip, "
         "which compiles it against the system libcoap (see the README)"
     )

@@ -1,0 +1,1 @@
+"""The client side: sessions to servers, requests, observations, block-wise transfers."""

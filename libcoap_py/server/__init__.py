@@ -1,0 +1,1 @@
+"""The server side: endpoints, resources, request dispatch, delayed responses, block-wise."""
