@@ -4,9 +4,8 @@
 
 API is ``request`` (``Session.request``), ``loop`` (the C sample's handler loop:
 ``session.send(pdu)`` from the main loop, ``ctx.run_once()`` until the response
-handler counted the answer) or ``floor`` (sequential modes only: a Python loop
-around the one C call that ``Session.request`` ends in, ``lcp_request``, reading
-back only the response code: what any Python API over libcoap costs at least).
+handler counted the answer) or ``inhandler`` (the response handler sends the next
+request itself).
 MODE and the options are those of ``cclient.c``: get, post, inflight (loop only),
 handshake, idle, growth. The timed loop follows
 a warm-up; CPU is this process's own (``time.process_time``).
@@ -22,7 +21,6 @@ import time
 from typing import Any, Callable
 
 import libcoap_py as coap
-from libcoap_py import lib
 
 
 def rss_kib() -> int:
@@ -140,10 +138,8 @@ class Client:
             self.request_loop(s, n)
         elif self.args.api == "loop":
             self.handler_loop(s, n)
-        elif self.args.api == "inhandler":
-            self.in_handler_loop(s, n)
         else:
-            self.floor_loop(s, n)
+            self.in_handler_loop(s, n)
 
     def request_loop(self, s: coap.Session, n: int) -> None:
         request, method, path, body = s.request, self.method, self.args.path, self.body
@@ -187,19 +183,6 @@ class Client:
                 raise coap.RequestTimeout("no response within 30 s")
         if self.chain_left or self.responses != target:
             raise RuntimeError("the in-handler chain stopped early")
-
-    def floor_loop(self, s: coap.Session, n: int) -> None:
-        """A Python loop around the one C call that Session.request ends in."""
-        s.request(self.method, self.args.path, self.body, timeout=30)  # the handshake
-        code, blob, _ = s._prepare(self.method, self.args.path)
-        (waiter, head), lcp_request = self.ctx._new_waiter(), lib.lcp_request
-        cptr, sptr, body, size = self.ctx._ptr, s._ptr, self.body, len(blob)
-        answered, failures = lib.LCP_ANSWERED_INLINE, 0
-        for _ in range(n):
-            done = lcp_request(cptr, sptr, waiter, 0, code, blob, size, body, len(body), 200)
-            if done != answered or head[2][0] >> 5 != 2:  # the answer's code class
-                failures += 1
-        self.failures += failures
 
     def in_flight(self, sessions: list[coap.Session], n: int) -> None:
         target, sent = self.responses + n, 0
@@ -392,7 +375,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("api", choices=("request", "loop", "inhandler", "floor"))
+    parser.add_argument("api", choices=("request", "loop", "inhandler"))
     parser.add_argument("mode")
     parser.add_argument("uri")
     parser.add_argument("n", type=int)

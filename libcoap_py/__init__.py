@@ -12,7 +12,7 @@ from ._binding import callbacks as _callbacks  # noqa: F401  (registers the tram
 from ._binding import ffi, lib
 from .capabilities import Backend, backend
 from .client.observe import Observation
-from .client.session import ServerSession, Session
+from .client.session import Session
 from .codes import (
     Code,
     ContentFormat,
@@ -62,7 +62,8 @@ from .options import (
 )
 from .pdu import PDU, Response
 from .server.request import Request, ServerResponse
-from .server.serving import Endpoint, Resource
+from .server.serving import Endpoint, RequestHandler, Resource
+from .server.session import ServerSession
 
 __version__ = "0.1.0"
 
@@ -96,6 +97,7 @@ __all__ = [
     "Proto",
     "RawValue",
     "Request",
+    "RequestHandler",
     "RequestTimeout",
     "ResetError",
     "Resource",

@@ -23,11 +23,19 @@ to users): ``client/`` and ``context.py`` use it.
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 from .pdu import Response
 
-__all__ = ["Exchange", "Exchanges"]
+__all__ = ["REJECTED", "SESSION_ENDED", "SESSION_RENEWED", "Exchange", "Exchanges"]
+
+# Reasons a lasting exchange's ``on_nack`` gets besides libcoap's NACK reasons (>= 0):
+#: the response was rejected (an unknown critical option, RFC 7252 5.4.1);
+REJECTED = -1
+#: the session was closed, or ended;
+SESSION_ENDED = -2
+#: the session was replaced by a new C session (the exchange is gone with the old one).
+SESSION_RENEWED = -3
 
 #: ``on_response(response)`` of a lasting exchange (an observation).
 ResponseCallback = Callable[[Response], None]
@@ -59,8 +67,8 @@ class Exchange:
         session: object,
         token: bytes,
         mid: int,
-        on_response: Optional[ResponseCallback] = None,
-        on_nack: Optional[NackCallback] = None,
+        on_response: ResponseCallback | None = None,
+        on_nack: NackCallback | None = None,
     ) -> None:
         self.session = session
         self.token = token
@@ -84,18 +92,21 @@ class Exchange:
 class Exchanges:
     """The table: session -> token -> Exchange."""
 
-    __slots__ = ("by_session",)
+    __slots__ = ("by_session", "ticks")
 
     def __init__(self) -> None:
         self.by_session: dict[object, dict[bytes, Exchange]] = {}
+        #: Owner -> callable run after every pass of the loop (observations: whether to
+        #: register again).
+        self.ticks: dict[object, Callable[[], None]] = {}
 
     def open(
         self,
         session: object,
         token: bytes,
         mid: int,
-        on_response: Optional[ResponseCallback] = None,
-        on_nack: Optional[NackCallback] = None,
+        on_response: ResponseCallback | None = None,
+        on_nack: NackCallback | None = None,
     ) -> Exchange:
         """A new exchange for a request already handed to libcoap. An abandoned one with
         the same token (libcoap reused it) is replaced."""
@@ -130,9 +141,7 @@ class Exchanges:
         table = self.by_session.get(exchange.session)
         if table is not None and len(table) > _SWEEP_ABOVE:
             for token in [
-                t
-                for t, e in table.items()
-                if e.abandoned and now - e.abandoned > _ABANDONED_KEEP_S
+                t for t, e in table.items() if e.abandoned and now - e.abandoned > _ABANDONED_KEEP_S
             ]:
                 del table[token]
 
@@ -149,63 +158,62 @@ class Exchanges:
         self, table: dict[bytes, Exchange], token: bytes, make: Callable[[], Response]
     ) -> bool:
         """A response for ``token`` of a session whose ``table`` this is: True when an
-        exchange claimed it (``make()`` builds the Response, only then)."""
+        exchange claimed it. ``make()`` builds the Response, only then; what it raises
+        (a response the client must reject) fails the exchange."""
         exchange = table.get(token)
         if exchange is None:
             return False
         if exchange.abandoned:
             return True  # its owner gave up: acknowledged and dropped
         on_response = exchange.on_response
-        if on_response is not None:
-            on_response(make())
-            return True
-        del table[token]
-        if not table:
-            del self.by_session[exchange.session]
+        if on_response is None:
+            del table[token]
+            if not table:
+                del self.by_session[exchange.session]
         try:
-            exchange.response = make()
-        except BaseException as error:  # a response the client must reject
-            exchange.error = error
+            response = make()
+        except Exception as error:
+            if on_response is None:
+                exchange.error = error
+            elif exchange.on_nack is not None:
+                exchange.on_nack(REJECTED, error)
+            return True
+        if on_response is None:
+            exchange.response = response
+        else:
+            on_response(response)
         return True
 
-    def take_nack(
-        self,
-        session: object,
-        token: bytes | None,
-        mid: int,
-        reason: int,
-        error: Callable[[], BaseException],
-    ) -> bool:
-        """A NACK for (``token``, or else ``mid``) of ``session``: True when it ended an
-        exchange (or went to a lasting one's ``on_nack``)."""
+    def find(self, session: object, token: bytes | None, mid: int) -> Exchange | None:
+        """The exchange a NACK is for: by token, or else by message ID."""
         table = self.by_session.get(session)
         if not table:
-            return False
+            return None
         exchange = table.get(token) if token is not None else None
         if exchange is None:
             exchange = next((e for e in table.values() if e.mid == mid), None)
-            if exchange is None:
-                return False
+        return exchange
+
+    def fail(self, exchange: Exchange, reason: int, error: Callable[[], BaseException]) -> None:
+        """A NACK (``reason``) for ``exchange``: a lasting one's ``on_nack`` decides;
+        any other is closed, and fails unless its owner gave up on it."""
         if exchange.on_nack is not None and not exchange.abandoned:
             exchange.on_nack(reason, error())
-            return True
+            return
         self.close(exchange)
         if not exchange.abandoned and not exchange.done:
             exchange.error = error()
-        return True
 
-    def fail_session(self, session: object, error: BaseException) -> list[Exchange]:
-        """End every exchange of ``session`` (closed, or replaced by a new C session):
-        those still waiting fail with ``error``. Returns the lasting ones (observations),
-        whose owners decide what follows."""
+    def fail_session(self, session: object, error: BaseException, why: int) -> None:
+        """End every exchange of ``session``, ``why`` being SESSION_ENDED (closed) or
+        SESSION_RENEWED (replaced by a new C session): those still waiting fail with
+        ``error``; lasting ones (observations) hear ``on_nack(why, error)``."""
         table = self.by_session.pop(session, None)
         if not table:
-            return []
-        lasting = []
+            return
         for exchange in table.values():
-            if exchange.on_response is not None:
-                lasting.append(exchange)
+            if exchange.on_nack is not None and exchange.on_response is not None:
+                if not exchange.abandoned:
+                    exchange.on_nack(why, error)
             elif not exchange.done and not exchange.abandoned:
                 exchange.error = error
-        return lasting
-

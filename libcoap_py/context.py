@@ -1,26 +1,32 @@
-"""Context: libcoap's coap_context_t, its sessions, its I/O loop and the handlers."""
+"""Context: libcoap's coap_context_t, its sessions, its I/O loop and the handlers.
+
+A Context is composed of parts, each with its own module: the ``Loop``
+(``_loop.py``), the exchange engine (``_exchange.py``), the ``Dispatch`` of
+libcoap's callbacks (``_dispatch.py``), the DTLS ``Credentials``
+(``_credentials.py``) and the ``Server`` (``server/serving.py``). The Context
+itself is the public face: it makes client sessions, and hands the server's
+methods on.
+"""
 
 from __future__ import annotations
 
-import os
-import threading
-import time
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from ._binding import ffi, lib
-from ._handoff import Handoff
+from ._credentials import Credentials
+from ._dispatch import Dispatch, EventHandler, NackHandler, ResponseHandler
+from ._exchange import Exchanges
+from ._loop import Loop
 from .capabilities import BACKEND
-from .client.observe import Observation
-from .client.session import WAIT_SLICE_MS, ServerSession, Session, nack_error
-from .codes import Event, NackReason
+from .client.session import Session
 from .dtls import PKI, PSK
-from .errors import IO_FAILED, CoapError, NotSupportedError, WrongThreadError, check
+from .errors import CoapError, NotSupportedError, check
 from .library import check_transport
-from .log import flush_log_summaries, pending_summaries
-from .options import REGISTRY, CriticalOptionError, unknown_critical_options
-from .pdu import PDU, Option, Response, _OptionReader
-from .server.delayed import DelayedResponses
-from .server.serving import Endpoint, Resource, Serving
+from .log import flush_log_summaries
+from .options import REGISTRY
+from .pdu import Option
+from .server.serving import Endpoint, MethodSpec, RequestHandler, Resource, Server
 from .uri import parse_local, parse_uri, resolve
 
 __all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler"]
@@ -28,45 +34,17 @@ __all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler"]
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
 
+    from ._handoff import Handoff
+
     Ts = TypeVarTuple("Ts")
 
-#: ``handler(session, sent, received, mid)``: ``sent`` is None when libcoap no longer
-#: has it; returning False leaves the response unhandled (libcoap answers a CON with RST).
-ResponseHandler = Callable[[Union[Session, None], Union[PDU, None], PDU, int], Optional[bool]]
-#: ``handler(session, sent, reason, mid)``: a NackReason, or the int libcoap gave.
-NackHandler = Callable[[Union[Session, None], Union[PDU, None], Union[NackReason, int], int], None]
-#: ``handler(session, event)``: an Event, or the int libcoap gave.
-EventHandler = Callable[[Union[Session, None], Union[Event, int]], None]
 RH = TypeVar("RH", bound=ResponseHandler)
 NH = TypeVar("NH", bound=NackHandler)
 EH = TypeVar("EH", bound=EventHandler)
-
-_DTLS_CONNECTED = int(Event.DTLS_CONNECTED)
-_DTLS_ERROR = int(Event.DTLS_ERROR)
-_ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
-_NULL = ffi.NULL
-_get_ident = threading.get_ident
-_borrowed = PDU._borrowed
-_io_process = lib.lcp_io_process
-_SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
-_SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
-_DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
-# Events after which a client session may be disconnected (libcoap 4.3.2 and later
-# also close its socket): the Session checks, and renews it, before its next use.
-_SESSION_ENDINGS = frozenset(
-    {
-        int(Event.DTLS_ERROR),
-        int(Event.DTLS_CLOSED),
-        int(Event.TCP_CLOSED),
-        int(Event.TCP_FAILED),
-        int(Event.SESSION_CLOSED),
-        int(Event.SESSION_FAILED),
-    }
-)
-_LIBCOAP_DROPS_CRITICAL = bool(lib.LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE)
+R = TypeVar("R", bound=RequestHandler)
 
 
-class Context(Serving):
+class Context:
     """A libcoap context: owns sessions, runs the I/O loop, dispatches to handlers.
 
     Use it as a context manager or call ``close()`` (idempotent). A Context
@@ -74,63 +52,47 @@ class Context(Serving):
     """
 
     def __init__(self) -> None:
-        self._owner = threading.get_ident()
-        self._handle = ffi.new_handle(self)
         self._ptr: Any = None
         self._sessions: set[Session] = set()
-        self._error: BaseException | None = None
-        self._dispatching = 0
-        self._in_io = False
-        self._deferred_release: list[Any] = []
-        self._close_requested = False
-        self._response_handler: ResponseHandler | None = None
-        self._nack_handler: NackHandler | None = None
-        self._event_handler: EventHandler | None = None
         self._keepalive = 0
-        self._had_psk = False
         self._registered: set[int] = set()
-        self._observations: set[Observation] = set()  # the active ones, of all sessions
-        self._client_pki_used = False
-        # Client DTLS sessions whose DTLS_CONNECTED the Context raises itself (where
-        # libcoap does not: BACKEND.raises_client_connected), each with the libcoap
-        # session it was raised for in the current handshake (None: not yet).
-        self._connect_watch: dict[Session, Any] = {}
-        self._keep: list[Any] = []  # C buffers the context's DTLS setup points into
-        self._endpoints: list[Endpoint] = []
-        self._resources: dict[str, Resource] = {}
-        self._unknown: Resource | None = None
-        self._server_sessions: set[ServerSession] = set()
-        self._stopping = False
-        self._next_sweep = 0.0
-        self._dtls_pki: PKI | None = None
-        self._dtls_psk: PSK | None = None
-        self._info = ffi.new("lcp_pdu_info_t *")
-        self._reader = _OptionReader()
-        self._waiters: list[tuple[Any, Any]] = []  # idle request waiters, for reuse
+        self._exchanges = Exchanges()
+        self._credentials = Credentials()
         self.closed = False
+        # The context's app data points at the Dispatch, which needs the loop, which
+        # needs the context: it is set once both exist (no callback comes before).
         ptr = check(
-            lib.lcp_new_context(self._handle),
+            lib.lcp_new_context(ffi.NULL),
             "libcoap could not create a context (coap_new_context failed)",
         )
         self._ptr = ptr
-        self._handoff = Handoff(lib.coap_context_get_coap_fd(ptr))
-        self._delayed = DelayedResponses(self)
+        loop = self._loop = Loop(ptr, self.close)
+        self._server = Server(self, loop, self._exchanges, self._credentials)
+        dispatch = Dispatch(
+            loop, self._exchanges, self._server, self._credentials, self._registered
+        )
+        self._dispatch = dispatch
+        self._handle = ffi.new_handle(dispatch)
+        lib.coap_set_app_data(ptr, self._handle)
+        loop.hooks.append(self._after_pass)
 
-    # -- guards -----------------------------------------------------------------------------
+    def _after_pass(self) -> None:
+        """After each pass: what the parts have due (a hook of the Loop)."""
+        delayed = self._server.delayed
+        if delayed.awaiting:
+            delayed.check()
+        dispatch = self._dispatch
+        if dispatch.connect_watch:
+            dispatch.report_connected()
+        if self._server.sessions:
+            self._server.sweep()
+        ticks = self._exchanges.ticks
+        if ticks:
+            for tick in list(ticks.values()):
+                tick()
 
     def _enter(self) -> Any:
-        if self._owner != threading.get_ident():
-            raise WrongThreadError(
-                "this Context belongs to another thread; libcoap contexts are not thread-safe "
-                "(make one Context per thread)"
-            )
-        if self._ptr is None:
-            raise CoapError("the Context is closed")
-        return self._ptr
-
-    def _enter_for_close(self) -> None:
-        if self._owner != threading.get_ident():
-            raise WrongThreadError("close() must be called from the thread that made the Context")
+        return self._loop.enter()
 
     def _accept_options(self, options: list[Option]) -> None:
         """Register unknown critical option numbers a request carries, so that the
@@ -180,17 +142,17 @@ class Context(Serving):
 
     def register_response_handler(self, handler: RH) -> RH:
         """``handler(session, sent, received, mid)`` for responses to PDUs sent with ``send()``."""
-        self._response_handler = handler
+        self._dispatch.response_handler = handler
         return handler
 
     def register_nack_handler(self, handler: NH) -> NH:
         """``handler(session, sent, reason, mid)`` when libcoap gives up on a sent PDU."""
-        self._nack_handler = handler
+        self._dispatch.nack_handler = handler
         return handler
 
     def register_event_handler(self, handler: EH) -> EH:
         """``handler(session, event)`` for session events (DTLS connected, closed, ...)."""
-        self._event_handler = handler
+        self._dispatch.event_handler = handler
         return handler
 
     # -- sessions ---------------------------------------------------------------------------
@@ -212,7 +174,8 @@ class Context(Serving):
         that holds an address while the certificate names the host, as in
         ``client_session("coaps://192.0.2.7", pki, server_name="data.example")``.
         """
-        self._enter()
+        loop = self._loop
+        loop.enter()
         parsed = parse_uri(uri)
         check_transport(parsed.proto)
         if parsed.secure:
@@ -242,6 +205,7 @@ class Context(Serving):
                 raise ValueError(f"cannot use local address {local!r}")
 
         keep: list[Any] = []
+        credentials = self._credentials
         proto = int(parsed.proto)
         if isinstance(dtls, PSK):
             identity, key = dtls._client_credentials()
@@ -252,34 +216,34 @@ class Context(Serving):
             keep.extend((identity, key))
             sni = ffi.new("char[]", dtls.client_sni.encode()) if dtls.client_sni else ffi.NULL
             keep.append(sni)
-            self._refuse_dtls_mix("PSK", server=False)
-            self._had_psk = True
+            credentials.refuse_mix("PSK", server=False)
+            credentials.had_psk = True
 
             def connect() -> Any:
                 return lib.lcp_client_session_psk(
-                    self._enter(), local_addr, server, proto, identity, len(identity),
+                    loop.enter(), local_addr, server, proto, identity, len(identity),
                     key, len(key), sni,
                 )  # fmt: skip
         elif isinstance(dtls, PKI):
-            self._refuse_dtls_mix("PKI", server=False)
-            if self._dtls_pki is not None:
+            credentials.refuse_mix("PKI", server=False)
+            if credentials.server_pki is not None:
                 raise NotSupportedError(
                     "this Context serves coaps:// with a certificate; libcoap keeps one "
                     "certificate setup per Context, so a client certificate session would "
                     "replace the server's. Use a separate Context for the client."
                 )
-            self._client_pki_used = True
+            credentials.client_pki_used = True
             if dtls.root_cas is not None:
-                self._set_root_cas(dtls.root_cas)
+                credentials.set_root_cas(loop.ptr, dtls.root_cas)
             setup, buffers = dtls._setup(check)
             keep.extend(buffers)
 
             def connect() -> Any:
-                return lib.lcp_client_session_pki(self._enter(), local_addr, server, proto, setup)
+                return lib.lcp_client_session_pki(loop.enter(), local_addr, server, proto, setup)
         else:
 
             def connect() -> Any:
-                return lib.lcp_client_session(self._enter(), local_addr, server, proto)
+                return lib.lcp_client_session(loop.enter(), local_addr, server, proto)
 
         ptr = connect()
         if ptr == ffi.NULL:
@@ -288,67 +252,19 @@ class Context(Serving):
                 f"libcoap could not create a session to {parsed}{where} "
                 "(see the 'libcoap' logger for why)"
             )
-        session = Session(self, ptr, parsed, keep, connect)
+        session = Session(
+            self, loop, self._exchanges, ptr, parsed, keep, connect, self._accept_options,
+            self._sessions.discard,
+        )  # fmt: skip
         self._sessions.add(session)
         if dtls is not None and not BACKEND.raises_client_connected:
-            self._connect_watch[session] = None
+            self._dispatch.connect_watch[session] = None
         return session
-
-    def _refuse_dtls_mix(self, kind: str, *, server: bool) -> None:
-        """Raise NotSupportedError if a ``kind`` ("PSK" or "PKI") setup, for a client
-        session or (``server``) an endpoint, would meet a setup of the other kind in this
-        Context that the TLS backend cannot keep apart (see capabilities.py). A server
-        offering both is no mix: its clients pick one."""
-        if kind == "PSK":
-            client_other, server_other = self._client_pki_used, self._dtls_pki is not None
-        else:
-            client_other, server_other = self._had_psk, self._dtls_psk is not None
-        if not BACKEND.keeps_psk_and_pki_apart and (client_other or (server_other and not server)):
-            other = "certificate (PKI)" if kind == "PSK" else "PSK"
-            mine = "PSK" if kind == "PSK" else "certificate (PKI)"
-            what = "endpoint" if server else "client session"
-            raise NotSupportedError(
-                f"this Context already has a {other} setup, and libcoap's {BACKEND.name} "
-                f"code ({BACKEND.package}) offers every setup of a Context in every client "
-                f"handshake: a {mine} {what} here could authenticate with the {other} "
-                "credentials instead. Use a separate Context for PSK and for certificates."
-            )
-        if BACKEND.pki_client_beside_psk:
-            return
-        if kind == "PKI" and not server and (client_other or server_other):
-            raise NotSupportedError(
-                "this Context already has a PSK setup; libcoap's "
-                f"{BACKEND.name} code ({BACKEND.package}) then offers only PSK in every new "
-                "client handshake, so a certificate session would fail. Make certificate "
-                "sessions first (PSK client sessions may follow), or use a separate Context."
-            )
-        if kind == "PSK" and server and self._client_pki_used:
-            raise NotSupportedError(
-                "this Context has made certificate client sessions; with libcoap's "
-                f"{BACKEND.name} code ({BACKEND.package}) a PSK endpoint beside them fails "
-                "every handshake. Use a separate Context for the server."
-            )
-
-    def _set_root_cas(self, path: str) -> None:
-        is_dir = os.path.isdir(path)
-        ok = lib.coap_context_set_pki_root_cas(
-            self._enter(),
-            ffi.NULL if is_dir else path.encode(),
-            path.encode() if is_dir else ffi.NULL,
-        )
-        check(ok, f"libcoap could not load the root CAs from {path}")
 
     @property
     def sessions(self) -> list[Session]:
         """The open sessions."""
         return list(self._sessions)
-
-    def _release_session(self, ptr: Any) -> None:
-        if self._in_io:
-            # libcoap may still use the session after the handler returns.
-            self._deferred_release.append(ptr)
-        elif self._ptr is not None:
-            lib.coap_session_release(ptr)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -360,9 +276,10 @@ class Context(Serving):
         Re-raises the first exception a handler raised. Returns libcoap's result
         (milliseconds spent).
         """
-        if self._owner != _get_ident() or self._ptr is None:
-            self._enter()  # raises
-        if self._dispatching:
+        loop = self._loop
+        if not loop.owned:
+            loop.enter()  # raises
+        if loop.dispatching:
             raise CoapError("run_once() cannot be called from inside a handler")
         if timeout_ms is None:
             wait = -1
@@ -370,123 +287,7 @@ class Context(Serving):
             wait = timeout_ms if timeout_ms.__class__ is int else int(timeout_ms)
             if wait < 0:
                 raise ValueError("timeout_ms must be >= 0, or None to wait for activity")
-        return self._io(wait)
-
-    def _io(self, wait_ms: int) -> int:
-        # lcp_io_process cannot raise: the trampolines keep exceptions for _after_io.
-        self._in_io = True
-        result: int = _io_process(self._ptr, wait_ms)
-        self._in_io = False
-        self._after_io()
-        return check(result, IO_FAILED, zero_ok=True)
-
-    def _new_waiter(self) -> tuple[Any, Any]:
-        """A request waiter (lcp_waiter_t), and a buffer over the answer it holds
-        inline (Response._from_inline reads it); the pair goes back to _waiters."""
-        waiter = lib.lcp_waiter_new()
-        if waiter == ffi.NULL:
-            raise MemoryError("no memory for a request waiter")
-        waiter = ffi.gc(waiter, lib.lcp_waiter_free)
-        return waiter, ffi.buffer(waiter.inline_data)
-
-    def _wait_io(self, waiter: Any, wait_ms: int) -> None:
-        """I/O until ``waiter`` is answered, at most ``wait_ms`` (lcp_waiter_wait).
-
-        Each wait in C is short enough for Python to see signals in between, and ends
-        after a pass that ran Python code, so what that code left (an exception, a
-        closed session) is seen here first.
-        """
-        self._in_io = True
-        try:
-            result = lib.lcp_waiter_wait(self._ptr, waiter, min(wait_ms, WAIT_SLICE_MS))
-        finally:
-            self._in_io = False
-        self._io_done(result)
-
-    def _io_done(self, result: int) -> None:
-        """After lcp_waiter_wait(): what handlers left, then its own failure."""
-        self._after_io()
-        check(result, IO_FAILED, zero_ok=True)
-
-    def _waited_response(self, waiter: Any) -> Response:
-        """The response a waiter copied out of libcoap, checked as libcoap 4.3 does."""
-        response = Response._from_waiter(waiter)
-        error = self._critical_error(response)
-        if error is not None:
-            raise error
-        return response
-
-    def _critical_error(self, response: Response) -> CriticalOptionError | None:
-        """The error for a response with a critical option this client does not know,
-        rejected as libcoap 4.3 does itself (RFC 7252, 5.4.1); libcoap 4.2 lets it by."""
-        if _LIBCOAP_DROPS_CRITICAL:
-            return None
-        unknown = unknown_critical_options(response.options, self._registered)
-        return CriticalOptionError(unknown) if unknown else None
-
-    def _guarded(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Call a libcoap function that may call back into handlers, as _io() does."""
-        self._in_io = True
-        try:
-            result = function(*args)
-        finally:
-            self._in_io = False
-            self._after_io()
-        return result
-
-    def _sweep_server_sessions(self) -> None:
-        """Drop wrappers of server sessions libcoap freed without an event (libcoap 4.2)."""
-        now = time.monotonic()
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + 1.0
-        for session in list(self._server_sessions):
-            if not session._alive():
-                session._forget()
-
-    def _report_connected(self) -> None:
-        """Raise DTLS_CONNECTED for watched client sessions whose handshake completed
-        without libcoap raising it (its GnuTLS code does not): once per handshake."""
-        watch = self._connect_watch
-        for session, reported in list(watch.items()):
-            ptr = session._ptr
-            if ptr is None:
-                del watch[session]
-            elif lib.lcp_session_state(ptr) != _ESTABLISHED:
-                watch[session] = None  # (again) handshaking: report its end
-            elif reported is None or reported != ptr:
-                watch[session] = ptr
-                session._handshake_done = True
-                try:
-                    self._deliver_event(session, _DTLS_CONNECTED)
-                except BaseException as error:
-                    self._store_error(error)
-
-    def _after_io(self) -> None:
-        if self._handoff:
-            self._handoff.run(self._store_error)
-        if self._delayed.awaiting:
-            self._delayed.check()
-        if pending_summaries:
-            flush_log_summaries()
-        if self._connect_watch:
-            self._report_connected()
-        if self._server_sessions and not _SERVER_SESSION_EVENTS:
-            self._sweep_server_sessions()
-        if self._observations:
-            for observation in list(self._observations):
-                observation._maybe_reregister()
-        if self._deferred_release:
-            pending, self._deferred_release = self._deferred_release, []
-            for ptr in pending:
-                lib.coap_session_release(ptr)
-        if self._close_requested:
-            self._close_requested = False
-            self.close()
-        error = self._error
-        if error is not None:
-            self._error = None
-            raise error
+        return loop.io(wait)
 
     def call_soon_threadsafe(
         self, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]
@@ -500,7 +301,7 @@ class Context(Serving):
         loop, as a handler's is. Raises ``CoapError`` once the Context is closed
         (callbacks still queued then never run).
         """
-        self._handoff.submit(callback, args)
+        self._handoff().submit(callback, args)
 
     def call_soon(self, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]) -> None:
         """Run ``callback(*args)`` on this Context's thread after the current I/O pass
@@ -509,7 +310,7 @@ class Context(Serving):
         use :meth:`call_soon_threadsafe`. A handler uses it to gather work of many
         requests into one step."""
         self._enter()
-        self._handoff.later(callback, args)
+        self._handoff().later(callback, args)
 
     def add_reader(
         self, fd: int | Any, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]
@@ -527,151 +328,98 @@ class Context(Serving):
         re-raised by the loop.
         """
         self._enter()
-        self._handoff.add_reader(_fileno(fd), callback, args)
+        self._handoff().add_reader(_fileno(fd), callback, args)
 
     def remove_reader(self, fd: int | Any) -> bool:
         """Stop watching ``fd`` (:meth:`add_reader`); False if it was not watched. Close
         a descriptor only after removing it."""
         self._enter()
-        return self._handoff.remove_reader(_fileno(fd))
+        return self._handoff().remove_reader(_fileno(fd))
 
     def can_exit(self) -> bool:
         """True when libcoap has nothing left to send or retransmit."""
         return bool(lib.coap_can_exit(self._enter()))
 
-    # -- dispatch (called by the trampolines in callbacks.py) ------------------------------
+    def _handoff(self) -> Handoff:
+        return self._loop.handoff
 
-    def _store_error(self, error: BaseException) -> None:
-        if self._error is None:
-            self._error = error
+    # -- serving (the Server's, handed on) ---------------------------------------------------
 
-    def _token_of(self, pdu: Any) -> bytes:
-        info = self._info
-        lib.lcp_pdu_info(pdu, info)
-        return ffi.buffer(info.token, info.token_len)[:] if info.token_len else b""
+    def add_endpoint(
+        self, uri: str, dtls: PKI | PSK | Sequence[PKI | PSK] | None = None
+    ) -> Endpoint:
+        """Listen on ``coap://HOST:PORT`` or ``coaps://HOST:PORT`` (with ``dtls``).
 
-    def _on_response(
+        ``dtls`` is a PKI, a PSK, or both in a list: clients may then use either.
+        (libcoap keeps one certificate and one PSK setup per Context: they apply
+        to all its coaps:// endpoints.) Port 0 picks a free port (``Endpoint.port``,
+        ``Endpoint.uri``). Raises ``ValueError`` for a bad URI and ``OSError`` when
+        the address cannot be bound: ``errno.EADDRINUSE`` when another socket (of any
+        process, or another Context) holds it, for every transport.
+        """
+        return self._server.add_endpoint(uri, dtls)
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        """The listening endpoints."""
+        return list(self._server.endpoints)
+
+    def add_resource(self, path: str) -> Resource:
+        """A resource at ``path`` (``""`` is the root); add handlers with ``handle()``."""
+        return self._server.add_resource(path)
+
+    def resource(
         self,
-        session: Session | None,
-        sent: Any,
-        sent_info: Any,
-        received: Any,
-        info: Any,
-        mid: int,
-    ) -> int:
-        """``sent_info``, ``info``: the fields of ``sent`` (if any) and ``received``."""
-        if self._connect_watch:
-            self._report_connected()
-        if session is not None and (session._observations or session._pending):
-            token = ffi.buffer(info.token, info.token_len)[:]
-            observation = session._observations.get(token)
-            pending = None if observation is not None else session._pending.pop(token, None)
-            if observation is not None or pending is not None:
-                if pending is not None and pending.abandoned:
-                    return 1  # request() gave up on it already: acknowledge and drop
-                payload = ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
-                response = Response(
-                    info.code, payload, self._reader.read(received), info.type, info.mid, token
-                )
-                error = self._critical_error(response)
-                if observation is not None:
-                    if error is None:
-                        observation._deliver(response)
-                    else:
-                        observation._fail(error)
-                else:
-                    assert pending is not None
-                    if error is None:
-                        pending.response = response
-                    else:
-                        pending.error = error
-                return 1
-        handler = self._response_handler
-        if handler is None:
-            return 0  # nobody asked for this: libcoap answers a CON with RST
-        reader = self._reader
-        sent_pdu = _borrowed(sent, reader, sent_info) if sent else None  # (not NULL)
-        received_pdu = _borrowed(received, reader, info)
-        self._dispatching += 1
-        try:
-            result = handler(session, sent_pdu, received_pdu, mid)
-        finally:
-            self._dispatching -= 1
-            received_pdu._ptr = None  # the handler has returned: see PDU._borrowed
-            if sent_pdu is not None:
-                sent_pdu._ptr = None
-        return 0 if result is False else 1
+        path: str,
+        methods: MethodSpec | Iterable[MethodSpec] = ("GET",),
+        *,
+        observable: bool = False,
+        confirmable_notifications: bool = False,
+    ) -> Callable[[R], R]:
+        """Decorator: the function handles ``methods`` at ``path``.
 
-    def _on_nack(self, session: Session | None, sent: Any, reason: int, mid: int) -> None:
-        if self._connect_watch:
-            self._report_connected()
-        if session is not None:
-            token = self._token_of(sent) if sent != ffi.NULL else None
-            if token is not None and token in session._observations:
-                session._observations[token]._nack(reason, nack_error(reason, session))
-                return
-            pending = session._take_pending(token, mid)
-            if reason == NackReason.TLS_FAILED:
-                session._dtls_failed = True
-                session._failed()
-            if pending is not None:
-                if not pending.abandoned:
-                    pending.error = nack_error(reason, session)
-                return
-        handler = self._nack_handler
-        if handler is None:
-            return
-        sent_pdu = None
-        if sent != _NULL:
-            lib.lcp_pdu_info(sent, self._info)
-            sent_pdu = _borrowed(sent, self._reader, self._info)
-        try:
-            why: NackReason | int = NackReason(reason)
-        except ValueError:
-            why = reason
-        self._dispatching += 1
-        try:
-            handler(session, sent_pdu, why, mid)
-        finally:
-            self._dispatching -= 1
-            if sent_pdu is not None:
-                sent_pdu._invalidate("borrowed by a handler that has returned")
+        ``ctx.resources[path]`` is the Resource (``notify()`` when it changes).
+        """
+        return self._server.resource(
+            path,
+            methods,
+            observable=observable,
+            confirmable_notifications=confirmable_notifications,
+        )
 
-    def _on_event(self, session: Session | None, event: int) -> None:
-        if event == _DTLS_CONNECTED and session is not None and session in self._connect_watch:
-            # libcoap raised it after all: this handshake is reported.
-            self._connect_watch[session] = session._ptr
-        if session is not None and session.uri.secure:
-            if event == _DTLS_CONNECTED:
-                session._handshake_done = True
-            elif event == _DTLS_ERROR:
-                session._handshake_error = True
-        if session is not None and event in _SESSION_ENDINGS:
-            if event in _DTLS_FAILURES and session.uri.secure:
-                session._dtls_failed = True
-            session._failed()
-        if event == _SERVER_SESSION_DEL and isinstance(session, ServerSession):
-            # libcoap frees it right after this event.
-            try:
-                self._deliver_event(session, event)
-            finally:
-                session._detach(CoapError(f"the session with {session.uri} has ended"))
-            return
-        self._deliver_event(session, event)
+    def remove_resource(self, path: str) -> None:
+        """Remove the resource at ``path`` (KeyError if there is none)."""
+        self._server.remove_resource(path)
 
-    def _deliver_event(self, session: Session | None, event: int) -> None:
-        handler = self._event_handler
-        if handler is None:
-            return
-        try:
-            what: Event | int = Event(event)
-        except ValueError:
-            what = event
-        self._dispatching += 1
-        try:
-            handler(session, what)
-        finally:
-            self._dispatching -= 1
+    @property
+    def resources(self) -> dict[str, Resource]:
+        """The resources, by path."""
+        return dict(self._server.resources)
+
+    def set_unknown_handler(
+        self, handler: RequestHandler, methods: MethodSpec | Iterable[MethodSpec] = ("PUT",)
+    ) -> None:
+        """Let ``handler`` answer requests for paths that have no resource."""
+        self._server.set_unknown_handler(handler, methods)
+
+    def unknown_resource(
+        self, methods: MethodSpec | Iterable[MethodSpec] = ("PUT",)
+    ) -> Callable[[R], R]:
+        """Decorator form of ``set_unknown_handler``."""
+        return self._server.unknown_resource(methods)
+
+    def run(self, timeout: float | None = None, *, handle_signals: bool = False) -> None:
+        """Serve until ``stop()`` (or for at most ``timeout`` seconds).
+
+        With ``handle_signals`` (main thread only), SIGINT and SIGTERM call
+        ``stop()``, so Ctrl-C ends ``run()`` normally.
+        """
+        self._server.run(timeout, handle_signals=handle_signals)
+
+    def stop(self) -> None:
+        """Make ``run()`` return after the current pass. Safe from handlers, signal
+        handlers and other threads."""
+        self._server.stopping = True
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -680,12 +428,13 @@ class Context(Serving):
 
         Every Session and PDU that pointed into it raises ``CoapError`` afterwards.
         """
-        if self._ptr is None:
+        loop = self._loop
+        if loop.ptr is None:
             return
-        self._enter_for_close()
-        if self._in_io:
+        loop.enter_for_close()
+        if loop.in_io:
             # Called from a handler: libcoap is still using the context.
-            self._close_requested = True
+            loop.close_requested = True
             for session in list(self._sessions):
                 session._detach(CoapError("the Context was closed"))
             return
@@ -693,32 +442,13 @@ class Context(Serving):
         flush_log_summaries(force=True)
 
     def _free(self) -> None:
+        loop = self._loop
         self.closed = True
         for session in list(self._sessions):
             session._detach(CoapError("the Context was closed"))
-        for server_session in list(self._server_sessions):
-            server_session._detach(CoapError("the Context was closed"))
-        for endpoint in self._endpoints:
-            endpoint._ptr = None  # coap_free_context frees endpoints
-        self._endpoints = []
-        for resource in self._resources.values():
-            if resource._observable:
-                # A shutdown is not a deletion: libcoap 4.3 would tell every observer
-                # 4.04, ending observations that could outlive a restart (they
-                # re-register after Max-Age). libcoap 4.2 says nothing either.
-                lib.lcp_resource_observable(resource._ptr, 0, int(resource._confirmable))
-            resource._ptr = None
-        if self._unknown is not None:
-            self._unknown._ptr = None
-        self._stopping = True
-        self._handoff.close()
-        self._delayed.close()
-        ptr, self._ptr = self._ptr, None
-        for pending_ptr in self._deferred_release:
-            lib.coap_session_release(pending_ptr)
-        self._deferred_release = []
-        # Callbacks fired while libcoap tears down find no Context.
-        lib.coap_set_app_data(ptr, ffi.NULL)
+        self._server.close()
+        ptr = loop.free()
+        self._ptr = None
         lib.coap_free_context(ptr)
 
     def __enter__(self) -> Context:
@@ -728,7 +458,8 @@ class Context(Serving):
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_ptr", None) is not None and not getattr(self, "_in_io", False):
+        loop = getattr(self, "_loop", None)
+        if loop is not None and loop.ptr is not None and not loop.in_io:
             try:
                 self._free()
             except Exception:
@@ -742,6 +473,6 @@ class Context(Serving):
 def _fileno(fd: int | Any) -> int:
     """A descriptor number from an int or an object with ``fileno()``."""
     number = fd if isinstance(fd, int) else fd.fileno()
-    if not isinstance(number, int) or number < 0:
+    if not isinstance(number, int) or not number >= 0:
         raise ValueError(f"not a file descriptor: {fd!r}")
     return number

@@ -25,10 +25,6 @@ __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 _TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
 _buffer = ffi.buffer
 _OPTION_HEAD = struct.Struct(">HI")  # a packed option's number and value length
-# The head of an answer in a request waiter's inline_data (glue.c, LCP_INLINE_HEAD).
-_unpack_head = struct.Struct("<HBBHHH").unpack_from
-_INLINE_HEAD = lib.LCP_INLINE_HEAD
-assert struct.calcsize("<HBBHHH") == _INLINE_HEAD
 _gc = ffi.gc
 _object_new = object.__new__
 _delete_pdu = lib.coap_delete_pdu
@@ -81,12 +77,6 @@ class _OptionReader:
         numbers, values, lengths = self.numbers, self.values, self.lengths
         buffer = ffi.buffer
         return [(numbers[i], buffer(values[i], lengths[i])[:]) for i in range(count)]
-
-
-def pack_options(options: Iterable[Option]) -> bytes:
-    """Options packed as glue.c reads them (lcp_request): see unpack_options."""
-    head = _OPTION_HEAD.pack
-    return b"".join(head(number, len(value)) + value for number, value in options)
 
 
 def unpack_options(packed: bytes) -> list[Option]:
@@ -158,38 +148,6 @@ class Response(PackedOptions):
         self.type = _TYPES[type] if type.__class__ is int and 0 <= type <= 3 else MessageType(type)
         self.mid = mid
         self.token = token
-
-    @classmethod
-    def _from_waiter(cls, waiter: Any) -> Response:
-        """The response a request waiter (lcp_waiter_t) copied out of libcoap; its
-        options are unpacked when first asked for."""
-        self = _object_new(cls)
-        token_len = waiter.token_len
-        start = token_len + waiter.payload_len
-        data = _buffer(waiter.data, waiter.data_len)[:]
-        self.code = _CODES[waiter.code]
-        self.payload = data[token_len:start]
-        self._options = None
-        self._packed = data[start:]
-        self.type = _TYPES[waiter.type]
-        self.mid = waiter.mid
-        self.token = data[:token_len]
-        return self
-
-    @classmethod
-    def _from_inline(cls, data: Any) -> Response:
-        """The response lcp_request() left in its waiter's inline_data (``data``: a
-        buffer over it), after the head glue.c describes at LCP_INLINE_HEAD."""
-        self = _object_new(cls)
-        mid, code, kind, token_end, payload_end, end = _unpack_head(data)
-        self.code = _CODES[code]
-        self.payload = data[token_end:payload_end]
-        self._options = None
-        self._packed = data[payload_end:end]
-        self.type = _TYPES[kind]
-        self.mid = mid
-        self.token = data[_INLINE_HEAD:token_end]
-        return self
 
     @property
     def text(self) -> str:

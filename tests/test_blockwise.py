@@ -589,7 +589,10 @@ def test_upload_rules_of_the_own_server(serve: Any, monkeypatch: pytest.MonkeyPa
     assert put(0, True, bytes(10)).code == coap.Code.BAD_REQUEST  # not a whole block
     huge = put(0, True, bytes(64), (SIZE1, (1 << 30).to_bytes(4, "big")))
     assert huge.code == coap.Code.REQUEST_ENTITY_TOO_LARGE
-    assert int.from_bytes(dict(huge.options)[SIZE1], "big") == coap.server.blockwise.BlockServer.max_body
+    assert (
+        int.from_bytes(dict(huge.options)[SIZE1], "big")
+        == coap.server.blockwise.BlockServer.max_body
+    )
     assert put(0, True, b"a" * 64).code == coap.Code.CONTINUE
     assert put(1, True, b"b" * 64).code == coap.Code.CONTINUE
     assert put(1, True, b"b" * 64).code == coap.Code.CONTINUE  # a retransmission: no harm

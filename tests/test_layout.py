@@ -26,7 +26,6 @@ SHARED = [
     "lcp_bin_t",
     "lcp_pdu_info_t",
     "lcp_pki_t",
-    "lcp_waiter_t",
     "lcp_serve_info_t",
 ]
 

@@ -1,5 +1,5 @@
-"""How request() waits: in C (lcp_request), yet signals, handlers, other sessions and
-other contexts still get their turn, and a request that gave up leaves nothing armed."""
+"""How request() waits: on its exchange, while signals, handlers, other sessions and
+other contexts still get their turn, and a request that gave up leaves nothing open."""
 
 from __future__ import annotations
 
@@ -187,12 +187,10 @@ def test_an_answer_after_the_timeout_goes_nowhere() -> None:
         peer.close()
 
 
-def test_answers_around_the_waiters_inline_buffer_come_back_whole(
-    coap_server: CoapServer, unique_path: str
-) -> None:
-    # request() copies an answer of up to about 2 KiB (token, payload and options)
-    # into its waiter's own buffer, a larger one to the heap; the same waiter serves
-    # them in any order, and a small answer after a large one is read whole too.
+def test_answers_of_every_size_come_back_whole(coap_server: CoapServer, unique_path: str) -> None:
+    # Answers of many sizes, in any order (a small one after a large one too), each
+    # read whole. (Once a test of the C request waiter's inline buffer, which the
+    # exchange engine replaced; the sizes stay around its old 2 KiB edge.)
     from helpers.payloads import binary_payload
 
     sizes = [0, 1, 10, 1000, 2000, 2020, 2028, 2036, 2040, 2100, 5000, 10, 2030, 3000, 0, 7]
@@ -211,5 +209,3 @@ def test_answers_around_the_waiters_inline_buffer_come_back_whole(
             assert got.content_format == coap.ContentFormat.OCTET_STREAM, size
             assert got.type is coap.MessageType.ACK
             assert 1 <= len(got.token) <= 8 and 0 <= got.mid <= 0xFFFF
-        # Every answer went through one waiter, back in the pool each time.
-        assert len(ctx._waiters) == 1

@@ -1,82 +1,83 @@
 """The extern "Python" functions libcoap calls (through glue.c), and how they dispatch.
 
+Each trampoline finds the Context's ``Dispatch`` (``_dispatch.py``) in the
+context's app data and hands the call on. This module imports nothing above
+the binding layer at run time: it knows the objects it finds only by their
+methods (types, for the checker, under TYPE_CHECKING).
+
 Rule: no exception crosses into C. Each trampoline is registered with
 ``@extern`` (``extern.py``): when its body raises, the one error path keeps the
-exception on the Context the trampoline had found (its local ``context``,
+exception on the Dispatch the trampoline had found (its local ``dispatch``,
 re-raised by the next ``run_once()``/``request()``), and returns a safe value
-to libcoap. So each body sets ``context`` as soon as it knows it.
+to libcoap. So each body sets ``dispatch`` as soon as it knows it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..client.session import Session
-from ..codes import Code
-from ..context import Context
-from ..dtls import PSK, PeerCheck
-from ..server.serving import Resource
 from . import ffi, lib
 from .extern import extern, keep_for_context
 
+if TYPE_CHECKING:
+    from .._dispatch import Dispatch
+    from ..client.session import Session
+    from ..dtls import PSK, PeerCheck
+    from ..server.serving import Resource
+
 _server_log = logging.getLogger("libcoap_py.server")
 _NULL = ffi.NULL
-_NOT_FOUND = int(Code.NOT_FOUND)
-_SERVER_ERROR = int(Code.INTERNAL_SERVER_ERROR)
+_NOT_FOUND = 4 << 5 | 4  # 4.04
+_SERVER_ERROR = 5 << 5  # 5.00
 
 
-def _find(session_ptr: Any) -> tuple[Context | None, Session | None]:
-    data = lib.coap_session_get_app_data(session_ptr)
-    if data != _NULL:
-        session: Session = ffi.from_handle(data)
-        return session._context, session
+def _find(session_ptr: Any) -> tuple[Dispatch | None, Session | None]:
+    """The Dispatch of the session's context, and our Session for it (if any)."""
     data = lib.lcp_session_context_app_data(session_ptr)
-    if data != _NULL:
-        return ffi.from_handle(data), None
-    return None, None
+    if data == _NULL:
+        return None, None
+    dispatch: Dispatch = ffi.from_handle(data)
+    data = lib.coap_session_get_app_data(session_ptr)
+    return dispatch, (ffi.from_handle(data) if data != _NULL else None)
 
 
 @extern(error=1)
 def lcp_py_response(
-    session_ptr: Any,
     session_data: Any,
+    context_data: Any,
     sent: Any,
     sent_info: Any,
     received: Any,
     info: Any,
     mid: int,
 ) -> int:
-    context: Context | None
-    if session_data:  # not NULL: what _find() would find first, read in C
-        session: Session | None = ffi.from_handle(session_data)
-        assert session is not None
-        context = session._context
-    else:
-        context, session = _find(session_ptr)
-        if context is None:
-            return 0
-    return context._on_response(session, sent, sent_info, received, info, mid)
+    if context_data == _NULL:
+        return 0  # the context is being freed
+    dispatch: Dispatch = ffi.from_handle(context_data)
+    session: Session | None = ffi.from_handle(session_data) if session_data else None
+    return dispatch.on_response(session, sent, sent_info, received, info, mid)
 
 
 @extern
 def lcp_py_nack(session_ptr: Any, sent: Any, reason: int, mid: int) -> None:
-    context, session = _find(session_ptr)
-    if context is not None:
-        if context._delayed.awaiting and context._delayed.nacked(session_ptr, mid, reason):
+    dispatch, session = _find(session_ptr)
+    if dispatch is not None:
+        delayed = dispatch.server.delayed
+        if delayed.awaiting and delayed.nacked(session_ptr, mid, reason):
             return
-        context._on_nack(session, sent, reason, mid)
+        dispatch.on_nack(session, sent, reason, mid)
 
 
 @extern
 def lcp_py_event(session_ptr: Any, event: int) -> None:
-    context, session = _find(session_ptr)
-    if context is not None:
-        context._on_event(session, event)
+    dispatch, session = _find(session_ptr)
+    if dispatch is not None:
+        dispatch.on_event(session, event)
 
 
 def _request_failed(error: BaseException, frame: dict[str, Any]) -> None:
-    """A request's dispatch failed outside the handler (whose exceptions _on_request
+    """A request's dispatch failed outside the handler (whose exceptions the server
     handles): 5.00 for the client, the exception for the loop."""
     response = frame.get("response")
     if response is not None:
@@ -89,12 +90,12 @@ def lcp_py_request(
     resource_ptr: Any, session_ptr: Any, request: Any, query: Any, response: Any
 ) -> None:
     data = lib.coap_resource_get_userdata(resource_ptr)
-    if data == _NULL:
+    dispatch, _ = _find(session_ptr)
+    if data == _NULL or dispatch is None:
         lib.lcp_pdu_set_code(response, _NOT_FOUND)
         return
     resource: Resource = ffi.from_handle(data)
-    context = resource._context
-    context._on_request(resource, session_ptr, request, query, response)
+    dispatch.on_request(resource, session_ptr, request, query, response)
 
 
 def _peer_check_failed(error: BaseException, frame: dict[str, Any]) -> None:
@@ -117,14 +118,14 @@ def lcp_py_cn(
 ) -> int:
     check: PeerCheck = ffi.from_handle(arg)
     name = ffi.string(cn).decode("utf-8", "replace") if cn != _NULL else ""
-    context, session = _find(session_ptr)
-    if context is not None:
-        context._on_cn(session_ptr, session, name, depth)
+    dispatch, session = _find(session_ptr)
+    if dispatch is not None:
+        dispatch.on_cn(session_ptr, session, name, depth)
     if depth == 0 and check.server_name is not None:
         # (Only client sessions carry a server name to check.)
         problem = check.name_problem(bytes(ffi.buffer(der, der_len)) if der else b"")
         if problem is not None:
-            if isinstance(session, Session):
+            if session is not None:
                 session._refuse_peer(problem)
             logging.getLogger("libcoap_py").warning("%s; the handshake is aborted", problem)
             return 0
@@ -145,11 +146,11 @@ def _psk_lookup_failed(error: BaseException, frame: dict[str, Any]) -> None:
 
 @extern(on_error=_psk_lookup_failed)
 def lcp_py_psk_key(session_ptr: Any, identity: Any, length: int, arg: Any) -> Any:
-    context, _ = _find(session_ptr)
+    dispatch, _ = _find(session_ptr)
     if arg != _NULL:
         psk: PSK | None = ffi.from_handle(arg)
     else:  # libcoap 4.2's hook has no argument: the context knows its PSK
-        psk = None if context is None else context._dtls_psk
+        psk = None if dispatch is None else dispatch.server_psk()
     if psk is None:
         return _NULL
     return psk._key_cdata(ffi.buffer(identity, length)[:])

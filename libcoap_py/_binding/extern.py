@@ -5,7 +5,7 @@ Rule: no exception crosses into C. A trampoline's body raises as any Python
 code does; the error path, which costs nothing until an exception happens,
 gets the exception and the trampoline's frame (its arguments and the locals it
 had set), returns ``error`` to C (or what ``on_error`` returns), and hands the
-exception on: by default to the Context the frame names (its local ``context``),
+exception on: by default to the Context whose dispatch the frame names (its local ``dispatch``),
 which re-raises it from its next ``run_once()``/``request()``.
 """
 
@@ -33,11 +33,12 @@ def lost(error: BaseException) -> None:
 
 
 def keep_for_context(error: BaseException, frame: dict[str, Any]) -> None:
-    """The default error path: the Context in the frame's ``context`` keeps the
-    exception for its loop to re-raise; without one, it is logged."""
-    context = frame.get("context")
-    if context is not None:
-        context._store_error(error)
+    """The default error path: the Dispatch in the frame's ``dispatch`` (the
+    Context's) keeps the exception for its loop to re-raise; without one, it is
+    logged."""
+    dispatch = frame.get("dispatch")
+    if dispatch is not None:
+        dispatch.store_error(error)
     else:
         lost(error)
 

@@ -38,7 +38,8 @@
  * which build_ffi.py puts before this file. */
 
 /* The extern "Python" callbacks are defined by cffi further down. */
-static int lcp_py_response(coap_session_t *session, void *session_data,
+void *lcp_session_context_app_data(const coap_session_t *session);
+static int lcp_py_response(void *session_data, void *context_data,
                            const coap_pdu_t *sent, lcp_pdu_info_t *sent_info,
                            const coap_pdu_t *received, lcp_pdu_info_t *info, int mid);
 void lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
@@ -57,40 +58,19 @@ static void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
                            const coap_pdu_t *request, const void *query,
                            coap_pdu_t *response);
 
-/* Counts calls into Python (the lcp_py_* trampolines), per thread: the request
- * waiter's loop (lcp_waiter_wait) hands control back to Python after any I/O
- * pass that ran Python code, which may have stored an exception or changed
- * state the Python loop must see. */
-static __thread unsigned long lcp_py_calls;
 
-/* Counts lcp_wake() calls, from any thread: the request waiter's loop hands
- * control back to Python after a pass during which another thread woke the
- * loop, so that what it handed over (Context.call_soon_threadsafe) runs. */
-static unsigned long lcp_wakeups;
-
-/* LCP_TLS_RAISES_CLIENT_CONNECTED (see "What the (D)TLS library under libcoap
- * can do" below), read once for the request waiter's loop. */
-static int lcp_raises_client_connected(void);
-
-/* A response nobody in C waited for, to Python (lcp_py_response) with the
- * fields of both PDUs read. */
+/* A response, to Python (lcp_py_response) with the fields of both PDUs read. */
 static int
 lcp_response_to_python(coap_session_t *session, const coap_pdu_t *sent,
                        const coap_pdu_t *received, lcp_pdu_info_t *info, int mid) {
   lcp_pdu_info_t sent_info;
   if (sent)
     lcp_pdu_info(sent, &sent_info);
-  lcp_py_calls++;
-  return lcp_py_response(session, coap_session_get_app_data(session), sent,
+  return lcp_py_response(coap_session_get_app_data(session),
+                         lcp_session_context_app_data(session), sent,
                          sent ? &sent_info : NULL, received, info, mid);
 }
 
-/* A request() waiting for its response (see "Request waiter" below). */
-typedef struct lcp_waiter lcp_waiter_t;
-static int lcp_waiter_take(coap_session_t *session, const coap_pdu_t *received,
-                           const lcp_pdu_info_t *info);
-static int lcp_waiter_nack(coap_session_t *session, const coap_pdu_t *sent,
-                           int reason, int mid);
 
 /* libcoap's certificate check (every backend calls it inside the handshake, so
  * a 0 aborts the handshake before a queued request is sent): asn1_public_cert
@@ -99,7 +79,6 @@ static int lcp_waiter_nack(coap_session_t *session, const coap_pdu_t *sent,
 static int
 lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
           coap_session_t *session, unsigned int depth, int validated, void *arg) {
-  lcp_py_calls++;
   return lcp_py_cn(session, cn, asn1_public_cert, asn1_length, depth, validated, arg);
 }
 
@@ -151,8 +130,6 @@ lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
                 const coap_pdu_t *received, const coap_mid_t mid) {
   lcp_pdu_info_t info;
   lcp_pdu_info(received, &info);
-  if (lcp_waiter_take(session, received, &info))
-    return COAP_RESPONSE_OK;
   return lcp_response_to_python(session, sent, received, &info, (int)mid)
            ? COAP_RESPONSE_OK : COAP_RESPONSE_FAIL;
 }
@@ -160,22 +137,17 @@ lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
 static void
 lcp_on_nack(coap_session_t *session, const coap_pdu_t *sent,
             const coap_nack_reason_t reason, const coap_mid_t mid) {
-  if (lcp_waiter_nack(session, sent, (int)reason, (int)mid))
-    return;
-  lcp_py_calls++;
   lcp_py_nack(session, sent, (int)reason, (int)mid);
 }
 
 static int
 lcp_on_event(coap_session_t *session, const coap_event_t event) {
-  lcp_py_calls++;
   lcp_py_event(session, (int)event);
   return 0;
 }
 
 static const coap_bin_const_t *
 lcp_on_psk_id(coap_bin_const_t *identity, coap_session_t *session, void *arg) {
-  lcp_py_calls++;
   return (const coap_bin_const_t *)lcp_py_psk_key(session, identity->s,
                                                   identity->length, arg);
 }
@@ -184,7 +156,6 @@ static void
 lcp_on_request(coap_resource_t *resource, coap_session_t *session,
                const coap_pdu_t *request, const coap_string_t *query,
                coap_pdu_t *response) {
-  lcp_py_calls++;
   lcp_py_request(resource, session, request, query, response);
 }
 
@@ -421,8 +392,6 @@ lcp_on_response(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
    * registration; 4.2 and 4.3 servers match it to the last notification). */
   lcp_pdu_info_t info;
   lcp_pdu_info(received, &info);
-  if (lcp_waiter_take(session, received, &info))
-    return;
   if (!lcp_response_to_python(session, sent, received, &info, (int)id) &&
       (received->type == COAP_MESSAGE_NON ||
        (received->type == COAP_MESSAGE_CON &&
@@ -434,16 +403,12 @@ static void
 lcp_on_nack(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
             coap_nack_reason_t reason, const coap_tid_t id) {
   (void)ctx;
-  if (lcp_waiter_nack(session, sent, (int)reason, (int)id))
-    return;
-  lcp_py_calls++;
   lcp_py_nack(session, sent, (int)reason, (int)id);
 }
 
 static int
 lcp_on_event(coap_context_t *ctx, coap_event_t event, coap_session_t *session) {
   (void)ctx;
-  lcp_py_calls++;
   lcp_py_event(session, (int)event);
   return 0;
 }
@@ -466,7 +431,6 @@ lcp_on_server_psk(const coap_session_t *session, const uint8_t *identity,
     memcpy(s->psk_identity, identity, identity_len);
     s->psk_identity_len = identity_len;
   }
-  lcp_py_calls++;
   key = lcp_py_psk_key(s, identity, identity_len, NULL);
   if (!key || !key->s || key->length > max_psk_len)
     return 0;
@@ -484,7 +448,6 @@ lcp_on_request(coap_context_t *ctx, struct coap_resource_t *resource,
    * only where that has not happened. */
   if (response->used_size == 0 && token && token->length)
     coap_add_token(response, token->length, token->s);
-  lcp_py_calls++;
   lcp_py_request(resource, session, request, query, response);
 }
 
@@ -722,7 +685,6 @@ lcp_wake_attach(int coap_fd, int wake_fd) {
 int
 lcp_wake(int write_fd) {
   char byte = 0;
-  __atomic_add_fetch(&lcp_wakeups, 1, __ATOMIC_RELEASE);
   return write(write_fd, &byte, 1) == 1 ? 0 : errno;
 }
 
@@ -1211,152 +1173,6 @@ lcp_send_reply(coap_session_t *session, int type, int mid, const uint8_t *token,
   return (int)coap_send(session, pdu);
 }
 
-/* ------------------------------------------------------------------ */
-/* Request waiter: Session.request()'s wait for its response, in C.
- *
- * A waiter is armed with the session, token and message ID of the request it
- * waits for. The response handler (lcp_on_response) hands a matching response
- * to lcp_waiter_take(), which copies code, type, message ID, token, payload
- * and options into the waiter and acknowledges it, without a call into
- * Python; a NACK for the request ends the wait the same way
- * (lcp_waiter_nack). lcp_waiter_wait() drives the I/O loop until one of them
- * happens, the time is up, or a pass ran Python code (a handler, an event),
- * which the Python side must look at first. Everything else (observe, late
- * answers, other requests) still goes through the Python trampolines.
- *
- * Armed waiters form a per-thread stack: a request() made from inside a
- * handler while another waits (on another context) arms its own. */
-
-/* A response whose token, payload and options fit in inline_data (after a head
- * of LCP_INLINE_HEAD bytes) stays in the waiter itself, where Python reads it
- * through a buffer made once per waiter; a larger one goes to the heap. The
- * head, written by lcp_request() for an answer it returns as LCP_ANSWERED_INLINE,
- * is little-endian: message ID (2 bytes), code (1), type (1), then the offsets
- * in inline_data where the token, the payload and the options end (2 each). */
-#define LCP_WAITER_INLINE 2048
-#define LCP_INLINE_HEAD 10
-#define LCP_ANSWERED_INLINE 3
-
-struct lcp_waiter {
-  /* read by Python (mirrored in cdef/glue.h) */
-  int state;                /* 0: waiting (or idle), 1: answered, 2: NACK */
-  int nack_reason;
-  int request_mid;          /* of the request waited for */
-  int code;                 /* of the response, and so on */
-  int type;
-  int mid;
-  uint8_t token[8];         /* of the request */
-  size_t token_len;
-  /* The response's token, payload and options (lcp_pack_option) back to back:
-   * inline_data, or a heap copy when they do not fit there. */
-  uint8_t *data;
-  size_t payload_len;
-  size_t data_len;
-  int64_t started_ms;       /* lcp_request(): when it began (CLOCK_MONOTONIC) */
-  uint8_t inline_data[LCP_WAITER_INLINE];
-  /* private */
-  const coap_session_t *session; /* NULL: not armed */
-  size_t data_cap;
-  lcp_waiter_t *outer;
-};
-
-static __thread lcp_waiter_t *lcp_armed;
-
-/* 1 when the waiter's data is its inline_data (after the head). */
-static int
-lcp_waiter_is_inline(const lcp_waiter_t *w) {
-  return w->data == w->inline_data + LCP_INLINE_HEAD;
-}
-
-/* Point the waiter's data at its inline_data (freeing a heap copy, if any). */
-static void
-lcp_waiter_use_inline(lcp_waiter_t *w) {
-  if (w->data && !lcp_waiter_is_inline(w))
-    free(w->data);
-  w->data = w->inline_data + LCP_INLINE_HEAD;
-  w->data_cap = sizeof(w->inline_data) - LCP_INLINE_HEAD;
-}
-
-lcp_waiter_t *
-lcp_waiter_new(void) {
-  lcp_waiter_t *w = calloc(1, sizeof(lcp_waiter_t));
-  if (w)
-    lcp_waiter_use_inline(w);
-  return w;
-}
-
-static void
-lcp_waiter_unlink(lcp_waiter_t *w) {
-  lcp_waiter_t **p = &lcp_armed;
-  while (*p && *p != w)
-    p = &(*p)->outer;
-  if (*p)
-    *p = w->outer;
-  w->outer = NULL;
-  w->session = NULL;
-}
-
-void
-lcp_waiter_free(lcp_waiter_t *w) {
-  if (!w)
-    return;
-  lcp_waiter_unlink(w);
-  if (!lcp_waiter_is_inline(w))
-    free(w->data);
-  free(w);
-}
-
-/* Wait for the response with this token on this session. An answer or a NACK
- * disarms the waiter; lcp_waiter_disarm() does it otherwise. */
-int
-lcp_waiter_arm(lcp_waiter_t *w, const coap_session_t *session,
-               const uint8_t *token, size_t token_len, int mid) {
-  if (token_len > sizeof(w->token))
-    return 0;
-  lcp_waiter_unlink(w);
-  if (!lcp_waiter_is_inline(w)) /* the last answer was large: back to the usual */
-    lcp_waiter_use_inline(w);
-  w->state = 0;
-  w->nack_reason = 0;
-  w->payload_len = 0;
-  w->data_len = 0;
-  memcpy(w->token, token, token_len);
-  w->token_len = token_len;
-  w->request_mid = mid;
-  w->session = session;
-  w->outer = lcp_armed;
-  lcp_armed = w;
-  return 1;
-}
-
-void
-lcp_waiter_disarm(lcp_waiter_t *w) {
-  lcp_waiter_unlink(w);
-}
-
-/* Room for `want` bytes in the waiter's data; 0 when out of memory. */
-static int
-lcp_waiter_room(lcp_waiter_t *w, size_t want) {
-  size_t n = w->data_cap;
-  uint8_t *p;
-  if (want <= w->data_cap)
-    return 1;
-  while (n < want)
-    n *= 2;
-  if (lcp_waiter_is_inline(w)) {
-    p = malloc(n);
-    if (p)
-      memcpy(p, w->data, w->data_cap);
-  } else {
-    p = realloc(w->data, n);
-  }
-  if (!p)
-    return 0;
-  w->data = p;
-  w->data_cap = n;
-  return 1;
-}
-
 /* Options crossing between C and Python are packed as: number (2 bytes), value
  * length (4 bytes, both big-endian), value; pdu.pack_options() and
  * unpack_options() are the Python side. Writes one at p (room for 6 + len
@@ -1371,182 +1187,6 @@ lcp_pack_option(uint8_t *p, size_t number, const uint8_t *value, size_t len) {
   p[5] = (uint8_t)len;
   if (len)
     memcpy(p + 6, value, len);
-}
-
-/* The copy of one response into its waiter; 0 when out of memory. */
-static int
-lcp_waiter_copy(lcp_waiter_t *w, const coap_pdu_t *pdu, const lcp_pdu_info_t *info) {
-  coap_opt_iterator_t it;
-  coap_opt_t *opt;
-  size_t used = info->token_len + info->payload_len;
-  if (!lcp_waiter_room(w, used + 64))
-    return 0;
-  if (info->token_len)
-    memcpy(w->data, info->token, info->token_len);
-  if (info->payload_len)
-    memcpy(w->data + info->token_len, info->payload, info->payload_len);
-  if (coap_option_iterator_init((coap_pdu_t *)pdu, &it, COAP_OPT_ALL)) {
-    while ((opt = coap_option_next(&it)) != NULL) {
-      size_t len = coap_opt_length(opt);
-      if (!lcp_waiter_room(w, used + 6 + len))
-        return 0;
-      lcp_pack_option(w->data + used, (size_t)LCP_OPT_NUMBER(it), coap_opt_value(opt), len);
-      used += 6 + len;
-    }
-  }
-  w->payload_len = info->payload_len;
-  w->data_len = used;
-  w->code = info->code;
-  w->type = info->type;
-  w->mid = info->mid;
-  return 1;
-}
-
-/* 1 when w is armed and waits on this session for this token. */
-static int
-lcp_waiter_awaits(const lcp_waiter_t *w, const coap_session_t *session,
-                  const lcp_pdu_info_t *info) {
-  return w->session == session && !w->state && w->token_len == info->token_len &&
-         (info->token_len == 0 || memcmp(w->token, info->token, info->token_len) == 0);
-}
-
-/* Called by the response handler: 1 when an armed waiter took the response. */
-static int
-lcp_waiter_take(coap_session_t *session, const coap_pdu_t *received,
-                const lcp_pdu_info_t *info) {
-  lcp_waiter_t *w;
-  for (w = lcp_armed; w; w = w->outer) {
-    if (lcp_waiter_awaits(w, session, info)) {
-      if (!lcp_waiter_copy(w, received, info))
-        return 0; /* out of memory: let the Python side try */
-      w->state = 1;
-      lcp_waiter_unlink(w);
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* Called by the NACK handler: 1 when the NACK ends an armed waiter's wait. */
-static int
-lcp_waiter_nack(coap_session_t *session, const coap_pdu_t *sent, int reason, int mid) {
-  lcp_waiter_t *w;
-  lcp_pdu_info_t info;
-  if (!lcp_armed)
-    return 0;
-  if (sent)
-    lcp_pdu_info(sent, &info);
-  for (w = lcp_armed; w; w = w->outer) {
-    if (sent ? lcp_waiter_awaits(w, session, &info)
-             : (w->session == session && !w->state && w->request_mid == mid)) {
-      w->nack_reason = reason;
-      w->state = 2;
-      lcp_waiter_unlink(w);
-      return 1;
-    }
-  }
-  return 0;
-}
-
-static int64_t
-lcp_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Drive the context's I/O for at most timeout_ms (>= 1) until the waiter is
- * answered or NACKed. Returns 1 when it is and no Python code ran meanwhile;
- * 2 when a pass ran Python code (the caller looks at what it left, and at the
- * waiter's state, then calls again if need be); 0 when the time is up; -1 on
- * an I/O failure. */
-int
-lcp_waiter_wait(coap_context_t *ctx, lcp_waiter_t *w, int timeout_ms) {
-  unsigned long calls = lcp_py_calls;
-  unsigned long wakes = __atomic_load_n(&lcp_wakeups, __ATOMIC_ACQUIRE);
-  int64_t deadline = lcp_now_ms() + (timeout_ms > 0 ? timeout_ms : 1);
-  for (;;) {
-    int64_t left;
-    int handshaking;
-    if (w->state)
-      return 1;
-    left = deadline - lcp_now_ms();
-    if (left <= 0)
-      return 0;
-    /* Where libcoap raises no DTLS_CONNECTED for a client, Python raises it
-     * (Context._report_connected): hand back when this session's handshake ends. */
-    handshaking = !lcp_raises_client_connected() && w->session &&
-                  lcp_state_of(w->session) == COAP_SESSION_STATE_HANDSHAKE;
-    if (lcp_io(ctx, (int)left) < 0)
-      return -1;
-    if (lcp_py_calls != calls || __atomic_load_n(&lcp_wakeups, __ATOMIC_ACQUIRE) != wakes)
-      return 2;
-    if (handshaking && lcp_state_of(w->session) == COAP_SESSION_STATE_ESTABLISHED)
-      return 2;
-  }
-}
-
-/* request()'s common case in one call: a request PDU with a fresh token, the
- * options of a blob (packed as lcp_pack_option does) and an optional
- * payload; arm the waiter; send; then lcp_waiter_wait() for at most
- * timeout_ms. Returns what lcp_waiter_wait returns, or -2 out of memory, -3 an
- * option does not fit, -4 the payload does not fit, -5 coap_send failed
- * (nothing was sent; the waiter is idle); except that an answer that stays in
- * inline_data, with no Python code run meanwhile, returns LCP_ANSWERED_INLINE
- * and writes the head there (see LCP_INLINE_HEAD): Python reads nothing else. */
-
-static void
-lcp_put16(uint8_t *p, size_t v) {
-  p[0] = (uint8_t)v;
-  p[1] = (uint8_t)(v >> 8);
-}
-
-int
-lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
-            int type, int code, const uint8_t *blob, size_t blob_len,
-            const uint8_t *payload, size_t payload_len, int timeout_ms) {
-  uint8_t token[8];
-  size_t token_len = 0, at = 0;
-  int done;
-  lcp_pdu_info_t info;
-  coap_pdu_t *pdu;
-  w->started_ms = lcp_now_ms();
-  pdu = lcp_new_request(session, type, code, token, &token_len);
-  if (!pdu)
-    return -2;
-  while (at + 6 <= blob_len) {
-    uint16_t number = (uint16_t)(blob[at] << 8 | blob[at + 1]);
-    size_t len = (size_t)blob[at + 2] << 24 | (size_t)blob[at + 3] << 16 |
-                 (size_t)blob[at + 4] << 8 | blob[at + 5];
-    at += 6;
-    if (at + len > blob_len || !coap_add_option(pdu, number, len, blob + at)) {
-      coap_delete_pdu(pdu);
-      return -3;
-    }
-    at += len;
-  }
-  if (payload_len && !coap_add_data(pdu, payload_len, payload)) {
-    coap_delete_pdu(pdu);
-    return -4;
-  }
-  lcp_pdu_info(pdu, &info);
-  lcp_waiter_arm(w, session, token, token_len, info.mid);
-  if ((int)coap_send(session, pdu) < 0) { /* consumes pdu */
-    lcp_waiter_disarm(w);
-    return -5;
-  }
-  done = lcp_waiter_wait(ctx, w, timeout_ms);
-  if (done == 1 && w->state == 1 && lcp_waiter_is_inline(w)) {
-    uint8_t *head = w->inline_data;
-    lcp_put16(head, (size_t)w->mid);
-    head[2] = (uint8_t)w->code;
-    head[3] = (uint8_t)w->type;
-    lcp_put16(head + 4, LCP_INLINE_HEAD + w->token_len);
-    lcp_put16(head + 6, LCP_INLINE_HEAD + w->token_len + w->payload_len);
-    lcp_put16(head + 8, LCP_INLINE_HEAD + w->data_len);
-    return LCP_ANSWERED_INLINE;
-  }
-  return done;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1623,16 +1263,8 @@ lcp_tls_is(int type) {
  * completes on a received record, without the event (it raises it only when
  * the first flight already completes it, or on a later record after a
  * handshake completed by a retransmission timeout). The binding raises it
- * itself where libcoap did not (Context._report_connected). */
+ * itself where libcoap did not (Dispatch.report_connected). */
 #define LCP_TLS_RAISES_CLIENT_CONNECTED (!lcp_tls_is(COAP_TLS_LIBRARY_GNUTLS))
-
-static int
-lcp_raises_client_connected(void) {
-  static int known = -1;
-  if (known < 0)
-    known = LCP_TLS_RAISES_CLIENT_CONNECTED;
-  return known;
-}
 
 /* ================================================================== */
 /* Server fast path                                                    */
@@ -1777,7 +1409,6 @@ lcp_sizeof(const char *name) {
   LCP_SIZE(lcp_bin_t);
   LCP_SIZE(lcp_pdu_info_t);
   LCP_SIZE(lcp_pki_t);
-  LCP_SIZE(lcp_waiter_t);
   LCP_SIZE(lcp_serve_info_t);
   return 0;
 }

@@ -52,12 +52,20 @@ ProgressCallback = Callable[[int, Optional[int]], None]
 # -- client -------------------------------------------------------------------------------
 
 
-class _Exchanges:
+#: ``ask(code, options, payload, confirmable, token, timeout, deadline)``: send one
+#: request PDU whose payload fits, and wait for its answer (``Session``'s exchange).
+Ask = Callable[
+    [int, list[Option], bytes, bool, Optional[bytes], Optional[float], Optional[float]], Response
+]
+
+
+class _Transfer:
     """Sends the PDUs of one request() and waits for each answer, within its time."""
 
     def __init__(
         self,
         session: Session,
+        ask: Ask,
         code: int,
         confirmable: bool,
         timeout: float | None,
@@ -65,6 +73,7 @@ class _Exchanges:
         token: bytes | None,
     ) -> None:
         self.session = session
+        self.ask = ask
         self.token = token  # the caller's token, for the first message only
         self.code = code
         self.confirmable = confirmable
@@ -80,9 +89,10 @@ class _Exchanges:
             self._timed_out()
         options.sort(key=by_number)
         chosen, self.token = self.token, None
-        token, mid = self.session._send_pdu(self.code, options, payload, self.confirmable, chosen)
         try:
-            return self.session._wait(token, mid, self.timeout, self.deadline)
+            return self.ask(
+                self.code, options, payload, self.confirmable, chosen, self.timeout, self.deadline
+            )
         except NackError as error:
             if self.what:
                 error.args = (f"{error} (block-wise transfer: {self.what})",)
@@ -102,6 +112,7 @@ class _Exchanges:
 
 def request(
     session: Session,
+    ask: Ask,
     code: int,
     options: list[Option],
     body: bytes,
@@ -121,7 +132,7 @@ def request(
         want = block_szx(block_size)
     elif user_block2 is not None:
         want = parse_block(user_block2)[2]
-    exchange = _Exchanges(session, code, confirmable, timeout, progress, token)
+    exchange = _Transfer(session, ask, code, confirmable, timeout, progress, token)
     max_pdu = session.max_pdu_size
     token_len = 8 if token is None else len(token)
     total = len(body)
@@ -129,8 +140,8 @@ def request(
     if body and (total > room or (want is not None and total > 16 << want)):
         response = _upload(exchange, base, body, want, fit_szx(max_pdu, token_len, base))
     else:
-        ask = [] if want is None else [block_option(BLOCK2, 0, False, want)]
-        response = exchange([*base, *ask], body)
+        block2 = [] if want is None else [block_option(BLOCK2, 0, False, want)]
+        response = exchange([*base, *block2], body)
         if body:
             exchange.report(total, total)
     response = _download(exchange, base, response)
@@ -139,7 +150,7 @@ def request(
 
 
 def _upload(
-    exchange: _Exchanges, base: list[Option], body: bytes, want: int | None, fits: int
+    exchange: _Transfer, base: list[Option], body: bytes, want: int | None, fits: int
 ) -> Response:
     """Send ``body`` in Block1 blocks; the answer to the last one is the result."""
     total = len(body)
@@ -208,7 +219,7 @@ def _parse_or_fail(value: bytes, response: Response, name: str) -> tuple[int, bo
         ) from None
 
 
-def _download(exchange: _Exchanges, base: list[Option], first: Response) -> Response:
+def _download(exchange: _Transfer, base: list[Option], first: Response) -> Response:
     """Fetch the remaining Block2 blocks of a response; the whole body or an exception."""
     value = first.option(BLOCK2)
     if value is None:

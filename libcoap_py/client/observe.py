@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from .._binding import lib
+from .._exchange import REJECTED, SESSION_ENDED, SESSION_RENEWED, Exchange, Exchanges
 from ..codes import NackReason, OptionNumber
 from ..errors import NotSupportedError
 from ..pdu import Response
 
 if TYPE_CHECKING:
+    from .._loop import Loop
     from .session import Session
 
 __all__ = ["NotificationCallback", "Observation"]
@@ -63,13 +65,25 @@ class Observation:
     def __init__(
         self,
         session: Session,
-        register: Callable[[bytes | None], bytes],
+        loop: Loop,
+        exchanges: Exchanges,
+        register: Callable[[bytes | None], tuple[bytes, int]],
         deregister: Callable[[bytes], Any],
+        live: Callable[[], Any],
+        forget_dtls: Callable[[], None],
         callback: NotificationCallback | None,
         timeout: float | None,
         confirmable: bool,
     ) -> None:
+        """(Made by ``Session.observe()``: ``register(token)`` sends the registration and
+        returns its (token, message ID); ``live()`` checks the session, renewing a
+        disconnected C session; ``forget_dtls()`` drops its DTLS association.)"""
         self.session = session
+        self._loop = loop
+        self._exchanges = exchanges
+        self._live = live
+        self._forget_dtls = forget_dtls
+        self._exchange: Exchange | None = None
         self._register = register
         self._deregister = deregister
         self.callback = callback
@@ -92,17 +106,18 @@ class Observation:
 
     def _start(self) -> None:
         """Register; again with the same token when the server fell silent."""
-        self.session._live()  # a C session libcoap disconnected is replaced first
+        self._live()  # a C session libcoap disconnected is replaced first
         if self._register_again:
             # Over a new C session: a fresh token of its own, which its later tokens
             # cannot collide with (the old one's numbering is gone).
             self._register_again = False
-            if self.session._observations.get(self.token) is self:
-                del self.session._observations[self.token]
+            self._close_exchange()
             self.token = b""
-        self.token = self._register(self.token or None)
-        self.session._observations[self.token] = self
-        self.session._context._observations.add(self)
+        self.token, mid = self._register(self.token or None)
+        self._exchange = self._exchanges.open(
+            self.session, self.token, mid, on_response=self._deliver, on_nack=self._nack
+        )
+        self._exchanges.ticks[self] = self._maybe_reregister
         self._seen_at = time.monotonic()
         # The answer starts a new sequence: a restarted server numbers anew.
         self._seq = None
@@ -114,8 +129,7 @@ class Observation:
         if not self.active:
             if raw is None or not _success(response):
                 # the answer to cancel()'s deregistration: forget the token
-                if self.session._observations.get(self.token) is self:
-                    del self.session._observations[self.token]
+                self._close_exchange()
             return
         now = time.monotonic()
         seq = None if raw is None else int.from_bytes(raw, "big")
@@ -137,7 +151,17 @@ class Observation:
             self._queue.append(response)
 
     def _nack(self, reason: int, error: BaseException) -> None:
-        """libcoap gave up on the (re-)registration."""
+        """libcoap gave up on the (re-)registration (``reason`` >= 0), or the exchange
+        ended otherwise (the engine's REJECTED, SESSION_ENDED, SESSION_RENEWED)."""
+        if reason == SESSION_RENEWED:
+            # The session now runs over a new C session (new local port, new
+            # handshake): register there on the next pass, with a fresh token.
+            if self.active:
+                self._register_again = True
+            return
+        if reason in (REJECTED, SESSION_ENDED):
+            self._fail(error)
+            return
         if self._forgetting or (self._renewing and reason in _RETRY_LATER):
             return  # the server may still be restarting: the next period tries again
         self._fail(error)
@@ -149,14 +173,13 @@ class Observation:
 
     def _end(self) -> None:
         self.active = False
-        self.session._observations.pop(self.token, None)
-        self.session._context._observations.discard(self)
+        self._close_exchange()
+        self._exchanges.ticks.pop(self, None)
 
-    def _session_renewed(self) -> None:
-        """The session now runs over a new C session (new local port, new handshake):
-        register there on the next pass of the loop, with a fresh token (see _start)."""
-        if self.active:
-            self._register_again = True
+    def _close_exchange(self) -> None:
+        if self._exchange is not None:
+            self._exchanges.close(self._exchange)
+            self._exchange = None
 
     def _maybe_reregister(self) -> None:
         """Register again when the server has been silent past Max-Age (it may have
@@ -174,10 +197,10 @@ class Observation:
                 # A restarted server does not know our DTLS association either.
                 self._forgetting = True
                 try:
-                    self.session._forget_dtls()
+                    self._forget_dtls()
                 finally:
                     self._forgetting = False
-                if not self.active or self.session._ptr is None:
+                if not self.active or self.session.closed:
                     return
             self._start()
 
@@ -188,19 +211,14 @@ class Observation:
         if not self.active:
             return
         self.active = False
-        self.session._context._observations.discard(self)
-        ptr = self.session._ptr
-        if ptr is not None:
-            if lib.LCP_HAS_CANCEL_OBSERVE:
-                lib.lcp_cancel_observe(ptr, self.token, len(self.token), int(self.confirmable))
-            else:
-                self._deregister(self.token)
-        # Keep the token known a little longer: the answer to the deregistration
+        self._exchanges.ticks.pop(self, None)
+        if not self.session.closed:
+            self._deregister(self.token)
+        # The exchange stays open a little longer: the answer to the deregistration
         # (and notifications already on the way) are acknowledged and dropped.
-        self.session._observations[self.token] = self
 
     def __iter__(self) -> Iterator[Response]:
-        context = self.session._context
+        loop = self._loop
         try:
             while True:
                 while self._queue:
@@ -216,18 +234,18 @@ class Observation:
                     if remaining <= 0:
                         return
                     wait_ms = max(1, min(wait_ms, math.ceil(remaining * 1000)))
-                self.session._live()
-                context._io(wait_ms)
+                self._live()
+                loop.io(wait_ms)
                 self._maybe_reregister()
         finally:
-            if self.active and self.session._ptr is not None:
+            if self.active and not self.session.closed:
                 self.cancel()
 
     def __enter__(self) -> Observation:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.session._ptr is not None:
+        if not self.session.closed:
             self.cancel()
 
     def __repr__(self) -> str:

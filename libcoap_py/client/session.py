@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 from .._binding import ffi, lib
+from .._exchange import SESSION_ENDED, SESSION_RENEWED, Exchange, Exchanges
 from ..codes import Code, ContentFormat, MessageType, NackReason, OptionNumber, Proto
 from ..errors import (
     NO_PDU,
@@ -31,7 +32,6 @@ from ..pdu import (
     check_fits,
     encode_option,
     encoded_options_size,
-    pack_options,
     pdu_room,
     write_options,
 )
@@ -44,9 +44,10 @@ from .observe import NotificationCallback, Observation
 from .observe import check_supported as check_observe_supported
 
 if TYPE_CHECKING:
+    from .._loop import Loop
     from ..context import Context
 
-__all__ = ["ServerSession", "Session"]
+__all__ = ["Session", "nack_error"]
 
 _URI_PATH = int(OptionNumber.URI_PATH)
 _URI_QUERY = int(OptionNumber.URI_QUERY)
@@ -63,46 +64,22 @@ _TLS_FAILED = int(NackReason.TLS_FAILED)
 # Longest single wait in C of a request: Python sees signals (Ctrl-C) in between.
 WAIT_SLICE_MS = 200
 _PREPARED_MAX = 64  # (method, path) pairs cached per session
-_SEND_FAILURES = {  # lcp_request()'s
-    -2: "libcoap could not allocate a PDU",
-    -3: "an option does not fit in the PDU",
-    -4: "libcoap refused the payload",
-    -5: "libcoap could not send the request",
-}
 _monotonic = time.monotonic
 _log = logging.getLogger("libcoap_py")
 # A new handshake needs at least this long left of the request's timeout (DTLS's first
 # retransmission timer is 1 s).
 _MIN_HANDSHAKE_S = 1.0
 _get_ident = threading.get_ident
-_from_inline = Response._from_inline
-_lcp_request = lib.lcp_request
 _max_pdu_size = lib.coap_session_max_pdu_size
 _new_request = lib.lcp_new_request
 _lcp_send = lib.lcp_send
 _gc = ffi.gc
 _owned_new = PDU._owned_new
-_ANSWERED_INLINE = lib.LCP_ANSWERED_INLINE
 _ceil = math.ceil
 
 
 def _option_number(item: tuple[int, bytes]) -> int:
     return item[0]
-
-
-class _Pending:
-    """One request() waiting for its answer."""
-
-    __slots__ = ("abandoned", "error", "mid", "response")
-
-    def __init__(self, mid: int) -> None:
-        self.mid = mid
-        self.response: Response | None = None
-        self.error: BaseException | None = None
-        # Set when request() gave up (timeout, exception) while libcoap still
-        # retransmits: the late answer or NACK is then dropped, not handed to
-        # the user's handlers.
-        self.abandoned = 0.0
 
 
 def nack_error(reason: int, session: Session | None) -> NackError:
@@ -138,12 +115,21 @@ class Session:
     def __init__(
         self,
         context: Context,
+        loop: Loop,
+        exchanges: Exchanges,
         ptr: Any,
         uri: URI,
         keep: list[Any],
         connect: Callable[[], Any] | None = None,
+        registered: Callable[[list[Option]], None] | None = None,
+        gone: Callable[[Session], None] | None = None,
     ) -> None:
         self._context = context
+        self._loop = loop
+        self._exchanges = exchanges
+        # Registers the unknown critical option numbers a request carries (the Context).
+        self._register_options = registered
+        self._gone = gone  # told when the session is closed (the Context's set of sessions)
         self._ptr = ptr
         # Makes a new C session to the same peer with the same credentials (client
         # sessions): see _renew().
@@ -151,13 +137,11 @@ class Session:
         self._renew_due = False
         self.uri = uri
         self._keep = keep  # C buffers libcoap may still point into (PSK, PKI)
-        self._pending: dict[bytes, _Pending] = {}
-        self._observations: dict[bytes, Observation] = {}
         self._token = ffi.new("uint8_t[8]")
         self._token_len = ffi.new("size_t *")
         self._handle = ffi.new_handle(self)
-        # (method, path) -> (code, options) of plain requests: request()'s fast path.
-        self._prepared: dict[tuple[object, str], tuple[int, bytes, int]] = {}
+        # (method, path) -> (code, options, their encoded size) of plain requests.
+        self._prepared: dict[tuple[object, str], tuple[int, list[Option], int]] = {}
         proto = int(lib.lcp_session_proto(ptr))
         self._reliable = proto in _RELIABLE
         self._proto_dtls = proto == int(Proto.DTLS)
@@ -187,14 +171,14 @@ class Session:
     def _live(self) -> Any:
         """The C session, or raise (another thread, a closed Context or session)."""
         ptr = self._ptr
-        if self._context._owner != _get_ident() or ptr is None or self._check_alive:
+        if self._loop.owner != _get_ident() or ptr is None or self._check_alive:
             return self._checked()
         return ptr
 
     def _checked(self, renew: bool = True) -> Any:
         """_live() in full, for when its quick test did not pass: raises what is wrong,
         and replaces a C session that libcoap disconnected (with ``renew``)."""
-        self._context._enter()
+        self._loop.enter()
         if self._ptr is None:
             raise CoapError(f"the session to {self.uri} is closed")
         if renew and self._renew_due:
@@ -249,13 +233,9 @@ class Session:
         # Exchanges of the old C session end with it: a new session numbers its
         # tokens anew, so an answer on it must not match one of them.
         replaced = CoapError(f"the session to {self.uri} failed and was replaced")
-        for pending in self._pending.values():
-            if pending.response is None and pending.error is None and not pending.abandoned:
-                pending.error = replaced
-        self._pending.clear()
-        self._context._release_session(old)
-        for observation in list(self._observations.values()):
-            observation._session_renewed()
+        self._loop.release_session(old)
+        # Observations register again over the new C session (SESSION_RENEWED).
+        self._exchanges.fail_session(self, replaced, SESSION_RENEWED)
 
     @property
     def context(self) -> Context:
@@ -477,9 +457,8 @@ class Session:
         progress: ProgressCallback | None,
     ) -> Response:
         """request() with one handshake at most."""
-        context = self._context
         ptr = self._live()
-        if context._dispatching:
+        if self._loop.dispatching:
             raise CoapError(
                 "request() waits for its response and cannot run inside a handler; "
                 "use session.send(pdu) there"
@@ -496,16 +475,23 @@ class Session:
             and (not payload or (payload.__class__ is bytes and not self._reliable))
         ):
             # The common case: no extra options, a body (if any) that fits one PDU.
-            # Code and options depend only on (method, path): prepared once per
-            # session. libcoap builds and sends it, and the answer is copied out in C
-            # (lcp_request): no call into Python per response.
+            # Code and options depend only on (method, path): prepared once per session.
             prepared = self._prepared.get((method, path))
             if prepared is None:
                 prepared = self._prepare(method, path)
-            code, blob, room = prepared
+            code, opts, room = prepared
             body = payload if payload.__class__ is bytes else b""  # else: an empty one
             if not body or len(body) <= _max_pdu_size(ptr) - room:
-                response = self._request_fast(code, blob, body, confirmable, timeout)
+                pdu, token_len = self._new_request_pdu(
+                    ptr, _CON if confirmable else _NON, code, None
+                )
+                if opts:
+                    write_options(pdu, opts)
+                if body and not lib.coap_add_data(pdu, len(body), body):
+                    lib.coap_delete_pdu(pdu)
+                    raise CoapError(REFUSED_PAYLOAD)
+                sent, mid = self._hand_over(ptr, pdu, None, token_len)
+                response = self._wait(sent, mid, timeout)
                 if progress is not None:
                     progress(len(response.payload), len(response.payload))
                 return response
@@ -522,8 +508,8 @@ class Session:
             )
             body = payload.encode() if isinstance(payload, str) else bytes(payload)
             return blockwise.request(
-                self, code, opts, body, confirmable=confirmable, block_size=block_size,
-                timeout=timeout, progress=progress, token=token,
+                self, self._ask, code, opts, body, confirmable=confirmable,
+                block_size=block_size, timeout=timeout, progress=progress, token=token,
             )  # fmt: skip
         sent, mid = self._send_request(
             method, path, payload, query, options, content_format, accept, confirmable,
@@ -534,107 +520,58 @@ class Session:
             progress(len(response.payload), len(response.payload))
         return response
 
-    def _prepare(self, method: str | Code | int, path: str) -> tuple[int, bytes, int]:
-        """(code, option blob for lcp_request, PDU bytes besides the payload) of a
-        request without extra options: request()'s fast path."""
+    def _prepare(self, method: str | Code | int, path: str) -> tuple[int, list[Option], int]:
+        """(code, options, PDU bytes besides the payload) of a request without extra
+        options: request()'s common case."""
         code, opts = self._request_options(method, path, None, (), None, None, ())
-        blob = pack_options(opts)
         room = 4 + 8 + encoded_options_size(opts) + 1  # header, longest token, marker
         if len(self._prepared) >= _PREPARED_MAX:
             self._prepared.clear()
-        prepared = self._prepared[(method, path)] = (int(code), blob, room)
+        prepared = self._prepared[(method, path)] = (int(code), opts, room)
         return prepared
 
-    def _request_fast(
-        self, code: int, blob: bytes, payload: bytes, confirmable: bool, timeout: float | None
+    def _ask(
+        self,
+        code: int,
+        options: list[Option],
+        payload: bytes,
+        confirmable: bool,
+        token: bytes | None,
+        timeout: float | None,
+        deadline: float | None,
     ) -> Response:
-        """Send a prepared request and wait for its answer in one C call (lcp_request);
-        when anything else happens meanwhile, as _wait() does."""
-        context = self._context
-        waiters = context._waiters
-        entry = waiters.pop() if waiters else context._new_waiter()
-        waiter = entry[0]
-        # Nothing below raises before _in_io is reset (the arguments are ours).
-        context._in_io = True
-        done = _lcp_request(
-            context._ptr, self._ptr, waiter, _CON if confirmable else _NON, code, blob,
-            len(blob), payload, len(payload),
-            WAIT_SLICE_MS if timeout is None or timeout >= 0.2 else _ceil(timeout * 1000),
-        )  # fmt: skip
-        context._in_io = False
-        if done == _ANSWERED_INLINE:
-            # Answered, in the waiter's own buffer, and no Python code ran meanwhile:
-            # nothing else to look at (libcoap 4.3, the only one here, dropped
-            # unknown critical options).
-            waiters.append(entry)
-            return _from_inline(entry[1])
-        if done < -1:
-            waiters.append(entry)
-            raise CoapError(_SEND_FAILURES[done])
-        # A NACK, handlers ran, no answer yet, or a large one: the general wait.
-        if timeout is None:
-            timeout = lib.lcp_session_max_transmit_wait(self._ptr) + 1.0
-        deadline = waiter.started_ms / 1000 + timeout  # the clock of time.monotonic()
-        token = ffi.buffer(waiter.token, waiter.token_len)[:]
-        return self._await(entry, token, waiter.request_mid, timeout, deadline, done)
+        """Send one request PDU whose payload fits and wait for its answer (a block of a
+        block-wise transfer: see blockwise.Ask)."""
+        sent, mid = self._send_pdu(code, options, payload, confirmable, token)
+        return self._wait(sent, mid, timeout, deadline)
 
     def _wait(
         self, token: bytes, mid: int, timeout: float | None, deadline: float | None = None
     ) -> Response:
-        """Drive the Context until the answer to (token, mid) arrives, or raise.
+        """Open the exchange of the request just sent with (token, mid), and drive the
+        Context until it completes, or raise.
 
         ``deadline`` (monotonic) ends the wait earlier than ``timeout`` would, for a
         request of several exchanges whose ``timeout`` covers them all.
         """
-        context = self._context
-        waiters = context._waiters
-        entry = waiters.pop() if waiters else context._new_waiter()
-        lib.lcp_waiter_arm(entry[0], self._ptr, token, len(token), mid)
+        exchange = self._exchanges.open(self, token, mid)
         wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
-        return self._await(entry, token, mid, wait, deadline or _monotonic() + wait)
+        return self._await(exchange, wait, deadline or _monotonic() + wait)
 
-    def _await(
-        self,
-        entry: tuple[Any, Any],
-        token: bytes,
-        mid: int,
-        wait: float,
-        deadline: float,
-        io_result: int | None = None,
-    ) -> Response:
-        """Wait for the answer an armed waiter (``entry``: see Context._new_waiter)
-        waits for, until ``deadline``; the waiter goes back to the Context afterwards.
-        ``wait`` is for the message. ``io_result``: the caller's own lcp_waiter_wait()
-        returned this."""
-        context = self._context
-        waiter = entry[0]
-        pending = _Pending(mid)  # errors, and the answer if Python got it after all
-        self._pending[token] = pending
+    def _await(self, exchange: Exchange, wait: float, deadline: float) -> Response:
+        """Drive the loop until ``exchange`` completes, or ``deadline`` (monotonic)
+        passes; ``wait`` is the time the message was given."""
+        loop = self._loop
         try:
-            if io_result is not None:
-                context._io_done(io_result)
-            while True:
-                state = waiter.state
-                if state == 1:
-                    pending.response = context._waited_response(waiter)
-                    break
-                if state == 2:
-                    reason = waiter.nack_reason
-                    if reason == _TLS_FAILED:
-                        self._dtls_failed = True
-                        self._failed()
-                    pending.error = nack_error(reason, self)
-                    break
-                if pending.response is not None or pending.error is not None:
-                    break
+            while not exchange.done:
                 # A handler may have closed the session or the Context. (No renewal
-                # here: the waiter waits on this C session.)
-                if self._ptr is None or self._check_alive or self._context._owner != _get_ident():
+                # here: the exchange is of this C session.)
+                if self._ptr is None or self._check_alive or loop.owner != _get_ident():
                     self._checked(renew=False)
                 remaining = deadline - _monotonic()
                 if remaining <= 0:
                     error = self._timeout_error(wait)
-                    self._abandon(token, pending)
+                    self._exchanges.abandon(exchange)
                     if isinstance(error, DTLSError):
                         self._abort_handshake()
                     elif self._proto_dtls:
@@ -656,19 +593,14 @@ class Session:
                             self._abort_handshake()
                         continue
                     remaining = min(remaining, left)
-                # Never 0 ms: for libcoap that means "wait without bound".
-                context._wait_io(waiter, _ceil(remaining * 1000))
+                # Never 0 ms (a poll); at most a slice, so that Python sees signals.
+                loop.io(min(WAIT_SLICE_MS, _ceil(remaining * 1000)))
         finally:
-            lib.lcp_waiter_disarm(waiter)
-            context._waiters.append(entry)
-            if pending.response is not None or pending.error is not None:
-                self._pending.pop(token, None)
-            elif not pending.abandoned:
-                self._abandon(token, pending)
-        if pending.error is not None:
-            raise pending.error
-        assert pending.response is not None
-        return pending.response
+            self._exchanges.finish(exchange)
+        if exchange.error is not None:
+            raise exchange.error
+        assert exchange.response is not None
+        return exchange.response
 
     def _check_token(self, token: bytes) -> bytes:
         if not isinstance(token, (bytes, bytearray, memoryview)):
@@ -676,8 +608,7 @@ class Session:
         token = bytes(token)
         if len(token) > 8:
             raise ValueError(f"a CoAP token has at most 8 bytes, got {len(token)}")
-        current = self._pending.get(token)
-        if (current is not None and not current.abandoned) or token in self._observations:
+        if self._exchanges.in_use(self, token):
             raise ValueError(f"token {token.hex() or '(empty)'} is in use by a waiting request")
         return token
 
@@ -698,7 +629,7 @@ class Session:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            self._context._io(max(1, min(100, math.ceil(remaining * 1000))))
+            self._loop.io(max(1, min(100, math.ceil(remaining * 1000))))
             ptr = self._ptr
             if ptr is None:
                 return
@@ -727,17 +658,21 @@ class Session:
         option_list = list(options)
         chosen = None if token is None else self._check_token(token)
 
-        def register(again: bytes | None) -> bytes:
+        def register(again: bytes | None) -> tuple[bytes, int]:
             # again: re-register with the registration's own token (RFC 7641, 3.3.1)
             token = again if again is not None else chosen
             extra = [encode_option(OptionNumber.OBSERVE, 0)]
-            sent, _ = self._send_request(
+            return self._send_request(
                 "GET", path, b"", query, option_list, None, accept, confirmable, None, extra,
                 token=token,
             )  # fmt: skip
-            return sent
 
         def deregister(token: bytes) -> None:
+            if lib.LCP_HAS_CANCEL_OBSERVE:  # libcoap deregisters itself
+                ptr = self._ptr
+                if ptr is not None:
+                    lib.lcp_cancel_observe(ptr, token, len(token), int(confirmable))
+                return
             # The same request with Observe 1 and the registration's token (RFC 7641, 3.6).
             extra = [encode_option(OptionNumber.OBSERVE, 1)]
             self._send_request(
@@ -745,7 +680,10 @@ class Session:
                 token=token,
             )  # fmt: skip
 
-        return Observation(self, register, deregister, callback, timeout, confirmable)
+        return Observation(
+            self, self._loop, self._exchanges, register, deregister, self._live,
+            self._forget_dtls, callback, timeout, confirmable,
+        )  # fmt: skip
 
     def _send_request(
         self,
@@ -839,7 +777,8 @@ class Session:
         if accept is not None:
             opts.append(encode_option(OptionNumber.ACCEPT, int(accept)))
         opts.sort(key=_option_number)
-        self._context._accept_options(opts)
+        if self._register_options is not None:
+            self._register_options(opts)
 
         return code, opts
 
@@ -967,7 +906,7 @@ class Session:
         the session fail with NACK TLS_FAILED."""
         ptr = self._ptr
         if ptr is not None and self.uri.secure:
-            self._context._guarded(lib.coap_session_disconnected, ptr, lib.COAP_NACK_TLS_FAILED)
+            self._loop.guarded(lib.coap_session_disconnected, ptr, lib.COAP_NACK_TLS_FAILED)
             self._failed()
 
     def _abort_handshake(self) -> None:
@@ -979,36 +918,12 @@ class Session:
         """
         ptr = self._ptr
         if ptr is not None and lib.lcp_session_state(ptr) != _STATE_ESTABLISHED:
-            self._context._guarded(lib.coap_session_disconnected, ptr, lib.COAP_NACK_TLS_FAILED)
+            self._loop.guarded(lib.coap_session_disconnected, ptr, lib.COAP_NACK_TLS_FAILED)
             self._failed()
 
-    def _abandon(self, token: bytes, pending: _Pending) -> None:
-        now = time.monotonic()
-        pending.abandoned = now
-        if len(self._pending) > 256:
-            stale = [k for k, p in self._pending.items() if p.abandoned and now - p.abandoned > 300]
-            for key in stale:
-                del self._pending[key]
-
-    def _take_pending(self, token: bytes | None, mid: int) -> _Pending | None:
-        if token is not None:
-            found = self._pending.pop(token, None)
-            if found is not None:
-                return found
-        for key, pending in self._pending.items():
-            if pending.mid == mid:
-                del self._pending[key]
-                return pending
-        return None
-
     def _fail_all(self, error: BaseException) -> None:
-        for observation in list(self._observations.values()):
-            observation._fail(error)
-        self._observations.clear()
-        for pending in self._pending.values():
-            if pending.response is None and pending.error is None:
-                pending.error = error
-        self._pending.clear()
+        """The session ended: its waiting requests and its observations fail."""
+        self._exchanges.fail_session(self, error, SESSION_ENDED)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -1016,7 +931,7 @@ class Session:
         """Release the session. Requests still waiting fail with ``CoapError``."""
         if self._ptr is None:
             return
-        self._context._enter_for_close()
+        self._loop.enter_for_close()
         self._detach(CoapError(f"the session to {self.uri} was closed"))
 
     def _detach(self, error: BaseException) -> None:
@@ -1028,8 +943,9 @@ class Session:
             return
         # Callbacks for this session from now on (queued messages, events) find no Session.
         lib.coap_session_set_app_data(ptr, ffi.NULL)
-        self._context._sessions.discard(self)
-        self._context._release_session(ptr)
+        if self._gone is not None:
+            self._gone(self)
+        self._loop.release_session(ptr)
 
     def __enter__(self) -> Session:
         return self
@@ -1040,79 +956,3 @@ class Session:
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else "open"
         return f"<Session {self.uri} {state}>"
-
-
-class ServerSession(Session):
-    """A session libcoap made for a client of one of our endpoints.
-
-    libcoap owns it and frees it when the client goes idle; the wrapper then
-    raises ``CoapError``. ``close()`` only detaches the wrapper.
-    """
-
-    def __init__(self, context: Context, ptr: Any) -> None:
-        ip = ffi.new("char[]", 64)
-        port = ffi.new("uint16_t *")
-        host = ffi.string(ip).decode() if lib.lcp_session_address(ptr, 1, ip, 64, port) else "?"
-        proto = Proto(lib.lcp_session_proto(ptr))
-        scheme = {Proto.DTLS: "coaps", Proto.TCP: "coap+tcp", Proto.TLS: "coaps+tcp"}.get(
-            proto, "coap"
-        )
-        super().__init__(context, ptr, URI(scheme, host, int(port[0]), (), ()), [])
-        self._check_alive = not _SERVER_SESSION_EVENTS  # see _alive()
-        self.peer = (host, int(port[0]))
-        self._psk_known = proto not in (Proto.DTLS, Proto.TLS)
-        self._psk: bytes | None = None
-        # Where to find the session again, for libcoap generations that free
-        # server sessions without an event (see _alive()).
-        self._peer_addr = ffi.new("coap_address_t *")
-        ifindex = ffi.new("int *")
-        lib.lcp_session_peer(ptr, self._peer_addr, ifindex)
-        self._ifindex = int(ifindex[0])
-
-    def _alive(self) -> bool:
-        """False once libcoap has freed the session (checked without touching it)."""
-        ptr, ctx = self._ptr, self._context._ptr
-        if ptr is None or ctx is None:
-            return False
-        if _SERVER_SESSION_EVENTS:
-            return True
-        return bool(
-            lib.lcp_session_alive(ctx, ptr, self._peer_addr, self._ifindex)
-            and lib.coap_session_get_app_data(ptr) == self._handle
-        )
-
-    def _checked(self, renew: bool = True) -> Any:
-        self._context._enter()
-        if self._ptr is not None and not self._alive():
-            self._forget()
-        if self._ptr is None:
-            raise CoapError(f"the session with {self.uri} has ended")
-        return self._ptr
-
-    def _psk_identity_cached(self) -> bytes | None:
-        if not self._psk_known and self._ptr is not None and self._alive():
-            self._psk = self.psk_identity
-            self._psk_known = True
-        return self._psk
-
-    def close(self) -> None:
-        """Forget this session on the Python side (libcoap keeps and frees it)."""
-        if self._ptr is not None:
-            self._context._enter_for_close()
-            self._detach(CoapError(f"the session with {self.uri} was closed"))
-
-    def _detach(self, error: BaseException) -> None:
-        if self._ptr is not None and self._alive():
-            lib.coap_session_set_app_data(self._ptr, ffi.NULL)
-        self._forget(error)
-
-    def _forget(self, error: BaseException | None = None) -> None:
-        """Drop the wrapper without touching the C session (it may be gone)."""
-        self._ptr = None
-        self.closed = True
-        self._fail_all(error or CoapError(f"the session with {self.uri} has ended"))
-        self._context._server_session_gone(self)
-
-    def __repr__(self) -> str:
-        state = "gone" if self._ptr is None else "open"
-        return f"<ServerSession {self.uri} {state}>"

@@ -46,7 +46,7 @@ from ..errors import NO_PDU, CoapError, check
 from .request import Request, ServerResponse
 
 if TYPE_CHECKING:
-    from ..context import Context
+    from .._loop import Loop
 
 __all__ = ["DelayedResponse", "Delivery"]
 
@@ -176,7 +176,7 @@ class DelayedResponse(ServerResponse):
         instance; the response can then be changed and sent again).
         """
         registry = self._registry
-        registry.context._enter()
+        registry.loop.enter()
         if self._delivery is not Delivery.WAITING:
             raise CoapError(f"this delayed response is {self._delivery.value} already")
         request = self._request
@@ -231,7 +231,7 @@ class DelayedResponse(ServerResponse):
         """Never send it (a CON request that was not acknowledged yet stays so: the
         client retransmits, then gives up). Does nothing once it was sent."""
         if self._delivery is Delivery.WAITING:
-            self._registry.context._enter()
+            self._registry.loop.enter()
             self._done = True
             self._finish(Delivery.CANCELLED, None)
 
@@ -240,13 +240,13 @@ class DelayedResponse(ServerResponse):
         self._reason = reason
         registry = self._registry
         registry.waiting.discard(self)
-        registry.context._release_session(self._session_ptr)
+        registry.loop.release_session(self._session_ptr)
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             try:
                 callback(self)
             except BaseException as error:
-                registry.context._store_error(error)
+                registry.loop.store_error(error)
 
     def __repr__(self) -> str:
         return (
@@ -257,8 +257,8 @@ class DelayedResponse(ServerResponse):
 class DelayedResponses:
     """A Context's delayed responses: those not sent yet, and those waiting for an ACK."""
 
-    def __init__(self, context: Context) -> None:
-        self.context = context
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
         self.waiting: set[DelayedResponse] = set()
         self.awaiting: dict[tuple[int, int], DelayedResponse] = {}
         # Per session: when the window of its last CON ends (libcoap may hold a CON back
@@ -299,7 +299,7 @@ class DelayedResponses:
         if now < self._next_check:
             return
         self._next_check = now + _CHECK_EVERY_S
-        if lib.coap_can_exit(self.context._ptr):
+        if lib.coap_can_exit(self.loop.ptr):
             done = list(self.awaiting.values())
             self.awaiting.clear()
             self._session_end.clear()

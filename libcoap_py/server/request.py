@@ -18,8 +18,8 @@ from ..pdu import (
 )
 
 if TYPE_CHECKING:
-    from ..client.session import ServerSession
     from .delayed import DelayedResponse
+    from .session import ServerSession
 
 __all__ = ["Request", "ServerResponse"]
 

@@ -10,11 +10,10 @@ import signal
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from .._binding import ffi, lib
-from .._handoff import FALLBACK_SLICE_MS, Handoff
-from ..client.session import ServerSession
+from .._handoff import FALLBACK_SLICE_MS
 from ..codes import Code, MessageType, OptionNumber, Proto
 from ..dtls import PKI, PSK
 from ..errors import IO_FAILED, NO_PDU, REFUSED_PAYLOAD, CoapError, NotSupportedError, check
@@ -25,8 +24,15 @@ from ..uri import parse_uri, resolve
 from .blockwise import BlockAnswer, BlockServer, NoRoomError
 from .delayed import DelayedResponse, DelayedResponses
 from .request import DEFAULT_CODES, Request, ServerResponse
+from .session import ServerSession
 
-__all__ = ["Endpoint", "RequestHandler", "Resource", "Serving"]
+if TYPE_CHECKING:
+    from .._credentials import Credentials
+    from .._exchange import Exchanges
+    from .._loop import Loop
+    from ..context import Context
+
+__all__ = ["Endpoint", "RequestHandler", "Resource", "Server"]
 
 log = logging.getLogger("libcoap_py.server")
 
@@ -47,6 +53,7 @@ _DEFAULT_CODE: dict[int, Code] = {int(method): code for method, code in DEFAULT_
 _PASSES = 16  # I/O passes run() makes back to back while they answer requests
 _SCRATCH_ROOM = 256  # bytes for a request's options (lcp_serve_read); grows when needed
 _unpack = ffi.unpack
+_SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 
 
 def _methods(methods: MethodSpec | Iterable[MethodSpec]) -> list[Code]:
@@ -72,8 +79,8 @@ def _bind_error(uri: str, proto: Proto, ip: str, port: int, code: int) -> OSErro
 class Endpoint:
     """A listening endpoint (``Context.add_endpoint``)."""
 
-    def __init__(self, context: Serving, ptr: Any, uri: str, proto: Proto) -> None:
-        self._context = context
+    def __init__(self, server: Server, ptr: Any, uri: str, proto: Proto) -> None:
+        self._server = server
         self._ptr = ptr
         self.proto = proto
         text = ffi.string(lib.coap_endpoint_str(ptr)).decode()
@@ -89,13 +96,17 @@ class Endpoint:
     def close(self) -> None:
         """Stop listening (sessions of this endpoint go with it)."""
         if self._ptr is not None:
-            self._context._enter()
+            self._server.loop.enter()
             ptr, self._ptr = self._ptr, None
-            for session in list(self._context._server_sessions):
+            for session in list(self._server.sessions):
                 if session.uri.proto == self.proto and session.local_address[1] == self.port:
                     session._detach(CoapError("its endpoint was closed"))
-            self._context._endpoints.remove(self)
+            self._server.endpoints.remove(self)
             lib.coap_free_endpoint(ptr)
+
+    def forget(self) -> None:
+        """The Context is being freed, and libcoap frees the endpoint with it."""
+        self._ptr = None
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.uri}>"
@@ -104,8 +115,8 @@ class Endpoint:
 class Resource:
     """A resource at a path, with one handler per method."""
 
-    def __init__(self, context: Serving, path: str | None) -> None:
-        self._context = context
+    def __init__(self, server: Server, path: str | None) -> None:
+        self._server = server
         self.path = path  # None: the unknown-resource handler
         self._handlers: dict[int, RequestHandler] = {}
         self._observable = False
@@ -142,7 +153,7 @@ class Resource:
         self._set_observable(self._observable, bool(value))
 
     def _set_observable(self, observable: bool, confirmable: bool) -> None:
-        self._context._enter()
+        self._server.loop.enter()
         if observable and not lib.LCP_HAS_SERVER_OBSERVE:
             raise NotSupportedError("this libcoap build cannot serve observable resources")
         if self._ptr is None:
@@ -154,7 +165,7 @@ class Resource:
         """Tell observers the resource changed: libcoap runs the GET handler for each
         and sends the result. Call it from the Context's thread (a handler, or
         between ``run_once()`` calls)."""
-        self._context._enter()
+        self._server.loop.enter()
         if self._ptr is None:
             raise CoapError("the resource was removed")
         if self._registrations:
@@ -199,9 +210,18 @@ class Resource:
         options += [encode_option(_URI_PATH, p) for p in (self.path or "").split("/") if p]
         return Request(Code.GET, MessageType.CON, -1, token, b"", options, session)
 
+    def forget(self, *, shutdown: bool = False) -> None:
+        """The Context is being freed, and libcoap frees the resource with it."""
+        if shutdown and self._observable and self._ptr is not None:
+            # A shutdown is not a deletion: libcoap 4.3 would tell every observer
+            # 4.04, ending observations that could outlive a restart (they
+            # re-register after Max-Age). libcoap 4.2 says nothing either.
+            lib.lcp_resource_observable(self._ptr, 0, int(self._confirmable))
+        self._ptr = None
+
     def handle(self, methods: MethodSpec | Iterable[MethodSpec], handler: RequestHandler) -> None:
         """Let ``handler(request, response)`` answer these methods."""
-        self._context._enter()
+        self._server.loop.enter()
         for code in _methods(methods):
             if code not in self._handlers:
                 lib.lcp_resource_handle(self._ptr, int(code))
@@ -222,50 +242,33 @@ class Resource:
         return f"<Resource {where} {names}>"
 
 
-class Serving:
-    """Server-side methods of Context (a mixin; Context holds the state)."""
+class Server:
+    """The serving side of a Context: endpoints, resources, request dispatch, run()
+    and stop(). The Context holds one and hands its public methods on; the
+    trampolines call ``on_request`` and ``on_cn``."""
 
-    # Provided by Context.
-    _ptr: Any
-    _info: Any
-    _dispatching: int
-    _keep: list[Any]
-    _endpoints: list[Endpoint]
-    _resources: dict[str, Resource]
-    _unknown: Resource | None
-    _server_sessions: set[ServerSession]
-    _stopping: bool
-    _dtls_pki: PKI | None
-    _dtls_psk: PSK | None
-    _client_pki_used: bool
-    _block_server: BlockServer | None = None  # made on first use (libcoap 4.2)
-    # lcp_serve_read's info struct and options scratch (with its size), made on first use.
-    _serve: tuple[Any, Any, int, Any] | None = None
-    _close_requested: bool
-    _error: BaseException | None
-    _handoff: Handoff
-    _delayed: DelayedResponses
-
-    def _release_session(self, ptr: Any) -> None:
-        raise NotImplementedError
-
-    def _enter(self) -> Any:
-        raise NotImplementedError
-
-    def _io(self, wait_ms: int) -> int:
-        raise NotImplementedError
-
-    def _store_error(self, error: BaseException) -> None:
-        raise NotImplementedError
-
-    def _guarded(self, function: Callable[..., Any], *args: Any) -> Any:
-        raise NotImplementedError
-
-    def _set_root_cas(self, path: str) -> None:
-        raise NotImplementedError
-
-    def _refuse_dtls_mix(self, kind: str, *, server: bool) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        context: Context,
+        loop: Loop,
+        exchanges: Exchanges,
+        credentials: Credentials,
+    ) -> None:
+        self.context = context
+        self.loop = loop
+        self.exchanges = exchanges
+        self.credentials = credentials
+        self.endpoints: list[Endpoint] = []
+        self.resources: dict[str, Resource] = {}
+        self.unknown: Resource | None = None
+        self.sessions: set[ServerSession] = set()
+        self.stopping = False
+        self.delayed = DelayedResponses(loop)
+        self._info = ffi.new("lcp_pdu_info_t *")
+        self._block_server: BlockServer | None = None  # made on first use
+        # lcp_serve_read's info struct and options scratch (with its size), made on first use.
+        self._serve: tuple[Any, Any, int, Any] | None = None
+        self._next_sweep = 0.0
 
     # -- endpoints --------------------------------------------------------------------------
 
@@ -281,7 +284,7 @@ class Serving:
         the address cannot be bound: ``errno.EADDRINUSE`` when another socket (of any
         process, or another Context) holds it, for every transport.
         """
-        ctx = self._enter()
+        ctx = self.loop.enter()
         parsed = parse_uri(uri, allow_port_zero=True)
         if parsed.path or parsed.query:
             raise ValueError(f"an endpoint URI has no path or query: {uri!r}")
@@ -305,20 +308,16 @@ class Serving:
         if ptr == ffi.NULL:
             raise _bind_error(uri, parsed.proto, ip, parsed.port, error[0])
         endpoint = Endpoint(self, ptr, uri, parsed.proto)
-        self._endpoints.append(endpoint)
+        self.endpoints.append(endpoint)
         return endpoint
 
-    @property
-    def endpoints(self) -> list[Endpoint]:
-        return list(self._endpoints)
-
     def _set_server_dtls(self, dtls: PKI | PSK) -> None:
-        ctx = self._enter()
+        ctx = self.loop.enter()
         if isinstance(dtls, PKI):
-            if dtls is self._dtls_pki:
+            if dtls is self.credentials.server_pki:
                 return
-            self._refuse_dtls_mix("PKI", server=True)
-            if self._client_pki_used:
+            self.credentials.refuse_mix("PKI", server=True)
+            if self.credentials.client_pki_used:
                 raise NotSupportedError(
                     "this Context has made client certificate sessions; libcoap keeps one "
                     "certificate setup per Context, so serving with a certificate would "
@@ -330,18 +329,18 @@ class Serving:
                     "(PKI(cert, key, ...)); only a client may go without"
                 )
             if dtls.root_cas is not None:
-                self._set_root_cas(dtls.root_cas)
+                self.credentials.set_root_cas(ctx, dtls.root_cas)
             setup, keep = dtls._setup()
             if not lib.lcp_context_set_pki(ctx, setup):
                 raise CoapError(
                     "libcoap refused the server certificate setup (see the 'libcoap' logger)"
                 )
-            self._keep.extend(keep)
-            self._dtls_pki = dtls
+            self.credentials.keep.extend(keep)
+            self.credentials.server_pki = dtls
         elif isinstance(dtls, PSK):
-            if dtls is self._dtls_psk:
+            if dtls is self.credentials.server_psk:
                 return
-            self._refuse_dtls_mix("PSK", server=True)
+            self.credentials.refuse_mix("PSK", server=True)
             if dtls.key is None and dtls.keys is None:
                 raise ValueError("a server PSK needs keys= (per identity) or a default key=")
             hint = dtls.hint or b""
@@ -352,12 +351,12 @@ class Serving:
             handle = ffi.new_handle(dtls)
             hint_buf = ffi.new("uint8_t[]", hint or b"\0")
             key_buf = ffi.new("uint8_t[]", key or b"\0")
-            self._keep.extend((handle, hint_buf, key_buf))
+            self.credentials.keep.extend((handle, hint_buf, key_buf))
             check(
                 lib.lcp_context_set_psk(ctx, hint_buf, len(hint), key_buf, len(key), handle),
                 "libcoap refused the server PSK setup (see the 'libcoap' logger)",
             )
-            self._dtls_psk = dtls
+            self.credentials.server_psk = dtls
         else:
             raise TypeError("dtls must be a coap.PKI or a coap.PSK")
 
@@ -365,13 +364,13 @@ class Serving:
 
     def add_resource(self, path: str) -> Resource:
         """A resource at ``path`` (``""`` is the root); add handlers with ``handle()``."""
-        self._enter()
+        self.loop.enter()
         key = path.strip("/")
-        if key in self._resources:
-            return self._resources[key]
+        if key in self.resources:
+            return self.resources[key]
         resource = Resource(self, key)
-        lib.coap_add_resource(self._ptr, resource._ptr)
-        self._resources[key] = resource
+        lib.coap_add_resource(self.loop.ptr, resource._ptr)
+        self.resources[key] = resource
         return resource
 
     def resource(
@@ -393,26 +392,22 @@ class Serving:
 
     def remove_resource(self, path: str) -> None:
         """Remove the resource at ``path`` (KeyError if there is none)."""
-        ctx = self._enter()
-        resource = self._resources.pop(path.strip("/"))
+        ctx = self.loop.enter()
+        resource = self.resources.pop(path.strip("/"))
         lib.coap_delete_resource(ctx, resource._ptr)
         resource._ptr = None
         resource._registrations.clear()
-
-    @property
-    def resources(self) -> dict[str, Resource]:
-        return dict(self._resources)
 
     def set_unknown_handler(
         self, handler: RequestHandler, methods: MethodSpec | Iterable[MethodSpec] = ("PUT",)
     ) -> None:
         """Let ``handler`` answer requests for paths that have no resource."""
-        self._enter()
-        if self._unknown is None:
+        self.loop.enter()
+        if self.unknown is None:
             resource = Resource(self, None)
-            lib.coap_add_resource(self._ptr, resource._ptr)
-            self._unknown = resource
-        self._unknown.handle(methods, handler)
+            lib.coap_add_resource(self.loop.ptr, resource._ptr)
+            self.unknown = resource
+        self.unknown.handle(methods, handler)
 
     def unknown_resource(
         self, methods: MethodSpec | Iterable[MethodSpec] = ("PUT",)
@@ -433,8 +428,8 @@ class Serving:
         With ``handle_signals`` (main thread only), SIGINT and SIGTERM call
         ``stop()``, so Ctrl-C ends ``run()`` normally.
         """
-        self._enter()
-        if self._dispatching:
+        self.loop.enter()
+        if self.loop.dispatching:
             raise CoapError("run() cannot be called from inside a handler")
         deadline = None if timeout is None else time.monotonic() + timeout
         previous: dict[signal.Signals, Any] = {}
@@ -445,7 +440,7 @@ class Serving:
                 previous[sig] = signal.signal(sig, lambda signum, frame: self.stop())
         try:
             # A stop() that came before run() still ends it, after one pass.
-            slice_ms = _SLICE_MS if self._handoff.attached else FALLBACK_SLICE_MS
+            slice_ms = _SLICE_MS if self.loop.handoff.attached else FALLBACK_SLICE_MS
             while True:
                 wait = slice_ms
                 if deadline is not None:
@@ -453,29 +448,29 @@ class Serving:
                     if remaining <= 0:
                         break
                     wait = min(wait, max(1, math.ceil(remaining * 1000)))
-                self._serve_io(0 if self._stopping else wait)
-                if self._stopping:
+                self._serve_io(0 if self.stopping else wait)
+                if self.stopping:
                     break
         finally:
-            self._stopping = False
+            self.stopping = False
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
     def stop(self) -> None:
         """Make ``run()`` return after the current pass. Safe from handlers, signal
         handlers and other threads."""
-        self._stopping = True
+        self.stopping = True
 
     # -- dispatch (from the trampolines) ----------------------------------------------------
 
-    def _server_session(self, ptr: Any) -> ServerSession:
+    def server_session(self, ptr: Any) -> ServerSession:
         data = lib.coap_session_get_app_data(ptr)
         if data != ffi.NULL:
             found = ffi.from_handle(data)
             if isinstance(found, ServerSession):
                 return found
-        session = ServerSession(self, ptr)  # type: ignore[arg-type]
-        self._server_sessions.add(session)
+        session = ServerSession(self.context, self.loop, self.exchanges, ptr, self.session_gone)
+        self.sessions.add(session)
         return session
 
     def _serve_buffers(self) -> tuple[Any, Any, int, Any]:
@@ -489,15 +484,17 @@ class Serving:
     def _serve_io(self, wait_ms: int) -> None:
         """``_io()`` for run(): after the first pass, more that do not wait, as long as
         each answered a request and nothing (an error, stop(), close()) wants run()."""
-        ptr = self._ptr
+        ptr = self.loop.ptr
         if ptr is None:
             raise CoapError("the Context was closed")
         served = (self._serve or self._serve_buffers())[3]
         check(
-            self._guarded(lib.lcp_serve_io, ptr, wait_ms, served, _PASSES), IO_FAILED, zero_ok=True
+            self.loop.guarded(lib.lcp_serve_io, ptr, wait_ms, served, _PASSES),
+            IO_FAILED,
+            zero_ok=True,
         )
 
-    def _on_request(
+    def on_request(
         self, resource: Resource, session_ptr: Any, request: Any, query: Any, response: Any
     ) -> None:
         if request:
@@ -512,14 +509,14 @@ class Serving:
             data = info.session_data
             session = ffi.from_handle(data) if data else None
             if not isinstance(session, ServerSession):
-                session = self._server_session(session_ptr)
+                session = self.server_session(session_ptr)
             req = Request._served(info, _unpack(scratch, need) if need else b"", session)
             code = info.code
             block_options = info.blocks
         else:
             served = None
             # A notification from a libcoap that runs the GET handler without a request.
-            session = self._server_session(session_ptr)
+            session = self.server_session(session_ptr)
             lib.lcp_pdu_info(response, self._info)
             token = ffi.buffer(self._info.token, self._info.token_len)[:]
             req = resource._registration(session_ptr, session, token)
@@ -562,7 +559,7 @@ class Serving:
                 return self._delay(resource, session_ptr, req, answer, acknowledge, block1)
 
             reply._origin = delay
-        self._dispatching += 1
+        self.loop.dispatching += 1
         try:
             handler(req, reply)
             reply._done = True
@@ -579,7 +576,7 @@ class Serving:
             if reply._delayed is None:
                 self._write_reply(session_ptr, req, reply, response, block_options, block1)
             if served is not None and not (
-                self._stopping or self._close_requested or self._error is not None
+                self.stopping or self.loop.close_requested or self.loop.error is not None
             ):
                 served[0] = 1  # lcp_serve_io may go on with the next pass
         except NoRoomError as error:
@@ -589,11 +586,11 @@ class Serving:
             log_limited(log, logging.ERROR, f"handler for {where} failed", exc_info=True)
             self._answer_error(resource, session_ptr, req, response)
         except BaseException as error:  # e.g. KeyboardInterrupt: run_once() re-raises it
-            self._store_error(error)
+            self.loop.store_error(error)
             self._answer_error(resource, session_ptr, req, response)
         finally:
             reply._done = True
-            self._dispatching -= 1
+            self.loop.dispatching -= 1
 
     def _write_reply(
         self,
@@ -628,7 +625,7 @@ class Serving:
             self._write_reply(session_ptr, req, delayed, pdu, block_options, block1)
 
         return DelayedResponse(
-            self._delayed, session_ptr, req, reply, acknowledge, write, bool(block_options)
+            self.delayed, session_ptr, req, reply, acknowledge, write, bool(block_options)
         )
 
     def _give(
@@ -657,10 +654,10 @@ class Serving:
         log_limited(log, logging.WARNING, f"{where}: 5.00, {error}")
         self._answer_error(resource, session_ptr, req, response)
 
-    def _server_session_gone(self, session: ServerSession) -> None:
+    def session_gone(self, session: ServerSession) -> None:
         """Forget a server session libcoap has freed, and the block-wise state of its
         peer (a new session from that address starts afresh)."""
-        self._server_sessions.discard(session)
+        self.sessions.discard(session)
         if self._block_server is not None:
             self._block_server.forget_peer(session.peer, int(session.uri.proto))
 
@@ -709,10 +706,37 @@ class Serving:
         valid._done = True
         return valid
 
-    def _on_cn(self, session_ptr: Any, session: Any, cn: str, depth: int) -> None:
+    def on_cn(self, session_ptr: Any, session: Any, cn: str, depth: int) -> None:
         if depth != 0:
             return
         if session is None and lib.lcp_session_is_server(session_ptr):
-            session = self._server_session(session_ptr)
+            session = self.server_session(session_ptr)
         if session is not None:
             session.peer_cn = cn
+
+    def sweep(self) -> None:
+        """After a pass: drop wrappers of server sessions libcoap freed without an event
+        (libcoap 4.2), at most once a second."""
+        if not self.sessions or _SERVER_SESSION_EVENTS:
+            return
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 1.0
+        for session in list(self.sessions):
+            if not session._alive():
+                session._forget()
+
+    def close(self) -> None:
+        """The Context is closing: sessions, endpoints and resources are gone with it."""
+        for server_session in list(self.sessions):
+            server_session._detach(CoapError("the Context was closed"))
+        for endpoint in self.endpoints:
+            endpoint.forget()  # coap_free_context frees endpoints
+        self.endpoints = []
+        for resource in self.resources.values():
+            resource.forget(shutdown=True)
+        if self.unknown is not None:
+            self.unknown.forget()
+        self.stopping = True
+        self.delayed.close()

@@ -73,7 +73,7 @@ def server(ctx: coap.Context) -> None:
         response.code = 0x42
 
     # The decorators hand the function back as it was.
-    handlers: list[coap.server.serving.RequestHandler] = [get_time, anything, delete]
+    handlers: list[coap.RequestHandler] = [get_time, anything, delete]
     print(handlers)
     ctx.call_soon(add, 1, "two")
     ctx.call_soon_threadsafe(print, "from another thread")

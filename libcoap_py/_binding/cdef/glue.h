@@ -25,9 +25,10 @@ static const int LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE;
 
 
 /* Callbacks into Python, one signature for every generation. */
-/* session_data: the session's app data (its Python handle, or NULL); sent_info and
- * info: the fields of sent (NULL without sent) and received, read for the call */
-extern "Python" int lcp_py_response(coap_session_t *session, void *session_data,
+/* session_data, context_data: the app data (Python handles, or NULL) of the session
+ * and its context; sent_info and info: the fields of sent (NULL without sent) and
+ * received, read for the call */
+extern "Python" int lcp_py_response(void *session_data, void *context_data,
                                     const coap_pdu_t *sent, lcp_pdu_info_t *sent_info,
                                     const coap_pdu_t *received, lcp_pdu_info_t *info,
                                     int mid);
@@ -128,35 +129,6 @@ int lcp_send(coap_session_t *session, coap_pdu_t *pdu);
 int lcp_send_reply(coap_session_t *session, int type, int mid, const uint8_t *token,
                    size_t token_len, int code, const uint8_t *etag, size_t etag_len,
                    int cf, const uint8_t *payload, size_t len);
-
-/* Request waiter: request() waits for its response in C (see glue.c). */
-typedef struct lcp_waiter {
-  int state;
-  int nack_reason;
-  int request_mid;
-  int code;
-  int type;
-  int mid;
-  uint8_t token[8];
-  size_t token_len;
-  uint8_t *data;
-  size_t payload_len;
-  size_t data_len;
-  int64_t started_ms;
-  uint8_t inline_data[...];
-  ...;
-} lcp_waiter_t;
-lcp_waiter_t *lcp_waiter_new(void);
-void lcp_waiter_free(lcp_waiter_t *w);
-int lcp_waiter_arm(lcp_waiter_t *w, const coap_session_t *session,
-                   const uint8_t *token, size_t token_len, int mid);
-void lcp_waiter_disarm(lcp_waiter_t *w);
-int lcp_waiter_wait(coap_context_t *ctx, lcp_waiter_t *w, int timeout_ms);
-#define LCP_ANSWERED_INLINE ...
-#define LCP_INLINE_HEAD ...
-int lcp_request(coap_context_t *ctx, coap_session_t *session, lcp_waiter_t *w,
-                int type, int code, const uint8_t *blob, size_t blob_len,
-                const uint8_t *payload, size_t payload_len, int timeout_ms);
 int lcp_add_data_large_request(coap_session_t *session, coap_pdu_t *pdu,
                                const uint8_t *data, size_t len);
 
