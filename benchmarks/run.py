@@ -1,6 +1,7 @@
 """Run every benchmark scenario and write results.md and results.png.
 
     python -I benchmarks/run.py [--quick] [--rounds N] [--out DIR] [--only KEY ...]
+                                [--before PYTHON [--before-label TEXT]]
 
 Each measurement is one subprocess (a contender: the C reference client
 ``cclient.c``, compiled here; ``pyclient.py`` with ``Session.request`` or the
@@ -26,6 +27,12 @@ The service-ingest section (key ``ingest``) runs ``service_ingest.py`` as a
 subprocess: 50 devices over DTLS-PKI against the data service and against the
 same server without storage, at most 3 rounds of 10 s (``--quick``: 4 devices,
 0.5 s, one round), and reports its table and target in results.md.
+
+Before and after a change (``--before PYTHON``, see compare.py): every contender that
+runs the project's Python code (pyclient.py, own_server.py) is also measured with
+PYTHON, an interpreter whose libcoap_py is the baseline, as "<contender> (before)", in
+the same rounds; results.md gets a "Before and after" section. The service-ingest
+section stays after only.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # python -I leaves the script's directory out
+
+import compare  # noqa: E402
+
 PSK_KEY = "libcoap-py-bench-key"
 PSK_HINT = "libcoap-py-bench"
 BIG = 1 << 20
@@ -62,6 +73,8 @@ C_IN, LOOP_PATH = "C, send in handler", "handler loop, Uri-Path"
 LOOP_IN = "handler loop, send in handler"
 IN_HANDLER = (C_IN, LOOP_PATH, LOOP_IN)
 IN_HANDLER_PATH = "time"  # coap-server's clock resource: a 15-byte answer
+# The contenders that run the project's Python code: --before measures them twice.
+PYTHON_CONTENDERS = (REQUEST, LOOP, FLOOR, LOOP_PATH, LOOP_IN, PY, OWN_SERVER)
 
 
 # ---------------------------------------------------------------------------
@@ -227,6 +240,27 @@ class Bench:
 
         self.certs = certs.init_dir(work / "certs")
         self.python = sys.executable
+        # --before: the baseline's interpreter, and which code each side imports.
+        self.before: str | None = args.before
+        self.packages: tuple[compare.Package, compare.Package] | None = None
+        if args.before:
+            self.packages = (
+                compare.probe(args.before, args.before_label),
+                compare.probe(self.python),
+            )
+            if self.packages[0].directory == self.packages[1].directory:
+                raise SystemExit(f"--before {args.before} imports this run's libcoap_py")
+
+    def with_twins(self, contenders: list[str], round_: int = 0) -> list[str]:
+        """With --before, each Python contender next to its "(before)" twin: the twin
+        second in even rounds, first in odd ones. Without, the contenders as they are."""
+        if not self.before:
+            return contenders
+        return list(compare.with_before(tuple(contenders), PYTHON_CONTENDERS, round_ % 2 == 1))
+
+    def python_for(self, contender: str) -> str:
+        """The interpreter of a Python contender: --before's for the "(before)" ones."""
+        return self.before if self.before and compare.is_before(contender) else self.python
 
     # -- servers ------------------------------------------------------------------------
 
@@ -249,8 +283,8 @@ class Bench:
             return self.c_server(sc.server, port)
         if contender == C_SERVER:
             return self.c_server("notls", port)
-        script = "own_server.py" if contender == OWN_SERVER else "aio_server.py"
-        argv = [self.python, "-I", str(HERE / script), str(port)]
+        script = "own_server.py" if compare.base(contender) == OWN_SERVER else "aio_server.py"
+        argv = [self.python_for(contender), "-I", str(HERE / script), str(port)]
         return Server(argv, port, self.work / "servers.log")
 
     def setup(self, sc: Scenario, port: int) -> None:
@@ -273,10 +307,11 @@ class Bench:
         if self.quick:
             n = QUICK_N.get(sc.key, 200)
             return n, min(sc.warmup, 10)
-        return max(1, int(sc.n * sc.scale.get(contender, 1.0))), sc.warmup
+        return max(1, int(sc.n * sc.scale.get(compare.base(contender), 1.0))), sc.warmup
 
     def argv(self, sc: Scenario, contender: str, uri: str) -> list[str]:
         n, warmup = self.count(sc, contender)
+        python, contender = self.python_for(contender), compare.base(contender)
         opts = ["-w", str(warmup), "-s", str(sc.sessions)]
         path = IN_HANDLER_PATH if contender in IN_HANDLER else sc.path
         if path:
@@ -298,7 +333,7 @@ class Bench:
         if contender == AIO:
             return [self.python, "-I", str(HERE / "aioclient.py"), *common]
         api = {REQUEST: "request", FLOOR: "floor", LOOP_IN: "inhandler"}.get(contender, "loop")
-        return [self.python, "-I", str(HERE / "pyclient.py"), api, *common]
+        return [python, "-I", str(HERE / "pyclient.py"), api, *common]
 
     def measure(self, sc: Scenario, contender: str) -> dict[str, Any] | None:
         port = free_port_pair()
@@ -335,11 +370,11 @@ class Bench:
         results: dict[str, dict[str, list[Any]]] = {}
         for sc in scenarios:
             started = time.monotonic()
-            per = results.setdefault(sc.key, {c: [] for c in sc.contenders})
+            per = results.setdefault(sc.key, {c: [] for c in self.with_twins([*sc.contenders])})
             for r in range(min(rounds, sc.max_rounds or rounds)):
                 order = list(sc.contenders)
                 order = order[r % len(order) :] + order[: r % len(order)]
-                for contender in order:
+                for contender in self.with_twins(order, r):
                     per[contender].append(self.measure(sc, contender))
                 # Same-round ratios need every contender's result of this round.
             took = time.monotonic() - started
@@ -410,6 +445,11 @@ def value(sc: Scenario, res: dict[str, Any]) -> float:
     if sc.kind == "memory":
         return float(res["rss_after_kib"] - res["rss_before_kib"]) / 1024
     return float(res["ops"] / res["wall"]) if res["wall"] > 0 else float("nan")
+
+
+def kib(sc: Scenario, res: dict[str, Any]) -> float:
+    """The headline number in KiB (memory scenarios: MiB)."""
+    return value(sc, res) * 1024
 
 
 def rss_after(sc: Scenario, res: dict[str, Any]) -> float:
@@ -577,6 +617,9 @@ def header(bench: Bench, rounds: int, argv: list[str]) -> list[str]:
         + ("; memory scenarios at most 5" if rounds > 5 else ""),
         "",
     ]
+    if bench.packages:
+        before, after = bench.packages
+        lines.insert(-1, f"- Before: {before.label} (`{before.python}`); after: {after.label}")
     if bench.c_version.startswith("4.2"):
         lines += ["Note: the C client was built against libcoap 4.2.", ""]
     return lines
@@ -586,12 +629,18 @@ def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds
                   out: Path, argv: list[str],
                   ingest: dict[str, Any] | None = None) -> None:  # fmt: skip
     by = {sc.key: sc for sc in SCENARIOS}
+    # Every table but the before-and-after one: the baseline's twins left out.
+    everything, results = results, compare.after_only(results)
     lines = header(bench, rounds, argv)
     lines += [
         "Medians over the rounds; min-max in brackets. Ratios to C are the median of each",
         "round's ratio (same round, same machine state). CPU is the client process's own",
         "(getrusage / process_time around the timed loop, after a warm-up), per request.",
         "",
+    ]
+    if bench.packages:
+        lines += compare.section(before_after_rows(everything, by), *bench.packages)
+    lines += [
         "## Clients",
         "",
         "| Scenario | Contender | Median | Min-max | x C | CPU us/op | CPU x C |",
@@ -724,11 +773,45 @@ def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds
         "",
     ]
     (out / "results.md").write_text("\n".join(lines))
-    raw: dict[str, Any] = {"rounds": rounds, "command": argv, "results": results}
+    raw: dict[str, Any] = {"rounds": rounds, "command": argv, "results": everything}
     if ingest is not None:
         raw["ingest"] = ingest
     (out / "results.json").write_text(json.dumps(raw, indent=1) + "\n")
     write_chart(chart, out / "results.png")
+
+
+def before_after_rows(results: dict[str, dict[str, list[Any]]],
+                      by: dict[str, Scenario]) -> list[compare.Row]:  # fmt: skip
+    """Each contender measured with --before's interpreter too: its numbers per round,
+    before and after, and the reference's (C; server: coap-server-notls)."""
+    rows = []
+    for key, per in results.items():
+        sc = by[key]
+        ref = C_SERVER if sc.kind == "server" else C
+        first = sc.kind == "first"
+        for contender in per:
+            if compare.before(contender) not in per:
+                continue
+            if key == "growth":  # a few KiB: a ratio says nothing (as in the memory table)
+                rate = twin_measure(sc, per, contender, ref, kib, "KiB")
+                rate.ratios = False
+            else:
+                rate = twin_measure(sc, per, contender, ref, ms_per_op if first else value,
+                                    "ms/run" if first else sc.unit)  # fmt: skip
+            cpu = twin_measure(sc, per, contender, ref, cpu_ms if first else cpu_us,
+                               "ms/run" if first else "us/op")  # fmt: skip
+            rows.append(compare.Row(sc.title, contender, rate, cpu))
+    return rows
+
+
+def twin_measure(sc: Scenario, per: dict[str, list[Any]], contender: str, ref: str,
+                 fn: Callable[..., float], unit: str) -> compare.Measure:  # fmt: skip
+    """fn of each round's measurement (None: failed): before, after, the reference."""
+    before, after, c = (
+        [None if r is None else fn(sc, r) for r in per.get(who, [])]
+        for who in (compare.before(contender), contender, ref)
+    )
+    return compare.Measure(unit, before, after, c)
 
 
 def in_handler_section(results: dict[str, dict[str, list[Any]]],
@@ -854,7 +937,14 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="*", default=None, help=f"scenario keys to run ({INGEST}: service ingest)"
     )
+    parser.add_argument("--before", metavar="PYTHON", default=None,
+                        help="also measure the Python contenders with this interpreter's "
+                        "libcoap_py (the baseline), as '... (before)'")  # fmt: skip
+    parser.add_argument("--before-label", metavar="TEXT", default=None,
+                        help="the baseline's name in results.md (default: its commit)")  # fmt: skip
     args = parser.parse_args()
+    if args.before_label and not args.before:
+        parser.error("--before-label needs --before")
     rounds = args.rounds or (1 if args.quick else ROUNDS)
     scenarios = [s for s in SCENARIOS if not args.only or s.key in args.only]
     args.out.mkdir(parents=True, exist_ok=True)
