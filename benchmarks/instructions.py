@@ -3,7 +3,7 @@
     python -I benchmarks/instructions.py [--small 1000] [--large 3000]
 
 Wall and CPU time on a shared 2-core VM move by 5-10% between runs; instruction
-counts do not. Each contender (the C client, and libcoap-py's floor, Session.request
+counts do not. Each contender (the C client, and libcoap-py's Session.request
 and handler loop, see pyclient.py; then the send-in-handler shape of run.py, C and
 Python, and the handler loop sending the same PDU, with its Uri-Path, from outside
 the handler) makes ``small`` and then ``large`` sequential CON
@@ -33,7 +33,6 @@ from run import IN_HANDLER_PATH, Server, build_cclient, free_port_pair  # noqa: 
 PATH = ["-P", IN_HANDLER_PATH]
 CONTENDERS: dict[str, tuple[str, list[str]]] = {
     "C": ("C", []),
-    "floor": ("floor", []),
     "request": ("request", []),
     "loop": ("loop", []),
     "C, send in handler": ("C", [*PATH, "-H"]),

@@ -63,7 +63,6 @@ PSK_HINT = "libcoap-py-bench"
 BIG = 1 << 20
 
 C, REQUEST, LOOP, AIO, PY = "C", "Session.request", "handler loop", "aiocoap", "libcoap-py"
-FLOOR = "floor (Python loop, 1 C call)"
 # Yardsticks: the C client with this many ns of busy work after each answer (cclient -x).
 C_PLUS = {"C + 2 us busy a request": 2000, "C + 5 us busy a request": 5000}
 C_SERVER, OWN_SERVER, AIO_SERVER = "coap-server-notls", "own server", "aiocoap server"
@@ -74,7 +73,7 @@ LOOP_IN = "handler loop, send in handler"
 IN_HANDLER = (C_IN, LOOP_PATH, LOOP_IN)
 IN_HANDLER_PATH = "time"  # coap-server's clock resource: a 15-byte answer
 # The contenders that run the project's Python code: --before measures them twice.
-PYTHON_CONTENDERS = (REQUEST, LOOP, FLOOR, LOOP_PATH, LOOP_IN, PY, OWN_SERVER)
+PYTHON_CONTENDERS = (REQUEST, LOOP, LOOP_PATH, LOOP_IN, PY, OWN_SERVER)
 
 
 # ---------------------------------------------------------------------------
@@ -104,9 +103,9 @@ class Scenario:
 SEQ = (C, REQUEST, LOOP)
 SCENARIOS = [
     Scenario("get_udp", "sequential CON GET, UDP", "client", "get", "notls", 10000,
-             (*SEQ, FLOOR, *C_PLUS, AIO, *IN_HANDLER), scale={AIO: 0.1}),
+             (*SEQ, *C_PLUS, AIO, *IN_HANDLER), scale={AIO: 0.1}),
     Scenario("get_psk", "sequential CON GET, DTLS-PSK", "client", "get", "openssl", 10000,
-             (*SEQ, FLOOR, *C_PLUS, *IN_HANDLER), secure="psk"),
+             (*SEQ, *C_PLUS, *IN_HANDLER), secure="psk"),
     Scenario("get_pki", "sequential CON GET, DTLS-PKI", "client", "get", "openssl", 10000,
              SEQ, secure="pki"),
     Scenario("inflight64", "64 in flight (64 sessions), UDP", "client", "inflight", "notls",
@@ -332,7 +331,7 @@ class Bench:
             return [str(self.cclient), *common, "-H"]
         if contender == AIO:
             return [self.python, "-I", str(HERE / "aioclient.py"), *common]
-        api = {REQUEST: "request", FLOOR: "floor", LOOP_IN: "inhandler"}.get(contender, "loop")
+        api = {REQUEST: "request", LOOP_IN: "inhandler"}.get(contender, "loop")
         return [python, "-I", str(HERE / "pyclient.py"), api, *common]
 
     def measure(self, sc: Scenario, contender: str) -> dict[str, Any] | None:
@@ -665,11 +664,6 @@ def write_results(bench: Bench, results: dict[str, dict[str, list[Any]]], rounds
             if contender != C:
                 chart.append((f"{key} / {contender}", tr, cr))
     lines += [
-        "",
-        f"{FLOOR}: not an API, a yardstick. A Python loop calls the one C function that",
-        "Session.request ends in (lcp_request: build, send, wait, copy the answer) and reads",
-        "back only the response code. What it costs over C is what any Python API over",
-        "libcoap costs at least, here: the interpreter's own loop, the call, the GIL.",
         "",
         f"{' and '.join(C_PLUS)}: yardsticks too. The C client",
         "spins that long after each answer, before the next request goes out (where a",
