@@ -10,6 +10,7 @@ methods on.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from ._handoff import Handoff
 
     Ts = TypeVarTuple("Ts")
+
+_get_ident = threading.get_ident
+_can_exit = lib.coap_can_exit
 
 RH = TypeVar("RH", bound=ResponseHandler)
 NH = TypeVar("NH", bound=NackHandler)
@@ -338,7 +342,10 @@ class Context:
 
     def can_exit(self) -> bool:
         """True when libcoap has nothing left to send or retransmit."""
-        return bool(lib.coap_can_exit(self._enter()))
+        loop = self._loop
+        if loop.owner != _get_ident() or loop.ptr is None:
+            loop.enter()  # raises
+        return bool(_can_exit(loop.ptr))
 
     def _handoff(self) -> Handoff:
         return self._loop.handoff

@@ -129,6 +129,11 @@ def _registry() -> Mapping[int, OptionSpec]:
 
 #: Registered options by number (every ``OptionNumber``).
 REGISTRY: Mapping[int, OptionSpec] = _registry()
+# encode_option()'s common case, a str for a string option (Uri-Path, Uri-Query, ...):
+# its length bounds, by number.
+_STRING_LENGTHS: dict[int, tuple[int, int]] = {
+    n: (s.min_length, s.max_length) for n, s in REGISTRY.items() if s.format is OptionFormat.STRING
+}
 
 
 # -- properties from the number (RFC 7252, 5.4.6) -----------------------------------------
@@ -213,6 +218,14 @@ def encode_option(number: int, value: OptionValue | None) -> Option:
     both naming the option. Unregistered numbers take any of bytes, str (UTF-8)
     and int (minimal big-endian uint). ``RawValue`` bytes skip the checks.
     """
+    if value.__class__ is str and number.__class__ is int:
+        # The common case first (a path segment): about a third of the full checks' cost
+        # on the path of every request a handler builds (benchmarks: send in handler).
+        limits = _STRING_LENGTHS.get(number)
+        if limits is not None:
+            data = value.encode("utf-8")
+            if limits[0] <= len(data) <= limits[1]:
+                return number, data
     if (
         not isinstance(number, int)
         or isinstance(number, bool)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._binding import ffi, lib
@@ -239,7 +238,7 @@ class PDU(OptionAccessors):
         ptr = self._ptr
         if ptr is None:
             raise CoapError(f"this PDU can no longer be used: {self._state}")
-        if self._owned and self._session._context._ptr is None:
+        if self._owned and self._session.context.closed:
             raise CoapError("this PDU can no longer be used: its Context was closed")
         return ptr
 
@@ -335,7 +334,8 @@ class PDU(OptionAccessors):
         ptr = self._live()
         options = self._options
         if options:
-            options = sorted(options, key=_number_of)
+            if len(options) > 1:
+                options = sorted(options, key=_number_of)
             write_options(ptr, options)
         if self._payload:
             max_pdu = lib.coap_session_max_pdu_size(session_ptr)
@@ -365,9 +365,10 @@ _NO_ROOM = "option {} does not fit in the PDU"
 
 def write_options(ptr: Any, options: Iterable[Option]) -> None:
     """Add options (sorted by number) to a C PDU."""
-    add = lib.lcp_add_option
+    add = lib.coap_add_option
     for number, value in options:
-        check(add(ptr, number, value, len(value)), partial(_NO_ROOM.format, number))
+        if not add(ptr, number, len(value), value):
+            raise CoapError(_NO_ROOM.format(number))
 
 
 def pdu_room(max_pdu: int, token_len: int, options: Sequence[Option]) -> int:

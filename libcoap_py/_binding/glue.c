@@ -1033,12 +1033,6 @@ lcp_new_request_with_token(coap_session_t *session, int type, int code,
   return pdu;
 }
 
-int
-lcp_add_option(coap_pdu_t *pdu, uint16_t number, const uint8_t *value,
-               size_t len) {
-  return coap_add_option(pdu, number, len, value) != 0;
-}
-
 /* libcoap 4.3 puts a Block2 option (block 0, no more, the observer's size)
  * into a notification before the handler runs, and exports nothing that
  * removes or updates it; a second Block2 is refused. Overwrite its value in

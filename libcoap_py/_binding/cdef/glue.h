@@ -115,8 +115,6 @@ coap_pdu_t *lcp_new_request(coap_session_t *session, int type, int code,
 coap_pdu_t *lcp_new_request_with_token(coap_session_t *session, int type, int code,
                                        const uint8_t *token, size_t token_len);
 int lcp_patch_block2(coap_pdu_t *pdu, const uint8_t *value, size_t len);
-int lcp_add_option(coap_pdu_t *pdu, uint16_t number, const uint8_t *value,
-                   size_t len);
 void lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
 size_t lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
                        const uint8_t **values, size_t *lengths, size_t max);
