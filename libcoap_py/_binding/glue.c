@@ -12,7 +12,7 @@
  * them.
  *
  * Ownership, as the Python layer relies on it:
- *  - lcp_new_request() returns a PDU the caller owns until lcp_send(),
+ *  - lcp_new_request() returns a PDU the caller owns until coap_send(),
  *    which always consumes it (libcoap frees it on failure too).
  *  - PDUs handed to the lcp_py_* callbacks are borrowed for the call.
  *  - Sessions from lcp_client_session*() hold one reference, dropped with
@@ -866,10 +866,6 @@ lcp_session_get_ack_random_factor_milli(const coap_session_t *session) {
   return value.integer_part * 1000u + value.fractional_part;
 }
 
-void
-lcp_session_set_max_retransmit(coap_session_t *session, unsigned int value) {
-  coap_session_set_max_retransmit(session, (uint16_t)value);
-}
 
 unsigned int
 lcp_session_get_max_retransmit(const coap_session_t *session) {
@@ -1078,10 +1074,6 @@ lcp_resource_observable(coap_resource_t *resource, int observable, int confirmab
                                                : COAP_RESOURCE_FLAGS_NOTIFY_NON);
 }
 
-int
-lcp_resource_notify(coap_resource_t *resource) {
-  return coap_resource_notify_observers(resource, NULL);
-}
 
 /* 1 when the handler must add the Observe option (value in *value) to its
  * response: this libcoap leaves that to the handler, and the session observes
@@ -1134,10 +1126,6 @@ lcp_add_data_large_request(coap_session_t *session, coap_pdu_t *pdu,
   return lcp_large_request(session, pdu, data, len);
 }
 
-int
-lcp_send(coap_session_t *session, coap_pdu_t *pdu) {
-  return (int)coap_send(session, pdu);
-}
 
 /* A delayed response in one call (DelayedResponse.send's common case): a PDU
  * of the given type for the session, with the request's token, message ID mid

@@ -72,7 +72,7 @@ _MIN_HANDSHAKE_S = 1.0
 _get_ident = threading.get_ident
 _max_pdu_size = lib.coap_session_max_pdu_size
 _new_request = lib.lcp_new_request
-_lcp_send = lib.lcp_send
+_coap_send = lib.coap_send
 _gc = ffi.gc
 _owned_new = PDU._owned_new
 _ceil = math.ceil
@@ -288,7 +288,7 @@ class Session:
     def max_retransmit(self, count: int) -> None:
         if not 0 <= count <= 0xFFFF:
             raise ValueError("max_retransmit must be between 0 and 65535")
-        lib.lcp_session_set_max_retransmit(self._live(), count)
+        lib.coap_session_set_max_retransmit(self._live(), count)
 
     @property
     def max_pdu_size(self) -> int:
@@ -785,7 +785,7 @@ class Session:
     def _new_request_pdu(
         self, ptr: Any, kind: int, code: int, token: bytes | None
     ) -> tuple[Any, int]:
-        """A request PDU (owned by the caller until lcp_send) with a fresh or the given token."""
+        """A request PDU (owned by the caller until coap_send) with a fresh or the given token."""
         if token is None:
             pdu = lib.lcp_new_request(ptr, kind, code, self._token, self._token_len)
             token_len = int(self._token_len[0])
@@ -823,7 +823,7 @@ class Session:
         """Give a built request PDU to libcoap; returns (token, message ID)."""
         if token is None:
             token = ffi.buffer(self._token, token_len)[:]
-        mid = lib.lcp_send(ptr, pdu)  # consumes pdu, also on failure
+        mid = _coap_send(ptr, pdu)  # consumes pdu, also on failure
         check(mid, lambda: f"libcoap could not send the request to {self.uri}", zero_ok=True)
         return token, mid
 
@@ -894,7 +894,7 @@ class Session:
         _gc(c_pdu, None)  # libcoap's from here on
         pdu._ptr = None
         pdu._state = "sent (send() consumed it)"
-        mid: int = _lcp_send(ptr, c_pdu)
+        mid: int = _coap_send(ptr, c_pdu)
         check(mid, lambda: f"libcoap could not send the PDU to {self.uri}", zero_ok=True)
         return mid
 

@@ -199,7 +199,7 @@ class DelayedResponse(ServerResponse):
             except BaseException:
                 lib.coap_delete_pdu(pdu)
                 raise
-            mid = int(lib.lcp_send(session_ptr, pdu))  # consumes the PDU
+            mid = int(lib.coap_send(session_ptr, pdu))  # consumes the PDU
         self._done = True
         registry.waiting.discard(self)
         self._mid = mid

@@ -170,7 +170,7 @@ class Resource:
             raise CoapError("the resource was removed")
         if self._registrations:
             self._prune_registrations()
-        lib.lcp_resource_notify(self._ptr)
+        lib.coap_resource_notify_observers(self._ptr, ffi.NULL)
 
     # -- Observe where libcoap leaves the option to the handler (4.2) ------------------------
 
@@ -701,7 +701,7 @@ class Server:
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
-        lib.lcp_send(session_ptr, pdu)  # consumes the PDU
+        lib.coap_send(session_ptr, pdu)  # consumes the PDU
         valid = ServerResponse(Code.VALID)
         valid._done = True
         return valid

@@ -90,7 +90,6 @@ int lcp_session_proto(const coap_session_t *session);
 void lcp_session_set_ack_timeout_ms(coap_session_t *session, unsigned int ms);
 unsigned int lcp_session_get_ack_timeout_ms(const coap_session_t *session);
 unsigned int lcp_session_get_ack_random_factor_milli(const coap_session_t *session);
-void lcp_session_set_max_retransmit(coap_session_t *session, unsigned int value);
 unsigned int lcp_session_get_max_retransmit(const coap_session_t *session);
 double lcp_session_max_transmit_wait(const coap_session_t *session);
 
@@ -123,7 +122,6 @@ void lcp_pdu_set_code(coap_pdu_t *pdu, int code);
 void lcp_pdu_set_mid(coap_pdu_t *pdu, int mid);
 int lcp_wake_attach(int coap_fd, int wake_fd);
 int lcp_wake(int wake_fd);
-int lcp_send(coap_session_t *session, coap_pdu_t *pdu);
 int lcp_send_reply(coap_session_t *session, int type, int mid, const uint8_t *token,
                    size_t token_len, int code, const uint8_t *etag, size_t etag_len,
                    int cf, const uint8_t *payload, size_t len);
@@ -132,7 +130,6 @@ int lcp_add_data_large_request(coap_session_t *session, coap_pdu_t *pdu,
 
 /* Observe. */
 void lcp_resource_observable(coap_resource_t *resource, int observable, int confirmable);
-int lcp_resource_notify(coap_resource_t *resource);
 int lcp_observe_option(coap_resource_t *resource, coap_session_t *session,
                        const uint8_t *token, size_t len, unsigned int *value);
 int lcp_cancel_observe(coap_session_t *session, const uint8_t *token, size_t len,
