@@ -44,25 +44,11 @@ NackHandler = Callable[[Union[Session, None], Union[PDU, None], Union[NackReason
 EventHandler = Callable[[Union[Session, None], Union[Event, int]], None]
 
 _DTLS_CONNECTED = int(Event.DTLS_CONNECTED)
-_DTLS_ERROR = int(Event.DTLS_ERROR)
 _TLS_FAILED = int(NackReason.TLS_FAILED)
 _ESTABLISHED = lib.COAP_SESSION_STATE_ESTABLISHED
 _NULL = ffi.NULL
 _borrowed = PDU._borrowed
 _SERVER_SESSION_DEL = int(Event.SERVER_SESSION_DEL)
-_DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
-# Events after which a client session may be disconnected (libcoap 4.3.2 and later
-# also close its socket): the Session checks, and renews it, before its next use.
-_SESSION_ENDINGS = frozenset(
-    {
-        int(Event.DTLS_ERROR),
-        int(Event.DTLS_CLOSED),
-        int(Event.TCP_CLOSED),
-        int(Event.TCP_FAILED),
-        int(Event.SESSION_CLOSED),
-        int(Event.SESSION_FAILED),
-    }
-)
 _LIBCOAP_DROPS_CRITICAL = bool(lib.LCP_DROPS_UNKNOWN_CRITICAL_RESPONSE)
 _RAISES_CONNECTED = BACKEND.raises_client_connected
 
@@ -167,8 +153,7 @@ class Dispatch:
             exchange = exchanges.find(session, token, mid)
             lasting = exchange is not None and exchange.on_response is not None
             if reason == _TLS_FAILED and not lasting:
-                session._dtls_failed = True
-                session._failed()
+                session._note_tls_failure()
             if exchange is not None:
                 exchanges.fail(exchange, reason, lambda: nack_error(reason, session))
                 return
@@ -198,15 +183,8 @@ class Dispatch:
         if event == _DTLS_CONNECTED and session is not None and session in self.connect_watch:
             # libcoap raised it after all: this handshake is reported.
             self.connect_watch[session] = session._ptr
-        if session is not None and session.uri.secure:
-            if event == _DTLS_CONNECTED:
-                session._handshake_done = True
-            elif event == _DTLS_ERROR:
-                session._handshake_error = True
-        if session is not None and event in _SESSION_ENDINGS:
-            if event in _DTLS_FAILURES and session.uri.secure:
-                session._dtls_failed = True
-            session._failed()
+        if session is not None:
+            session._note_event(event)
         if event == _SERVER_SESSION_DEL and isinstance(session, ServerSession):
             # libcoap frees it right after this event.
             try:
@@ -243,7 +221,7 @@ class Dispatch:
                 watch[session] = None  # (again) handshaking: report its end
             elif reported is None or reported != ptr:
                 watch[session] = ptr
-                session._handshake_done = True
+                session._note_event(_DTLS_CONNECTED)
                 try:
                     self.deliver_event(session, _DTLS_CONNECTED)
                 except BaseException as error:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .._binding import ffi, lib
 from .._exchange import SESSION_ENDED, SESSION_RENEWED, Exchange, Exchanges
-from ..codes import Code, ContentFormat, MessageType, NackReason, OptionNumber, Proto
+from ..codes import Code, ContentFormat, Event, MessageType, NackReason, OptionNumber, Proto
 from ..errors import (
     NO_PDU,
     REFUSED_PAYLOAD,
@@ -61,6 +61,21 @@ _LIBCOAP_BLOCKS = blockwise.LIBCOAP_BLOCKS
 _CON = int(MessageType.CON)
 _NON = int(MessageType.NON)
 _TLS_FAILED = int(NackReason.TLS_FAILED)
+_DTLS_CONNECTED = int(Event.DTLS_CONNECTED)
+_DTLS_ERROR = int(Event.DTLS_ERROR)
+_DTLS_FAILURES = frozenset({int(Event.DTLS_ERROR), int(Event.SESSION_FAILED)})
+# Events after which a client session may be disconnected (libcoap 4.3.2 and later
+# also close its socket): the Session checks, and renews it, before its next use.
+_SESSION_ENDINGS = frozenset(
+    {
+        int(Event.DTLS_ERROR),
+        int(Event.DTLS_CLOSED),
+        int(Event.TCP_CLOSED),
+        int(Event.TCP_FAILED),
+        int(Event.SESSION_CLOSED),
+        int(Event.SESSION_FAILED),
+    }
+)
 # Longest single wait in C of a request: Python sees signals (Ctrl-C) in between.
 WAIT_SLICE_MS = 200
 _PREPARED_MAX = 64  # (method, path) pairs cached per session
@@ -192,6 +207,25 @@ class Session:
         """The certificate callback refused the server (``reason``): the handshake ends,
         and the requests waiting on it raise DTLSError with the reason."""
         self.refusal = reason
+        self._dtls_failed = True
+        self._failed()
+
+    def _note_event(self, event: int) -> None:
+        """What a session event (libcoap's, or DTLS_CONNECTED raised by the Context
+        where libcoap does not) means for this session: a handshake done or refused,
+        a C session that may be disconnected (renewed before the next use)."""
+        if self.uri.secure:
+            if event == _DTLS_CONNECTED:
+                self._handshake_done = True
+            elif event == _DTLS_ERROR:
+                self._handshake_error = True
+        if event in _SESSION_ENDINGS:
+            if event in _DTLS_FAILURES and self.uri.secure:
+                self._dtls_failed = True
+            self._failed()
+
+    def _note_tls_failure(self) -> None:
+        """libcoap NACKed a message of this session with TLS_FAILED."""
         self._dtls_failed = True
         self._failed()
 
