@@ -87,8 +87,6 @@ class Dispatch:
     def critical_error(self, response: Response) -> CriticalOptionError | None:
         """The error for a response with a critical option this client does not know,
         rejected as libcoap 4.3 does itself (RFC 7252, 5.4.1); libcoap 4.2 lets it by."""
-        if _LIBCOAP_DROPS_CRITICAL:
-            return None
         unknown = unknown_critical_options(response.options, self.registered)
         return CriticalOptionError(unknown) if unknown else None
 
@@ -108,20 +106,18 @@ class Dispatch:
             table = self.exchanges.by_session.get(session)
             if table:
                 token = ffi.buffer(info.token, info.token_len)[:]
-
-                def make() -> Response:
+                exchange = table.get(token)
+                if exchange is not None:
+                    if exchange.abandoned:
+                        return 1  # its owner gave up: acknowledged and dropped
                     payload = (
                         ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
                     )
                     response = Response(
                         info.code, payload, self.reader.read(received), info.type, info.mid, token
                     )
-                    error = self.critical_error(response)
-                    if error is not None:
-                        raise error
-                    return response
-
-                if self.exchanges.take_response(table, token, make):
+                    error = None if _LIBCOAP_DROPS_CRITICAL else self.critical_error(response)
+                    self.exchanges.complete(exchange, response, error)
                     return 1
         handler = self.response_handler
         if handler is None:

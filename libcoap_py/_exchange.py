@@ -154,35 +154,24 @@ class Exchanges:
 
     # -- from the dispatch -------------------------------------------------------------------
 
-    def take_response(
-        self, table: dict[bytes, Exchange], token: bytes, make: Callable[[], Response]
-    ) -> bool:
-        """A response for ``token`` of a session whose ``table`` this is: True when an
-        exchange claimed it. ``make()`` builds the Response, only then; what it raises
-        (a response the client must reject) fails the exchange."""
-        exchange = table.get(token)
-        if exchange is None:
-            return False
-        if exchange.abandoned:
-            return True  # its owner gave up: acknowledged and dropped
+    def complete(
+        self, exchange: Exchange, response: Response, error: BaseException | None = None
+    ) -> None:
+        """A response for ``exchange`` (not abandoned): a one-shot exchange is done with
+        it, and leaves the table; a lasting one is fed it. ``error``: the response is
+        one the client must reject (an unknown critical option), which fails a
+        one-shot exchange and goes to a lasting one's ``on_nack`` (REJECTED)."""
         on_response = exchange.on_response
         if on_response is None:
-            del table[token]
-            if not table:
-                del self.by_session[exchange.session]
-        try:
-            response = make()
-        except Exception as error:
-            if on_response is None:
+            self.close(exchange)
+            if error is None:
+                exchange.response = response
+            else:
                 exchange.error = error
-            elif exchange.on_nack is not None:
-                exchange.on_nack(REJECTED, error)
-            return True
-        if on_response is None:
-            exchange.response = response
-        else:
+        elif error is None:
             on_response(response)
-        return True
+        elif exchange.on_nack is not None:
+            exchange.on_nack(REJECTED, error)
 
     def find(self, session: object, token: bytes | None, mid: int) -> Exchange | None:
         """The exchange a NACK is for: by token, or else by message ID."""

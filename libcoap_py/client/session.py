@@ -151,6 +151,7 @@ class Session:
         self._connect = connect
         self._renew_due = False
         self.uri = uri
+        self._send_failure = f"libcoap could not send the request to {uri}"
         self._keep = keep  # C buffers libcoap may still point into (PSK, PKI)
         self._token = ffi.new("uint8_t[8]")
         self._token_len = ffi.new("size_t *")
@@ -516,15 +517,19 @@ class Session:
             code, opts, room = prepared
             body = payload if payload.__class__ is bytes else b""  # else: an empty one
             if not body or len(body) <= _max_pdu_size(ptr) - room:
-                pdu, token_len = self._new_request_pdu(
-                    ptr, _CON if confirmable else _NON, code, None
+                pdu = _new_request(
+                    ptr, _CON if confirmable else _NON, code, self._token, self._token_len
                 )
-                if opts:
-                    write_options(pdu, opts)
-                if body and not lib.coap_add_data(pdu, len(body), body):
+                check(pdu, NO_PDU)
+                try:
+                    if opts:
+                        write_options(pdu, opts)
+                    if body and not lib.coap_add_data(pdu, len(body), body):
+                        raise CoapError(REFUSED_PAYLOAD)
+                except BaseException:
                     lib.coap_delete_pdu(pdu)
-                    raise CoapError(REFUSED_PAYLOAD)
-                sent, mid = self._hand_over(ptr, pdu, None, token_len)
+                    raise
+                sent, mid = self._hand_over(ptr, pdu, None, self._token_len[0])
                 response = self._wait(sent, mid, timeout)
                 if progress is not None:
                     progress(len(response.payload), len(response.payload))
@@ -597,7 +602,7 @@ class Session:
         passes; ``wait`` is the time the message was given."""
         loop = self._loop
         try:
-            while not exchange.done:
+            while exchange.response is None and exchange.error is None:
                 # A handler may have closed the session or the Context. (No renewal
                 # here: the exchange is of this C session.)
                 if self._ptr is None or self._check_alive or loop.owner != _get_ident():
@@ -857,8 +862,8 @@ class Session:
         """Give a built request PDU to libcoap; returns (token, message ID)."""
         if token is None:
             token = ffi.buffer(self._token, token_len)[:]
-        mid = _coap_send(ptr, pdu)  # consumes pdu, also on failure
-        check(mid, lambda: f"libcoap could not send the request to {self.uri}", zero_ok=True)
+        mid: int = _coap_send(ptr, pdu)  # consumes pdu, also on failure
+        check(mid, self._send_failure, zero_ok=True)
         return token, mid
 
     def _timeout_error(self, waited: float) -> NackError:
