@@ -2,7 +2,7 @@
 
 Peers: libcoap's coap-server and coap-client (C, of the build's TLS backend), the project's own
 server, and aiocoap (client and server). libcoap 4.3 does the block handling; with
-4.2 the Python layer does it (libcoap_py/blockwise.py), and the same tests hold.
+4.2 the Python layer does it (libcoap_py/client/blockwise.py), and the same tests hold.
 
 Bodies are 1 MiB at the default block size and at 1024-byte blocks; smaller block
 sizes move smaller bodies (128 KiB at 64 bytes, 32 KiB at 16 bytes: 2048 round
