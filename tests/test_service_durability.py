@@ -53,9 +53,12 @@ LOSSY_POLICY = DevicePolicy(
     message_deadline=14.0,
 )
 #: Without loss every answer comes within milliseconds; after a kill -9 only silence
-#: tells the device: it resends over a new session after 2 s without an answer.
+#: tells the device: it resends over a new session after 2 s without an answer. The
+#: deadline is generous: what the test checks is that every message is answered, and
+#: on a loaded CI machine (four scenarios at once, on two cores) three restarts once
+#: took the scenario past a 35 s limit with a 20 s deadline.
 KILL_POLICY = DevicePolicy(
-    ack_timeout=1.0, max_retransmit=1, attempt_timeout=2.0, message_deadline=20.0
+    ack_timeout=1.0, max_retransmit=1, attempt_timeout=2.0, message_deadline=45.0
 )
 
 #: The lossy scenarios send what fits in this time (at 20% loss each way a message
@@ -91,7 +94,7 @@ SCENARIOS = {
             kills=3,
             seed=11,
             policy=KILL_POLICY,
-            time_limit=35.0,
+            time_limit=70.0,
             stall_timeout=15.0,
             name=f"kills-{mode}",
         )
@@ -100,7 +103,7 @@ SCENARIOS = {
 }
 #: How long a test waits for its scenario (they all started with the first test: this
 #: covers the longest time limit, plus the stop and the checks).
-RESULT_TIMEOUT_S = 42.0
+RESULT_TIMEOUT_S = 80.0
 
 
 @pytest.fixture(scope="module")
