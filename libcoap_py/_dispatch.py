@@ -25,7 +25,7 @@ from .client.session import Session, nack_error
 from .codes import Event, NackReason
 from .errors import CoapError
 from .options import CriticalOptionError, unknown_critical_options
-from .pdu import PDU, Response, _OptionReader
+from .pdu import PDU, OptionPacker, Response, _OptionReader, response_from_packed
 from .server.session import ServerSession
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class Dispatch:
         self.connect_watch: dict[Session, Any] = {}
         self.info = ffi.new("lcp_pdu_info_t *")
         self.reader = _OptionReader()
+        self.packer = OptionPacker()
 
     def store_error(self, error: BaseException) -> None:
         self.loop.store_error(error)
@@ -113,8 +114,8 @@ class Dispatch:
                     payload = (
                         ffi.buffer(info.payload, info.payload_len)[:] if info.payload_len else b""
                     )
-                    response = Response(
-                        info.code, payload, self.reader.read(received), info.type, info.mid, token
+                    response = response_from_packed(
+                        info.code, payload, self.packer.pack(received), info.type, info.mid, token
                     )
                     error = None if _LIBCOAP_DROPS_CRITICAL else self.critical_error(response)
                     self.exchanges.complete(exchange, response, error)

@@ -130,9 +130,7 @@ class Exchanges:
         """Take ``exchange`` out of the table (if it is still the one for its token)."""
         table = self.by_session.get(exchange.session)
         if table is not None and table.get(exchange.token) is exchange:
-            del table[exchange.token]
-            if not table:
-                del self.by_session[exchange.session]
+            del table[exchange.token]  # (an empty table stays until its session ends)
 
     def abandon(self, exchange: Exchange) -> None:
         """Its owner gives up: a late answer is acknowledged and dropped."""

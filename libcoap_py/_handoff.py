@@ -47,18 +47,18 @@ class Handoff:
         "_fd",
         "_lock",
         "_poller",
-        "_queue",
         "_read_fd",
-        "_readers",
         "_woken",
         "attached",
+        "queue",
+        "readers",
     )
 
     def __init__(self, coap_fd: int) -> None:
         self._coap_fd = coap_fd
-        self._readers: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
+        self.readers: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._poller: select.epoll | None = None
-        self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self.queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._lock = threading.Lock()
         self._closed = False
         self._fd = self._read_fd = -1
@@ -82,14 +82,14 @@ class Handoff:
     def __bool__(self) -> bool:
         """True while callables wait to run or descriptors are watched (the loop's cheap
         check after each pass)."""
-        return bool(self._queue) or bool(self._readers)
+        return bool(self.queue) or bool(self.readers)
 
     def submit(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """Queue ``callback(*args)`` and wake the loop. Any thread."""
         with self._lock:
             if self._closed:
                 raise CoapError("the Context is closed")
-            self._queue.append((callback, args))
+            self.queue.append((callback, args))
             if self._fd >= 0:
                 self._woken = True
                 lib.lcp_wake(self._fd)  # EAGAIN (pipe full) still leaves a wake-up due
@@ -99,7 +99,7 @@ class Handoff:
         which runs it after the pass it is in (or at its next)."""
         if self._closed:
             raise CoapError("the Context is closed")
-        self._queue.append((callback, args))
+        self.queue.append((callback, args))
 
     def add_reader(self, fd: int, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """Run ``callback(*args)`` after each pass in which ``fd`` is readable. The loop's
@@ -115,15 +115,15 @@ class Handoff:
                     poller.close()
                     raise OSError(error, f"cannot watch a descriptor: {os.strerror(error)}")
             self._poller = poller
-        if fd in self._readers:
+        if fd in self.readers:
             poller.modify(fd, select.EPOLLIN)
         else:
             poller.register(fd, select.EPOLLIN)
-        self._readers[fd] = (callback, args)
+        self.readers[fd] = (callback, args)
 
     def remove_reader(self, fd: int) -> bool:
         """Stop watching ``fd``; False if it was not watched."""
-        if self._readers.pop(fd, None) is None:
+        if self.readers.pop(fd, None) is None:
             return False
         if self._poller is not None:
             try:
@@ -143,9 +143,9 @@ class Handoff:
             except BlockingIOError:
                 pass
         # Watched descriptors first: what their callbacks queue runs in this pass.
-        if self._readers and self._poller is not None:
+        if self.readers and self._poller is not None:
             for fd, _ in self._poller.poll(0):
-                entry = self._readers.get(fd)
+                entry = self.readers.get(fd)
                 if entry is not None:
                     try:
                         entry[0](*entry[1])
@@ -155,10 +155,10 @@ class Handoff:
         # that schedules a follow-up (the data service's writes) does not wait for
         # the loop's next wake-up.
         for _ in range(_ROUNDS):
-            if not self._queue:
+            if not self.queue:
                 break
-            for _ in range(len(self._queue)):
-                callback, args = self._queue.popleft()
+            for _ in range(len(self.queue)):
+                callback, args = self.queue.popleft()
                 try:
                     callback(*args)
                 except BaseException as error:  # re-raised by the loop, as a handler's is
@@ -175,7 +175,7 @@ class Handoff:
             if self._poller is not None:
                 self._poller.close()
                 self._poller = None
-            self._readers.clear()
-            left = list(self._queue)
-            self._queue.clear()
+            self.readers.clear()
+            left = list(self.queue)
+            self.queue.clear()
         return left

@@ -110,7 +110,7 @@ class Loop:
 
     def after_io(self) -> None:
         handoff = self.handoff
-        if handoff:
+        if handoff.queue or handoff.readers:
             handoff.run(self.store_error)
         if pending_summaries:
             flush_log_summaries()

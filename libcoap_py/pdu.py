@@ -23,6 +23,8 @@ __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 # every byte a Code).
 _TYPES: tuple[MessageType, ...] = tuple(MessageType(i) for i in range(4))
 _buffer = ffi.buffer
+_NULL = ffi.NULL
+_pack_options = lib.lcp_pdu_pack_options
 _OPTION_HEAD = struct.Struct(">HI")  # a packed option's number and value length
 _gc = ffi.gc
 _object_new = object.__new__
@@ -76,6 +78,25 @@ class _OptionReader:
         numbers, values, lengths = self.numbers, self.values, self.lengths
         buffer = ffi.buffer
         return [(numbers[i], buffer(values[i], lengths[i])[:]) for i in range(count)]
+
+
+class OptionPacker:
+    """A scratch buffer for copying a PDU's options out in one C call, packed
+    (lcp_pdu_pack_options), to be unpacked only when first asked for."""
+
+    __slots__ = ("buffer", "room")
+
+    def __init__(self, room: int = 256) -> None:
+        self.room = room
+        self.buffer = ffi.new("uint8_t[]", room)
+
+    def pack(self, ptr: Any) -> bytes:
+        need: int = _pack_options(ptr, self.buffer, self.room, _NULL)
+        if need > self.room:
+            self.room = max(need, 2 * self.room)
+            self.buffer = ffi.new("uint8_t[]", self.room)
+            need = _pack_options(ptr, self.buffer, self.room, _NULL)
+        return _buffer(self.buffer, need)[:] if need else b""
 
 
 def unpack_options(packed: bytes) -> list[Option]:
@@ -164,6 +185,22 @@ class Response(PackedOptions):
         code = self.code.dotted
         more = "..." if len(self.payload) > 40 else ""
         return f"<Response {code} payload={self.payload[:40]!r}{more}>"
+
+
+def response_from_packed(
+    code: int, payload: bytes, packed: bytes, type: int, mid: int, token: bytes
+) -> Response:
+    """A response copied out of libcoap, its options packed (OptionPacker) until first
+    asked for; ``code`` and ``type`` are the PDU's bytes. (For the dispatch.)"""
+    self = _object_new(Response)
+    self.code = _CODES[code]
+    self.payload = payload
+    self._options = None
+    self._packed = packed
+    self.type = _TYPES[type]
+    self.mid = mid
+    self.token = token
+    return self
 
 
 class PDU(OptionAccessors):

@@ -14,28 +14,13 @@ PACKAGE = Path(coap.__file__).resolve().parent
 
 #: Layers, lowest first. A module imports only from its own layer or lower ones, at
 #: run time: an import under ``if TYPE_CHECKING:`` (a type-only reference) is free.
+_BASE = (
+    "codes", "errors", "options", "uri", "linkformat", "peername", "certs", "capabilities",
+    "library", "log", "dtls", "pdu", "block", "_handoff", "_credentials",
+)  # fmt: skip
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("binding", ("_binding",)),
-    (
-        "base",
-        (
-            "codes",
-            "errors",
-            "options",
-            "uri",
-            "linkformat",
-            "peername",
-            "certs",
-            "capabilities",
-            "library",
-            "log",
-            "dtls",
-            "pdu",
-            "block",
-            "_handoff",
-            "_credentials",
-        ),
-    ),  # fmt: skip
+    ("base", _BASE),
     ("core", ("_loop", "_exchange")),
     ("client", ("client",)),
     ("server", ("server",)),

@@ -1262,16 +1262,44 @@ lcp_tls_is(int type) {
 #define LCP_SERVE_BLOCK1 1
 #define LCP_SERVE_BLOCK2 2
 
-/* Fill *out; copy the options into scratch, packed (lcp_pack_option). out->options_len is
- * what they need: when more than room, scratch holds only a part and the
- * caller calls again with room for all. */
+/* A PDU's options, packed (lcp_pack_option) into out in wire order; returns the
+ * bytes they need: when that is more than room, out holds only a part and the
+ * caller calls again with room for all. *blocks (unless NULL) gets the
+ * LCP_SERVE_BLOCK* flags of the Block options found. A received message keeps
+ * its options packed until Python first asks for them (Response, Request): one
+ * call here instead of a Python loop over the options of every answer a
+ * request() waits for (benchmarks: Session.request). */
+size_t
+lcp_pdu_pack_options(const coap_pdu_t *pdu, uint8_t *out, size_t room, int *blocks) {
+  coap_opt_iterator_t it;
+  coap_opt_t *opt;
+  size_t used = 0;
+  int found = 0;
+  if (coap_option_iterator_init((coap_pdu_t *)pdu, &it, COAP_OPT_ALL)) {
+    while ((opt = coap_option_next(&it)) != NULL) {
+      size_t number = (size_t)LCP_OPT_NUMBER(it);
+      size_t len = coap_opt_length(opt);
+      if (number == COAP_OPTION_BLOCK1)
+        found |= LCP_SERVE_BLOCK1;
+      else if (number == COAP_OPTION_BLOCK2)
+        found |= LCP_SERVE_BLOCK2;
+      if (used + 6 + len <= room)
+        lcp_pack_option(out + used, number, coap_opt_value(opt), len);
+      used += 6 + len;
+    }
+  }
+  if (blocks)
+    *blocks = found;
+  return used;
+}
+
+/* Fill *out; copy the options into scratch, packed (lcp_pdu_pack_options).
+ * out->options_len is what they need: when more than room, scratch holds only a
+ * part and the caller calls again with room for all. */
 void
 lcp_serve_read(const coap_session_t *session, const coap_pdu_t *request,
                lcp_serve_info_t *out, char *scratch, size_t room) {
   lcp_pdu_info_t info;
-  coap_opt_iterator_t it;
-  coap_opt_t *opt;
-  size_t used = 0;
   lcp_pdu_info(request, &info);
   out->session_data = coap_session_get_app_data(session);
   out->code = info.code;
@@ -1281,21 +1309,8 @@ lcp_serve_read(const coap_session_t *session, const coap_pdu_t *request,
   out->token_len = info.token_len;
   out->payload = (const char *)info.payload;
   out->payload_len = info.payload_len;
-  out->blocks = 0;
-  if (coap_option_iterator_init((coap_pdu_t *)request, &it, COAP_OPT_ALL)) {
-    while ((opt = coap_option_next(&it)) != NULL) {
-      size_t number = (size_t)LCP_OPT_NUMBER(it);
-      size_t len = coap_opt_length(opt);
-      if (number == COAP_OPTION_BLOCK1)
-        out->blocks |= LCP_SERVE_BLOCK1;
-      else if (number == COAP_OPTION_BLOCK2)
-        out->blocks |= LCP_SERVE_BLOCK2;
-      if (used + 6 + len <= room)
-        lcp_pack_option((uint8_t *)scratch + used, number, coap_opt_value(opt), len);
-      used += 6 + len;
-    }
-  }
-  out->options_len = used;
+  out->options_len =
+    lcp_pdu_pack_options(request, (uint8_t *)scratch, room, &out->blocks);
 }
 
 /* Answer with code, a Content-Format (content_format < 0: none) and a

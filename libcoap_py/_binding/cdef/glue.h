@@ -115,6 +115,7 @@ coap_pdu_t *lcp_new_request_with_token(coap_session_t *session, int type, int co
                                        const uint8_t *token, size_t token_len);
 int lcp_patch_block2(coap_pdu_t *pdu, const uint8_t *value, size_t len);
 void lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
+size_t lcp_pdu_pack_options(const coap_pdu_t *pdu, uint8_t *out, size_t room, int *blocks);
 size_t lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
                        const uint8_t **values, size_t *lengths, size_t max);
 void lcp_pdu_set_type(coap_pdu_t *pdu, int type);
