@@ -762,6 +762,13 @@ def _answered_payloads(devices: Sequence[Device]) -> set[tuple[str, bytes]]:
     return {(d.name, m.payload) for d in devices for m in list(d.messages) if m.answered}
 
 
+def _drained(device: Device) -> bool:
+    """Whether ``device`` got its empty drain answer (it asks for nothing more)."""
+    return any(
+        m.answered and m.etag is None and b":drain" in m.payload for m in list(device.messages)
+    )
+
+
 def run_scenario(scenario: Scenario, workdir: Path, pki: Pki | None = None) -> Result:
     """Run ``scenario`` in ``workdir`` (the database, certificates unless ``pki`` is
     given with enough devices) and check what came of it."""
@@ -857,8 +864,9 @@ def run_scenario(scenario: Scenario, workdir: Path, pki: Pki | None = None) -> R
                 service.kill()
                 result.kills += 1
                 before_kill.append((number, _answered_payloads(devices)))
-                service.start()
-                result.restarts += 1
+                # Checked, and a message queued, while the service is down: a device
+                # that has not drained its queue yet gets it, as no answer can come
+                # between the choice and the restart.
                 with Store(db, create=False) as check:
                     verdict = check.integrity_check()
                     if verdict != "ok":
@@ -868,10 +876,15 @@ def run_scenario(scenario: Scenario, workdir: Path, pki: Pki | None = None) -> R
                     else:
                         result.integrity_checks += 1
                     filed = {(m.device, m.payload) for m in check.list_inbox()}
-                    # A message for some device, queued while the service runs.
-                    victim = names[rng.randrange(len(names))]
-                    check.add_outbox(victim, f"down:{victim}:k{number}".encode(), "text")
-                    extra_downstream += 1
+                    # A message for a device still at work (one that has drained its
+                    # queue would never ask for it).
+                    working = [d.name for d in devices if not _drained(d)]
+                    if working:
+                        victim = working[rng.randrange(len(working))]
+                        check.add_outbox(victim, f"down:{victim}:k{number}".encode(), "text")
+                        extra_downstream += 1
+                service.start()
+                result.restarts += 1
                 missing = before_kill[-1][1] - filed - reported
                 reported |= missing
                 if missing:
@@ -954,10 +967,7 @@ def _check(
     sent = [(d, m) for d in devices for m in d.messages if m.attempts]
     result.sent = len(sent)
     result.drained = sum(b":drain" in m.payload for _, m in sent)
-    result.drained_empty = sum(
-        any(b":drain" in m.payload and m.answered and m.etag is None for m in d.messages)
-        for d in devices
-    )
+    result.drained_empty = sum(_drained(d) for d in devices)
     result.answered = sum(m.answered for _, m in sent)
     result.gave_up = sum(not m.answered for _, m in sent)
     result.late_answers = sum(m.answered and m.gave_up for _, m in sent)

@@ -79,6 +79,8 @@ class Dispatch:
         self.info = ffi.new("lcp_pdu_info_t *")
         self.reader = _OptionReader()
         self.packer = OptionPacker()
+        if not _LIBCOAP_DROPS_CRITICAL:
+            exchanges.reject = self.critical_error  # for the responses claimed in C
 
     def store_error(self, error: BaseException) -> None:
         self.loop.store_error(error)

@@ -12,6 +12,16 @@ keyed by the session and the token. The Context's response and NACK dispatch
 - anything else goes to the user's handlers (the handler loop: PDUs sent with
   ``Session.send()``).
 
+A one-shot request (one answer: ``request()``, a block of a 4.2 transfer)
+goes out with a *claim* (``claim()``, then ``Loop.send``; glue.c's "Claims"):
+libcoap's response and NACK handlers fill it in C, with no call into Python.
+When the answer came in the send's own first pass, ``take`` makes the
+response and no exchange is opened; otherwise ``adopt`` opens the exchange
+with the claim, and its owner completes it from the claim after a later pass
+(``settle``, through the same ``complete`` as the dispatch). The claim is
+disarmed whenever the exchange leaves the table or is abandoned, so a late
+answer takes the dispatch's way.
+
 An exchange its owner gave up on (a timeout, an exception) is *abandoned*: it
 stays in the table a while, so that a late answer is acknowledged and dropped
 instead of reaching the user's handlers.
@@ -23,9 +33,10 @@ to users): ``client/`` and ``context.py`` use it.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
-from .pdu import Response
+from ._binding import ffi, lib
+from .pdu import Response, response_from_packed
 
 __all__ = ["REJECTED", "SESSION_ENDED", "SESSION_RENEWED", "Exchange", "Exchanges"]
 
@@ -44,6 +55,20 @@ NackCallback = Callable[[int, BaseException], None]
 #: Abandoned exchanges kept (for late answers) before the oldest are dropped.
 _ABANDONED_KEEP_S = 300.0
 _SWEEP_ABOVE = 256
+#: Idle claims kept for reuse.
+_IDLE_CLAIMS = 16
+_buffer = ffi.buffer
+_disarm = lib.lcp_claim_disarm
+
+
+def _response(claim: Any) -> Response:
+    """The response an answered claim holds (its data: token, payload, options)."""
+    k = claim.token_len
+    end = k + claim.payload_len
+    data = _buffer(claim.data, claim.data_len)[:]
+    return response_from_packed(
+        claim.code, data[k:end], data[end:], claim.type, claim.mid, data[:k]
+    )
 
 
 class Exchange:
@@ -52,6 +77,7 @@ class Exchange:
 
     __slots__ = (
         "abandoned",
+        "claim",
         "error",
         "key",
         "mid",
@@ -79,6 +105,8 @@ class Exchange:
         self.abandoned = 0.0
         self.on_response = on_response
         self.on_nack = on_nack
+        #: Its armed ``lcp_claim_t *`` (one-shot exchanges opened with a C session).
+        self.claim: Any = None
 
     @property
     def done(self) -> bool:
@@ -92,10 +120,14 @@ class Exchange:
 class Exchanges:
     """The table: session -> token -> Exchange."""
 
-    __slots__ = ("by_session", "ticks")
+    __slots__ = ("by_session", "idle", "reject", "ticks")
 
     def __init__(self) -> None:
         self.by_session: dict[object, dict[bytes, Exchange]] = {}
+        #: The error a response must be rejected with, or None (set by the dispatch where
+        #: libcoap lets responses with unknown critical options by: libcoap 4.2).
+        self.reject: Callable[[Response], BaseException | None] | None = None
+        self.idle: list[Any] = []  # disarmed claims, for reuse
         #: Owner -> callable run after every pass of the loop (observations: whether to
         #: register again).
         self.ticks: dict[object, Callable[[], None]] = {}
@@ -126,14 +158,70 @@ class Exchanges:
         exchange = self.get(session, token)
         return exchange is not None and not exchange.abandoned and not exchange.done
 
+    # -- claims ------------------------------------------------------------------------------
+
+    def claim(self) -> Any:
+        """An idle ``lcp_claim_t *``, for ``Loop.send``."""
+        idle = self.idle
+        if idle:
+            return idle.pop()
+        claim = lib.lcp_claim_new()
+        if claim == ffi.NULL:
+            raise MemoryError("no memory for a request's claim")
+        return ffi.gc(claim, lib.lcp_claim_free)
+
+    def take(self, claim: Any) -> Response:
+        """The response an answered claim (state 1) holds, when no exchange was opened
+        for it; the claim goes back to the idle ones. Raises what ``reject`` says."""
+        response = _response(claim)
+        self.retire(claim)
+        reject = self.reject
+        error = None if reject is None else reject(response)
+        if error is not None:
+            raise error
+        return response
+
+    def adopt(self, session: object, mid: int, claim: Any) -> Exchange:
+        """Open the exchange of a request sent with ``claim`` (still armed, or NACKed)."""
+        exchange = self.open(session, _buffer(claim.token, claim.token_len)[:], mid)
+        exchange.claim = claim
+        return exchange
+
+    def settle(self, exchange: Exchange) -> None:
+        """Complete ``exchange`` from its claim once a response filled it (state 1;
+        call after a pass). A NACKed claim (state 2) is its owner's to fail."""
+        claim = exchange.claim
+        if claim is None or claim.state != 1:
+            return
+        response = _response(claim)
+        reject = self.reject
+        self.complete(exchange, response, None if reject is None else reject(response))
+
+    def retire(self, claim: Any) -> None:
+        """Disarm ``claim`` and keep it for reuse."""
+        _disarm(claim)
+        if len(self.idle) < _IDLE_CLAIMS:
+            self.idle.append(claim)
+
+    def release(self, exchange: Exchange) -> None:
+        """Disarm the exchange's claim, if any (its answer now takes the dispatch's way)."""
+        claim = exchange.claim
+        if claim is not None:
+            exchange.claim = None
+            self.retire(claim)
+
     def close(self, exchange: Exchange) -> None:
         """Take ``exchange`` out of the table (if it is still the one for its token)."""
+        if exchange.claim is not None:
+            self.release(exchange)
         table = self.by_session.get(exchange.session)
         if table is not None and table.get(exchange.token) is exchange:
             del table[exchange.token]  # (an empty table stays until its session ends)
 
     def abandon(self, exchange: Exchange) -> None:
         """Its owner gives up: a late answer is acknowledged and dropped."""
+        if exchange.claim is not None:
+            self.release(exchange)
         now = time.monotonic()
         exchange.abandoned = now
         table = self.by_session.get(exchange.session)
@@ -145,6 +233,8 @@ class Exchanges:
 
     def finish(self, exchange: Exchange) -> None:
         """After its owner's wait: closed when done, else abandoned (kept a while)."""
+        if exchange.claim is not None:
+            self.settle(exchange)  # answered in the last pass
         if exchange.done:
             self.close(exchange)
         elif not exchange.abandoned:
@@ -199,6 +289,8 @@ class Exchanges:
         if not table:
             return
         for exchange in table.values():
+            if exchange.claim is not None:
+                self.release(exchange)
             if exchange.on_nack is not None and exchange.on_response is not None:
                 if not exchange.abandoned:
                     exchange.on_nack(why, error)

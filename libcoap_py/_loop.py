@@ -7,6 +7,8 @@ responses are given it, instead of reaching into the Context.
 
 - ``enter()`` is the guard every call from the user passes: the owner thread,
   and a context that is still open.
+- ``send(...)`` hands a one-shot request to libcoap and runs its first pass in
+  one C call (see ``_exchange.py``, claims);
 - ``io(wait_ms)`` runs one pass of libcoap's I/O (``lcp_io_process``), then
   ``after_io()``: the hand-off queue, the hooks the parts registered, sessions
   released while libcoap was still using them, a ``close()`` asked for from a
@@ -28,6 +30,7 @@ from .log import flush_log_summaries, pending_summaries
 __all__ = ["Loop"]
 
 _io_process = lib.lcp_io_process
+_send_claimed = lib.lcp_send_claimed
 
 
 class Loop:
@@ -92,6 +95,16 @@ class Loop:
         self.in_io = False
         self.after_io()
         return check(result, IO_FAILED, zero_ok=True)
+
+    def send(self, session_ptr: Any, pdu: Any, claim: Any, wait_ms: int) -> int:
+        """Hand a request PDU to libcoap with ``claim`` armed for its answer, then run one
+        pass of up to ``wait_ms`` (< 0: none), all in C (lcp_send_claimed). Returns
+        the message ID (< 0: not sent). The caller records the claim's outcome, then
+        calls ``after_io()``, which this pass needs as any other."""
+        self.in_io = True
+        mid: int = _send_claimed(self.ptr, session_ptr, pdu, claim, wait_ms)
+        self.in_io = False
+        return mid
 
     def guarded(self, function: Callable[..., Any], *args: Any) -> Any:
         """Call a libcoap function that may call back into handlers, as io() does."""

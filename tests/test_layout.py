@@ -27,6 +27,7 @@ SHARED = [
     "lcp_pdu_info_t",
     "lcp_pki_t",
     "lcp_serve_info_t",
+    "lcp_claim_t",
 ]
 
 

@@ -43,6 +43,12 @@ static int lcp_py_response(void *session_data, void *context_data,
                            const coap_pdu_t *sent, lcp_pdu_info_t *sent_info,
                            const coap_pdu_t *received, lcp_pdu_info_t *info, int mid);
 void lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
+/* A one-shot request waiting for this answer (see "Claims" below). */
+static int lcp_claim_take(const coap_session_t *session, const coap_pdu_t *received,
+                          const lcp_pdu_info_t *info);
+static int lcp_claim_nack(const coap_session_t *session, const coap_pdu_t *sent,
+                          int reason, int mid);
+static int lcp_io(coap_context_t *ctx, int timeout_ms);
 
 static void lcp_py_nack(coap_session_t *session, const coap_pdu_t *sent,
                         int reason, int mid);
@@ -130,6 +136,8 @@ lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
                 const coap_pdu_t *received, const coap_mid_t mid) {
   lcp_pdu_info_t info;
   lcp_pdu_info(received, &info);
+  if (lcp_claim_take(session, received, &info))
+    return COAP_RESPONSE_OK;
   return lcp_response_to_python(session, sent, received, &info, (int)mid)
            ? COAP_RESPONSE_OK : COAP_RESPONSE_FAIL;
 }
@@ -137,7 +145,8 @@ lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
 static void
 lcp_on_nack(coap_session_t *session, const coap_pdu_t *sent,
             const coap_nack_reason_t reason, const coap_mid_t mid) {
-  lcp_py_nack(session, sent, (int)reason, (int)mid);
+  if (!lcp_claim_nack(session, sent, (int)reason, (int)mid))
+    lcp_py_nack(session, sent, (int)reason, (int)mid);
 }
 
 static int
@@ -392,6 +401,8 @@ lcp_on_response(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
    * registration; 4.2 and 4.3 servers match it to the last notification). */
   lcp_pdu_info_t info;
   lcp_pdu_info(received, &info);
+  if (lcp_claim_take(session, received, &info))
+    return;
   if (!lcp_response_to_python(session, sent, received, &info, (int)id) &&
       (received->type == COAP_MESSAGE_NON ||
        (received->type == COAP_MESSAGE_CON &&
@@ -403,7 +414,8 @@ static void
 lcp_on_nack(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
             coap_nack_reason_t reason, const coap_tid_t id) {
   (void)ctx;
-  lcp_py_nack(session, sent, (int)reason, (int)id);
+  if (!lcp_claim_nack(session, sent, (int)reason, (int)id))
+    lcp_py_nack(session, sent, (int)reason, (int)id);
 }
 
 static int
@@ -1293,6 +1305,210 @@ lcp_pdu_pack_options(const coap_pdu_t *pdu, uint8_t *out, size_t room, int *bloc
   return used;
 }
 
+/* ------------------------------------------------------------------ */
+/* Claims: a one-shot request's answer, taken with no call into Python.
+ *
+ * Every request that waits for one answer (request(), a block of a 4.2
+ * block-wise transfer) is sent by lcp_send_claimed(), which arms a claim
+ * (session, token, message ID) first. libcoap's response handler copies a
+ * matching response into it (code, type, message ID, payload, options packed)
+ * and acknowledges it; its NACK handler records a matching NACK's reason. The
+ * exchange engine (_exchange.py) completes the request from the claim after
+ * the pass. Every other answer (observations, late answers, the handler
+ * loop's) goes to Python through the trampolines.
+ *
+ * lcp_send_claimed() also runs the first I/O pass, in which a response on a
+ * quick link usually arrives: request()'s common case is one call.
+ *
+ * What it buys (callgrind, 1,000 sequential GETs over UDP against
+ * coap-server, the client's instructions per request): the Python trampoline
+ * and the Python pass it replaces cost about 34,000 of 57,000; see
+ * docs/architecture.md, "C on the hot path", for the benchmark figures.
+ *
+ * Armed claims form a per-thread list: a libcoap context runs on one thread,
+ * and its answers arrive in its own I/O passes. The Python side disarms a
+ * claim whenever its exchange ends (answered, abandoned, failed). A claim is
+ * freed by its Python owner's garbage collection (lcp_claim_free), which
+ * disarms it first: an exception that reaches Python between the send and the
+ * exchange (a signal handler's, say) leaves nothing dangling. Where that
+ * happens on another thread (a traceback handed to a thread), the claim is
+ * left to its own thread, which frees it before its next send. */
+
+static __thread lcp_claim_t *lcp_armed;
+static int lcp_orphans; /* claims left to their thread (lcp_claim_free) */
+
+static void
+lcp_claim_unlink(lcp_claim_t *c) {
+  lcp_claim_t **p = &lcp_armed;
+  if (!c->session)
+    return; /* not armed */
+  while (*p && *p != c)
+    p = &(*p)->next;
+  if (*p)
+    *p = c->next;
+  c->next = NULL;
+  c->session = NULL;
+}
+
+/* Back to idle: unlinked, its data inline (a heap copy freed). */
+void
+lcp_claim_disarm(lcp_claim_t *c) {
+  lcp_claim_unlink(c);
+  if (c->data && c->data != c->inline_data)
+    free(c->data);
+  c->data = c->inline_data;
+  c->cap = sizeof(c->inline_data);
+  c->state = 0;
+  c->payload_len = c->data_len = 0;
+}
+
+lcp_claim_t *
+lcp_claim_new(void) {
+  lcp_claim_t *c = calloc(1, sizeof(lcp_claim_t));
+  if (c) {
+    c->data = c->inline_data;
+    c->cap = sizeof(c->inline_data);
+  }
+  return c;
+}
+
+void
+lcp_claim_free(lcp_claim_t *c) {
+  if (c->session && c->home != &lcp_armed) {
+    /* Armed on another thread, whose I/O may be walking its list now. */
+    __atomic_store_n(&c->orphan, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&lcp_orphans, 1, __ATOMIC_RELEASE);
+    return;
+  }
+  lcp_claim_disarm(c);
+  free(c);
+}
+
+/* Free this thread's orphans (see lcp_claim_free). */
+static void
+lcp_claims_reap(void) {
+  lcp_claim_t **p = &lcp_armed;
+  while (*p) {
+    lcp_claim_t *c = *p;
+    if (__atomic_load_n(&c->orphan, __ATOMIC_ACQUIRE)) {
+      *p = c->next;
+      c->session = NULL;
+      if (c->data != c->inline_data)
+        free(c->data);
+      free(c);
+      __atomic_sub_fetch(&lcp_orphans, 1, __ATOMIC_RELEASE);
+    } else {
+      p = &c->next;
+    }
+  }
+}
+
+int
+lcp_send_claimed(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *pdu,
+                 lcp_claim_t *claim, int wait_ms) {
+  lcp_pdu_info_t info;
+  int mid;
+  if (__atomic_load_n(&lcp_orphans, __ATOMIC_ACQUIRE))
+    lcp_claims_reap();
+  lcp_claim_disarm(claim);
+  lcp_pdu_info(pdu, &info);
+  if (info.token_len > sizeof(claim->token)) { /* (libcoap makes none) */
+    coap_delete_pdu(pdu);
+    return -1;
+  }
+  memcpy(claim->token, info.token, info.token_len);
+  claim->token_len = info.token_len;
+  claim->request_mid = info.mid;
+  claim->session = session;
+  claim->home = &lcp_armed;
+  claim->next = lcp_armed;
+  lcp_armed = claim;
+  mid = (int)coap_send(session, pdu);
+  if (mid < 0) {
+    lcp_claim_disarm(claim);
+    return mid;
+  }
+  if (wait_ms >= 0)
+    lcp_io(ctx, wait_ms); /* a failure shows again in the caller's next pass */
+  return mid;
+}
+
+/* Copy the response into the claim (its token, payload and options, one after
+ * the other): 0 when out of memory. */
+static int
+lcp_claim_copy(lcp_claim_t *c, const coap_pdu_t *pdu, const lcp_pdu_info_t *info) {
+  size_t head = info->token_len + info->payload_len, options;
+  if (head <= c->cap)
+    options = lcp_pdu_pack_options(pdu, c->data + head, c->cap - head, NULL);
+  else
+    options = lcp_pdu_pack_options(pdu, NULL, 0, NULL);
+  if (head + options > c->cap) { /* (only ever from the inline data) */
+    uint8_t *p = malloc(head + options);
+    if (!p)
+      return 0;
+    c->data = p;
+    c->cap = head + options;
+    lcp_pdu_pack_options(pdu, c->data + head, options, NULL);
+  }
+  if (info->token_len)
+    memcpy(c->data, info->token, info->token_len);
+  if (info->payload_len)
+    memcpy(c->data + info->token_len, info->payload, info->payload_len);
+  c->payload_len = info->payload_len;
+  c->data_len = head + options;
+  c->code = info->code;
+  c->type = info->type;
+  c->mid = info->mid;
+  return 1;
+}
+
+static int
+lcp_claim_matches(const lcp_claim_t *c, const coap_session_t *session,
+                  const uint8_t *token, size_t token_len) {
+  return c->session == session && c->token_len == token_len &&
+         (!token_len || memcmp(c->token, token, token_len) == 0);
+}
+
+/* From the response handler: 1 when an armed claim took the response. */
+static int
+lcp_claim_take(const coap_session_t *session, const coap_pdu_t *received,
+               const lcp_pdu_info_t *info) {
+  lcp_claim_t *c;
+  for (c = lcp_armed; c; c = c->next) {
+    if (lcp_claim_matches(c, session, info->token, info->token_len)) {
+      if (!lcp_claim_copy(c, received, info))
+        return 0; /* out of memory: the Python side takes it */
+      lcp_claim_unlink(c);
+      c->state = 1;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* From the NACK handler: 1 when the NACK is for an armed claim's request (by its
+ * token; by its message ID when libcoap no longer has the request). */
+static int
+lcp_claim_nack(const coap_session_t *session, const coap_pdu_t *sent, int reason,
+               int mid) {
+  lcp_claim_t *c;
+  lcp_pdu_info_t info;
+  if (!lcp_armed)
+    return 0;
+  if (sent)
+    lcp_pdu_info(sent, &info);
+  for (c = lcp_armed; c; c = c->next) {
+    if (sent ? lcp_claim_matches(c, session, info.token, info.token_len)
+             : (c->session == session && c->request_mid == mid)) {
+      lcp_claim_unlink(c);
+      c->nack_reason = reason;
+      c->state = 2;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* Fill *out; copy the options into scratch, packed (lcp_pdu_pack_options).
  * out->options_len is what they need: when more than room, scratch holds only a
  * part and the caller calls again with room for all. */
@@ -1407,6 +1623,7 @@ lcp_sizeof(const char *name) {
   LCP_SIZE(lcp_pdu_info_t);
   LCP_SIZE(lcp_pki_t);
   LCP_SIZE(lcp_serve_info_t);
+  LCP_SIZE(lcp_claim_t);
   return 0;
 }
 #undef LCP_SIZE

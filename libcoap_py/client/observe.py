@@ -31,6 +31,7 @@ _REREGISTER_MARGIN = 5.0  # seconds past Max-Age before registering again
 
 
 # Message-layer failures after which a re-registration is tried again later.
+_TLS_FAILED = int(NackReason.TLS_FAILED)
 _RETRY_LATER = frozenset(
     {int(NackReason.TOO_MANY_RETRIES), int(NackReason.NOT_DELIVERABLE), int(NackReason.ICMP_ISSUE)}
 )
@@ -161,6 +162,12 @@ class Observation:
             return
         if reason in (REJECTED, SESSION_ENDED):
             self._fail(error)
+            return
+        if reason == _TLS_FAILED and self.last is not None:
+            # The server ended the DTLS association of an observation it had
+            # answered (a restart sends close_notify; libcoap 4.3.5 NACKs the
+            # registration then). The session is renewed before its next use, and
+            # the next period registers there (SESSION_RENEWED).
             return
         if self._forgetting or (self._renewing and reason in _RETRY_LATER):
             return  # the server may still be restarting: the next period tries again

@@ -78,6 +78,7 @@ _SESSION_ENDINGS = frozenset(
 )
 # Longest single wait in C of a request: Python sees signals (Ctrl-C) in between.
 WAIT_SLICE_MS = 200
+_WAIT_SLICE_S = WAIT_SLICE_MS / 1000
 _PREPARED_MAX = 64  # (method, path) pairs cached per session
 _monotonic = time.monotonic
 _log = logging.getLogger("libcoap_py")
@@ -91,6 +92,12 @@ _coap_send = lib.coap_send
 _gc = ffi.gc
 _owned_new = PDU._owned_new
 _ceil = math.ceil
+
+
+def _first_pass_ms(end: float) -> int:
+    """The first pass's wait (ms) for a request due to end at ``end`` (monotonic)."""
+    left = end - _monotonic()
+    return min(WAIT_SLICE_MS, _ceil(left * 1000)) if left > 0 else 0
 
 
 def _option_number(item: tuple[int, bytes]) -> int:
@@ -529,8 +536,7 @@ class Session:
                 except BaseException:
                     lib.coap_delete_pdu(pdu)
                     raise
-                sent, mid = self._hand_over(ptr, pdu, None, self._token_len[0])
-                response = self._wait(sent, mid, timeout)
+                response = self._exchange(ptr, pdu, timeout)
                 if progress is not None:
                     progress(len(response.payload), len(response.payload))
                 return response
@@ -550,11 +556,12 @@ class Session:
                 self, self._ask, code, opts, body, confirmable=confirmable,
                 block_size=block_size, timeout=timeout, progress=progress, token=token,
             )  # fmt: skip
-        sent, mid = self._send_request(
-            method, path, payload, query, options, content_format, accept, confirmable,
+        ptr = self._live()  # (the CSM wait ran the loop)
+        pdu, _ = self._build_request(
+            ptr, method, path, payload, query, options, content_format, accept, confirmable,
             block_size, (), token,
         )  # fmt: skip
-        response = self._wait(sent, mid, timeout)
+        response = self._exchange(ptr, pdu, timeout)
         if progress is not None:
             progress(len(response.payload), len(response.payload))
         return response
@@ -581,28 +588,65 @@ class Session:
     ) -> Response:
         """Send one request PDU whose payload fits and wait for its answer (a block of a
         block-wise transfer: see blockwise.Ask)."""
-        sent, mid = self._send_pdu(code, options, payload, confirmable, token)
-        return self._wait(sent, mid, timeout, deadline)
+        ptr = self._live()
+        pdu = self._build_pdu(ptr, code, options, payload, confirmable, token)
+        return self._exchange(ptr, pdu, timeout, deadline)
 
-    def _wait(
-        self, token: bytes, mid: int, timeout: float | None, deadline: float | None = None
+    def _exchange(
+        self, ptr: Any, pdu: Any, timeout: float | None, deadline: float | None = None
     ) -> Response:
-        """Open the exchange of the request just sent with (token, mid), and drive the
-        Context until it completes, or raise.
+        """Hand a built request PDU to libcoap and wait for its one answer: the way every
+        one-shot request goes (see _exchange.py, claims). The PDU is consumed.
 
         ``deadline`` (monotonic) ends the wait earlier than ``timeout`` would, for a
         request of several exchanges whose ``timeout`` covers them all.
         """
-        exchange = self._exchanges.open(self, token, mid)
-        wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
-        return self._await(exchange, wait, deadline or _monotonic() + wait)
+        started = _monotonic()
+        # The first pass runs in the same C call as the send, unless a handshake is
+        # being watched (_await's handshake deadline).
+        if self._handshake_deadline is not None:
+            first = -1
+        elif deadline is not None:
+            first = _first_pass_ms(deadline)
+        elif timeout is None or timeout >= _WAIT_SLICE_S:
+            first = WAIT_SLICE_MS
+        else:
+            first = _ceil(timeout * 1000) if timeout > 0 else 0
+        exchanges = self._exchanges
+        loop = self._loop
+        claim = exchanges.claim()
+        mid = loop.send(ptr, pdu, claim, first)
+        if mid < 0:
+            exchanges.retire(claim)
+            check(mid, self._send_failure, zero_ok=True)
+        if claim.state == 1:  # answered in the first pass: no exchange to open
+            try:
+                return exchanges.take(claim)
+            finally:
+                loop.after_io()
+        exchange = exchanges.adopt(self, mid, claim)
+        # (From ptr: a handler may have closed the session; after_io releases it.)
+        wait = timeout if timeout is not None else lib.lcp_session_max_transmit_wait(ptr) + 1.0
+        try:
+            loop.after_io()
+        except BaseException:
+            exchanges.finish(exchange)
+            raise
+        end = started + wait if deadline is None else deadline
+        return self._await(exchange, wait, end)
 
     def _await(self, exchange: Exchange, wait: float, deadline: float) -> Response:
         """Drive the loop until ``exchange`` completes, or ``deadline`` (monotonic)
         passes; ``wait`` is the time the message was given."""
         loop = self._loop
+        exchanges = self._exchanges
         try:
-            while exchange.response is None and exchange.error is None:
+            while True:
+                claim = exchange.claim
+                if claim is not None and claim.state:
+                    self._settle(exchange, claim)  # answered in the last pass
+                if exchange.response is not None or exchange.error is not None:
+                    break
                 # A handler may have closed the session or the Context. (No renewal
                 # here: the exchange is of this C session.)
                 if self._ptr is None or self._check_alive or loop.owner != _get_ident():
@@ -610,7 +654,7 @@ class Session:
                 remaining = deadline - _monotonic()
                 if remaining <= 0:
                     error = self._timeout_error(wait)
-                    self._exchanges.abandon(exchange)
+                    exchanges.abandon(exchange)
                     if isinstance(error, DTLSError):
                         self._abort_handshake()
                     elif self._proto_dtls:
@@ -635,11 +679,21 @@ class Session:
                 # Never 0 ms (a poll); at most a slice, so that Python sees signals.
                 loop.io(min(WAIT_SLICE_MS, _ceil(remaining * 1000)))
         finally:
-            self._exchanges.finish(exchange)
+            exchanges.finish(exchange)
         if exchange.error is not None:
             raise exchange.error
         assert exchange.response is not None
         return exchange.response
+
+    def _settle(self, exchange: Exchange, claim: Any) -> None:
+        """Complete ``exchange`` from its filled claim: a response, or a NACK."""
+        if claim.state == 1:
+            self._exchanges.settle(exchange)
+            return
+        reason = int(claim.nack_reason)
+        if reason == _TLS_FAILED:
+            self._note_tls_failure()
+        self._exchanges.fail(exchange, reason, lambda: nack_error(reason, self))
 
     def _check_token(self, token: bytes) -> bytes:
         if not isinstance(token, (bytes, bytearray, memoryview)):
@@ -702,9 +756,8 @@ class Session:
             token = again if again is not None else chosen
             extra = [encode_option(OptionNumber.OBSERVE, 0)]
             return self._send_request(
-                "GET", path, b"", query, option_list, None, accept, confirmable, None, extra,
-                token=token,
-            )  # fmt: skip
+                "GET", path, query, option_list, accept, confirmable, extra, token
+            )
 
         def deregister(token: bytes) -> None:
             if lib.LCP_HAS_CANCEL_OBSERVE:  # libcoap deregisters itself
@@ -714,10 +767,7 @@ class Session:
                 return
             # The same request with Observe 1 and the registration's token (RFC 7641, 3.6).
             extra = [encode_option(OptionNumber.OBSERVE, 1)]
-            self._send_request(
-                "GET", path, b"", query, option_list, None, accept, confirmable, None, extra,
-                token=token,
-            )  # fmt: skip
+            self._send_request("GET", path, query, option_list, accept, confirmable, extra, token)
 
         return Observation(
             self, self._loop, self._exchanges, register, deregister, self._live,
@@ -728,6 +778,28 @@ class Session:
         self,
         method: str | Code | int,
         path: str,
+        query: str | Iterable[str] | None,
+        options: Iterable[tuple[int, OptionValue]],
+        accept: ContentFormat | int | None,
+        confirmable: bool,
+        extra: Iterable[Option],
+        token: bytes | None,
+    ) -> tuple[bytes, int]:
+        """Build a request PDU with no body and hand it to libcoap, for an answer that goes
+        to a lasting exchange (an observation's registrations and deregistration);
+        returns (token, message ID). ``token`` is sent instead of a fresh one."""
+        ptr = self._live()
+        pdu, token_len = self._build_request(
+            ptr, method, path, b"", query, options, None, accept, confirmable, None, extra,
+            token,
+        )  # fmt: skip
+        return self._hand_over(ptr, pdu, token, token_len)
+
+    def _build_request(
+        self,
+        ptr: Any,
+        method: str | Code | int,
+        path: str,
         payload: bytes | bytearray | memoryview | str,
         query: str | Iterable[str] | None,
         options: Iterable[tuple[int, OptionValue]],
@@ -736,14 +808,10 @@ class Session:
         confirmable: bool,
         block_size: int | None,
         extra: Iterable[Option],
-        token: bytes | None = None,
-    ) -> tuple[bytes, int]:
-        """Build a request PDU and hand it to libcoap; returns (token, message ID).
-
-        ``token`` is sent instead of a fresh one (``request(token=...)``, and an
-        observation's re-registration and deregistration).
-        """
-        ptr = self._live()
+        token: bytes | None,
+    ) -> tuple[Any, int]:
+        """A request PDU for ``ptr`` (owned by the caller until sent), and its token's
+        length. ``token`` is sent instead of a fresh one."""
         code, opts = self._request_options(
             method, path, query, options, content_format, accept, extra
         )
@@ -782,7 +850,7 @@ class Session:
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
-        return self._hand_over(ptr, pdu, token, token_len)
+        return pdu, token_len
 
     def _request_options(
         self,
@@ -834,16 +902,16 @@ class Session:
         check(pdu, NO_PDU)
         return pdu, token_len
 
-    def _send_pdu(
+    def _build_pdu(
         self,
+        ptr: Any,
         code: int,
         opts: list[Option],
         data: bytes,
         confirmable: bool,
-        token: bytes | None = None,
-    ) -> tuple[bytes, int]:
-        """Send one request PDU whose payload must fit; returns (token, message ID)."""
-        ptr = self._live()
+        token: bytes | None,
+    ) -> Any:
+        """One request PDU whose payload must fit (owned by the caller until sent)."""
         pdu, token_len = self._new_request_pdu(ptr, _CON if confirmable else _NON, code, token)
         try:
             if opts:
@@ -854,7 +922,7 @@ class Session:
         except BaseException:
             lib.coap_delete_pdu(pdu)
             raise
-        return self._hand_over(ptr, pdu, token, token_len)
+        return pdu
 
     def _hand_over(
         self, ptr: Any, pdu: Any, token: bytes | None, token_len: int

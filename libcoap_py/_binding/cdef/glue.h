@@ -116,6 +116,17 @@ coap_pdu_t *lcp_new_request_with_token(coap_session_t *session, int type, int co
 int lcp_patch_block2(coap_pdu_t *pdu, const uint8_t *value, size_t len);
 void lcp_pdu_info(const coap_pdu_t *pdu, lcp_pdu_info_t *out);
 size_t lcp_pdu_pack_options(const coap_pdu_t *pdu, uint8_t *out, size_t room, int *blocks);
+/* Claims (glue.c's "Claims"): a one-shot request's answer, taken in C. Arm claim
+ * with the PDU's token, send the PDU (always consumed), then run one I/O pass of
+ * up to wait_ms (< 0: none). Returns coap_send's message ID; < 0: not sent (the
+ * claim is idle again). */
+int lcp_send_claimed(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *pdu,
+                     lcp_claim_t *claim, int wait_ms);
+void lcp_claim_disarm(lcp_claim_t *c);
+/* A new idle claim (NULL: out of memory), and its destructor (for ffi.gc): safe
+ * whatever state the claim is in, on any thread. */
+lcp_claim_t *lcp_claim_new(void);
+void lcp_claim_free(lcp_claim_t *c);
 size_t lcp_pdu_options(const coap_pdu_t *pdu, uint16_t *numbers,
                        const uint8_t **values, size_t *lengths, size_t max);
 void lcp_pdu_set_type(coap_pdu_t *pdu, int type);

@@ -54,3 +54,28 @@ typedef struct {
   size_t options_len;
   int blocks;
 } lcp_serve_info_t;
+
+/* A one-shot request's claim on its answer (lcp_send_claimed; see glue.c's
+ * "Claims"). libcoap's response and NACK handlers fill a matching claim, with
+ * no call into Python; the exchange engine (_exchange.py) reads it after the
+ * pass. The fields up to data are the answer; the rest is glue.c's own. */
+typedef struct lcp_claim lcp_claim_t;
+struct lcp_claim {
+  int state;                /* 0: armed (or idle), 1: answered, 2: NACKed */
+  int nack_reason;          /* state 2 */
+  int code;                 /* the response's (state 1) */
+  int type;
+  int mid;
+  size_t token_len;         /* the request's (a response's is the same) */
+  size_t payload_len;
+  uint8_t *data;            /* the token, the payload, then the options packed as */
+  size_t data_len;          /* lcp_pdu_pack_options() packs them */
+  uint8_t token[8];
+  int request_mid;
+  const void *session;      /* NULL: not armed */
+  size_t cap;               /* of data */
+  lcp_claim_t *next;
+  lcp_claim_t **home;       /* the armed list it is on (its thread's) */
+  int orphan;               /* freed by Python on another thread while armed */
+  uint8_t inline_data[512]; /* data, when it fits */
+};
