@@ -1,6 +1,6 @@
 """User-space instructions per request, counted by valgrind's callgrind.
 
-    python -I benchmarks/instructions.py [--small 1000] [--large 3000]
+    python -I benchmarks/instructions.py [--small 1000] [--large 3000] [--before PYTHON]
 
 Wall and CPU time on a shared 2-core VM move by 5-10% between runs; instruction
 counts do not. Each contender (the C client, and libcoap-py's Session.request
@@ -11,7 +11,10 @@ GETs to coap-server-notls under callgrind, with the same warm-up;
 ``(Ir(large) - Ir(small)) / (large - small)`` is what one request costs, start-up
 and warm-up cancelled out. What the kernel does (the system calls, the same for
 every contender) is not counted. Needs valgrind (``sudo apt install valgrind``);
-each run is some 50 times slower than without it.
+each run is some 50 times slower than without it. ``--before PYTHON`` also counts
+the Python contenders with that interpreter's libcoap_py (another build of the
+package, e.g. an older commit's, installed in its own virtual environment), as
+``... (before)``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--large", type=int, default=3000)
+    parser.add_argument("--before", metavar="PYTHON", help="also count this libcoap_py")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: sudo apt install valgrind")
@@ -74,13 +78,18 @@ def main() -> None:
         with Server(argv, port, Path(work) / "server.log"):
             print(f"instructions per sequential CON GET ({args.small} and {args.large} GETs)")
             for who, (api, extra) in CONTENDERS.items():
-                if api == "C":
-                    cmd = [str(cclient), "get", uri]
-                else:
-                    cmd = [sys.executable, "-I", str(HERE / "pyclient.py"), api, "get", uri]
-                small, large = (instructions([*cmd, str(n), "-w", "100", *extra]) for n in sizes)
-                per = (large - small) / (args.large - args.small)
-                print(f"  {who:22s} {per:9,.0f}", flush=True)
+                runs = [(who, [str(cclient), "get", uri])]
+                if api != "C":
+                    pyclient = [str(HERE / "pyclient.py"), api, "get", uri]
+                    runs = [(who, [sys.executable, "-I", *pyclient])]
+                    if args.before:
+                        runs.append((f"{who} (before)", [args.before, "-I", *pyclient]))
+                for name, cmd in runs:
+                    small, large = (
+                        instructions([*cmd, str(n), "-w", "100", *extra]) for n in sizes
+                    )
+                    per = (large - small) / (args.large - args.small)
+                    print(f"  {name:31s} {per:9,.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,13 +32,14 @@ to users): ``client/`` and ``context.py`` use it.
 
 from __future__ import annotations
 
+import struct
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from ._binding import ffi, lib
 from .pdu import Response, response_from_packed
 
-__all__ = ["REJECTED", "SESSION_ENDED", "SESSION_RENEWED", "Exchange", "Exchanges"]
+__all__ = ["REJECTED", "SESSION_ENDED", "SESSION_RENEWED", "Claim", "Exchange", "Exchanges"]
 
 # Reasons a lasting exchange's ``on_nack`` gets besides libcoap's NACK reasons (>= 0):
 #: the response was rejected (an unknown critical option, RFC 7252 5.4.1);
@@ -61,14 +62,57 @@ _buffer = ffi.buffer
 _disarm = lib.lcp_claim_disarm
 
 
-def _response(claim: Any) -> Response:
-    """The response an answered claim holds (its data: token, payload, options)."""
-    k = claim.token_len
-    end = k + claim.payload_len
-    data = _buffer(claim.data, claim.data_len)[:]
-    return response_from_packed(
-        claim.code, data[k:end], data[end:], claim.type, claim.mid, data[:k]
-    )
+def _answer_layout() -> tuple[struct.Struct, int, int]:
+    """How Claim.answer() reads an answered ``lcp_claim_t`` in one unpack: its fields'
+    offsets as the C compiler laid them out (cffi knows them), and where its inline
+    data is, and how large."""
+    size_t = "Q" if ffi.sizeof("size_t") == 8 else "I"
+    fields = [("state", "i"), ("code", "i"), ("type", "i"), ("mid", "i")]
+    fields += [("token_len", size_t), ("payload_len", size_t), ("data_len", size_t)]
+    fmt, at = "=", 0
+    for name, code in fields:
+        offset = ffi.offsetof("lcp_claim_t", name)
+        fmt += "x" * (offset - at) + code
+        at = offset + struct.calcsize("=" + code)
+    inline = dict(ffi.typeof("lcp_claim_t").fields)["inline_data"]
+    return struct.Struct(fmt), inline.offset, inline.type.length
+
+
+_ANSWER, _INLINE_AT, _INLINE_ROOM = _answer_layout()
+_unpack_answer = _ANSWER.unpack_from
+
+
+class Claim:
+    """One ``lcp_claim_t`` (glue.c's "Claims"), freed (and first disarmed) with this
+    object, and a buffer over it made once, so that an answer is read with one
+    unpack rather than a cffi read per field."""
+
+    __slots__ = ("ptr", "view")
+
+    def __init__(self) -> None:
+        ptr = lib.lcp_claim_new()
+        if ptr == ffi.NULL:
+            raise MemoryError("no memory for a request's claim")
+        self.ptr = ffi.gc(ptr, lib.lcp_claim_free)
+        self.view = ffi.buffer(self.ptr)
+
+    def answer(self) -> Response:
+        """The response an answered claim (state 1) holds: its data is the token, the
+        payload and the packed options, in the claim itself when they fit."""
+        _state, code, kind, mid, k, n, size = _unpack_answer(self.view)
+        if size <= _INLINE_ROOM:
+            data = self.view[_INLINE_AT : _INLINE_AT + size]
+        else:
+            data = _buffer(self.ptr.data, size)[:]
+        end = k + n
+        return response_from_packed(code, data[k:end], data[end:], kind, mid, data[:k])
+
+    @property
+    def token(self) -> bytes:
+        """The request's token."""
+        ptr = self.ptr
+        token: bytes = _buffer(ptr.token, ptr.token_len)[:]
+        return token
 
 
 class Exchange:
@@ -105,8 +149,8 @@ class Exchange:
         self.abandoned = 0.0
         self.on_response = on_response
         self.on_nack = on_nack
-        #: Its armed ``lcp_claim_t *`` (one-shot exchanges opened with a C session).
-        self.claim: Any = None
+        #: Its claim (a one-shot request's, armed or answered), or None.
+        self.claim: Claim | None = None
 
     @property
     def done(self) -> bool:
@@ -127,7 +171,7 @@ class Exchanges:
         #: The error a response must be rejected with, or None (set by the dispatch where
         #: libcoap lets responses with unknown critical options by: libcoap 4.2).
         self.reject: Callable[[Response], BaseException | None] | None = None
-        self.idle: list[Any] = []  # disarmed claims, for reuse
+        self.idle: list[Claim] = []  # claims not armed, for reuse
         #: Owner -> callable run after every pass of the loop (observations: whether to
         #: register again).
         self.ticks: dict[object, Callable[[], None]] = {}
@@ -160,30 +204,26 @@ class Exchanges:
 
     # -- claims ------------------------------------------------------------------------------
 
-    def claim(self) -> Any:
-        """An idle ``lcp_claim_t *``, for ``Loop.send``."""
+    def claim(self) -> Claim:
+        """An idle claim, for ``Loop.send``."""
         idle = self.idle
-        if idle:
-            return idle.pop()
-        claim = lib.lcp_claim_new()
-        if claim == ffi.NULL:
-            raise MemoryError("no memory for a request's claim")
-        return ffi.gc(claim, lib.lcp_claim_free)
+        return idle.pop() if idle else Claim()
 
-    def take(self, claim: Any) -> Response:
+    def take(self, claim: Claim) -> Response:
         """The response an answered claim (state 1) holds, when no exchange was opened
         for it; the claim goes back to the idle ones. Raises what ``reject`` says."""
-        response = _response(claim)
-        self.retire(claim)
+        response = claim.answer()
+        if len(self.idle) < _IDLE_CLAIMS:
+            self.idle.append(claim)  # (answered: unlinked already; the next send resets it)
         reject = self.reject
         error = None if reject is None else reject(response)
         if error is not None:
             raise error
         return response
 
-    def adopt(self, session: object, mid: int, claim: Any) -> Exchange:
+    def adopt(self, session: object, mid: int, claim: Claim) -> Exchange:
         """Open the exchange of a request sent with ``claim`` (still armed, or NACKed)."""
-        exchange = self.open(session, _buffer(claim.token, claim.token_len)[:], mid)
+        exchange = self.open(session, claim.token, mid)
         exchange.claim = claim
         return exchange
 
@@ -191,15 +231,15 @@ class Exchanges:
         """Complete ``exchange`` from its claim once a response filled it (state 1;
         call after a pass). A NACKed claim (state 2) is its owner's to fail."""
         claim = exchange.claim
-        if claim is None or claim.state != 1:
+        if claim is None or claim.ptr.state != 1:
             return
-        response = _response(claim)
+        response = claim.answer()
         reject = self.reject
         self.complete(exchange, response, None if reject is None else reject(response))
 
-    def retire(self, claim: Any) -> None:
+    def retire(self, claim: Claim) -> None:
         """Disarm ``claim`` and keep it for reuse."""
-        _disarm(claim)
+        _disarm(claim.ptr)
         if len(self.idle) < _IDLE_CLAIMS:
             self.idle.append(claim)
 

@@ -31,6 +31,7 @@ __all__ = ["Loop"]
 
 _io_process = lib.lcp_io_process
 _send_claimed = lib.lcp_send_claimed
+_request_claimed = lib.lcp_request_claimed
 
 
 class Loop:
@@ -103,6 +104,27 @@ class Loop:
         calls ``after_io()``, which this pass needs as any other."""
         self.in_io = True
         mid: int = _send_claimed(self.ptr, session_ptr, pdu, claim, wait_ms)
+        self.in_io = False
+        return mid
+
+    def send_prepared(
+        self,
+        session_ptr: Any,
+        claim: Any,
+        kind: int,
+        code: int,
+        blob: bytes,
+        payload: bytes,
+        wait_ms: int,
+    ) -> int:
+        """``send`` for a request built in C from a blob of packed options and a payload
+        (lcp_request_claimed): request()'s common case. Returns the message ID, or
+        < 0: not sent (LCP_NO_PDU, LCP_NO_ROOM_*, or coap_send's failure)."""
+        self.in_io = True
+        mid: int = _request_claimed(
+            self.ptr, session_ptr, claim, kind, code, blob, len(blob), payload, len(payload),
+            wait_ms,
+        )  # fmt: skip
         self.in_io = False
         return mid
 

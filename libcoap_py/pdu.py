@@ -99,6 +99,12 @@ class OptionPacker:
         return _buffer(self.buffer, need)[:] if need else b""
 
 
+def pack_options(options: Iterable[Option]) -> bytes:
+    """Options packed as glue.c's lcp_pack_option() packs them (see unpack_options)."""
+    pack = _OPTION_HEAD.pack
+    return b"".join(pack(number, len(value)) + value for number, value in options)
+
+
 def unpack_options(packed: bytes) -> list[Option]:
     """Options as glue.c's lcp_pack_option() packs them: number (2 bytes), value
     length (4 bytes, both big-endian), value; in wire order."""

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 from .._binding import ffi, lib
-from .._exchange import SESSION_ENDED, SESSION_RENEWED, Exchange, Exchanges
+from .._exchange import SESSION_ENDED, SESSION_RENEWED, Claim, Exchange, Exchanges
 from ..codes import Code, ContentFormat, Event, MessageType, NackReason, OptionNumber, Proto
 from ..errors import (
     NO_PDU,
@@ -32,6 +32,7 @@ from ..pdu import (
     check_fits,
     encode_option,
     encoded_options_size,
+    pack_options,
     pdu_room,
     write_options,
 )
@@ -79,6 +80,12 @@ _SESSION_ENDINGS = frozenset(
 # Longest single wait in C of a request: Python sees signals (Ctrl-C) in between.
 WAIT_SLICE_MS = 200
 _WAIT_SLICE_S = WAIT_SLICE_MS / 1000
+# What lcp_request_claimed() returns when it sent nothing (else: coap_send's failure).
+_NOT_SENT = {
+    lib.LCP_NO_PDU: NO_PDU,
+    lib.LCP_NO_ROOM_OPTION: "the request's options do not fit in one PDU of this session",
+    lib.LCP_NO_ROOM_PAYLOAD: REFUSED_PAYLOAD,
+}
 _PREPARED_MAX = 64  # (method, path) pairs cached per session
 _monotonic = time.monotonic
 _log = logging.getLogger("libcoap_py")
@@ -92,12 +99,6 @@ _coap_send = lib.coap_send
 _gc = ffi.gc
 _owned_new = PDU._owned_new
 _ceil = math.ceil
-
-
-def _first_pass_ms(end: float) -> int:
-    """The first pass's wait (ms) for a request due to end at ``end`` (monotonic)."""
-    left = end - _monotonic()
-    return min(WAIT_SLICE_MS, _ceil(left * 1000)) if left > 0 else 0
 
 
 def _option_number(item: tuple[int, bytes]) -> int:
@@ -164,7 +165,7 @@ class Session:
         self._token_len = ffi.new("size_t *")
         self._handle = ffi.new_handle(self)
         # (method, path) -> (code, options, their encoded size) of plain requests.
-        self._prepared: dict[tuple[object, str], tuple[int, list[Option], int]] = {}
+        self._prepared: dict[tuple[object, str], tuple[int, bytes, int]] = {}
         proto = int(lib.lcp_session_proto(ptr))
         self._reliable = proto in _RELIABLE
         self._proto_dtls = proto == int(Proto.DTLS)
@@ -521,22 +522,33 @@ class Session:
             prepared = self._prepared.get((method, path))
             if prepared is None:
                 prepared = self._prepare(method, path)
-            code, opts, room = prepared
+            code, blob, room = prepared
             body = payload if payload.__class__ is bytes else b""  # else: an empty one
             if not body or len(body) <= _max_pdu_size(ptr) - room:
-                pdu = _new_request(
-                    ptr, _CON if confirmable else _NON, code, self._token, self._token_len
+                # Built, sent and (usually) answered in one C call (lcp_request_claimed).
+                started = _monotonic()
+                if (timeout is None or timeout >= _WAIT_SLICE_S) and (
+                    self._handshake_deadline is None
+                ):
+                    first = WAIT_SLICE_MS
+                else:
+                    first = self._first_pass_ms(timeout, None)
+                exchanges = self._exchanges
+                idle = exchanges.idle
+                claim = idle.pop() if idle else exchanges.claim()
+                mid = self._loop.send_prepared(
+                    ptr, claim.ptr, _CON if confirmable else _NON, code, blob, body, first
                 )
-                check(pdu, NO_PDU)
-                try:
-                    if opts:
-                        write_options(pdu, opts)
-                    if body and not lib.coap_add_data(pdu, len(body), body):
-                        raise CoapError(REFUSED_PAYLOAD)
-                except BaseException:
-                    lib.coap_delete_pdu(pdu)
-                    raise
-                response = self._exchange(ptr, pdu, timeout)
+                if mid < 0:
+                    exchanges.retire(claim)
+                    check(mid, _NOT_SENT.get(mid) or self._send_failure, zero_ok=True)
+                if claim.ptr.state == 1:  # answered in the first pass
+                    try:
+                        response = exchanges.take(claim)
+                    finally:
+                        self._loop.after_io()
+                else:
+                    response = self._answer(ptr, claim, mid, timeout, None, started)
                 if progress is not None:
                     progress(len(response.payload), len(response.payload))
                 return response
@@ -566,14 +578,14 @@ class Session:
             progress(len(response.payload), len(response.payload))
         return response
 
-    def _prepare(self, method: str | Code | int, path: str) -> tuple[int, list[Option], int]:
-        """(code, options, PDU bytes besides the payload) of a request without extra
-        options: request()'s common case."""
+    def _prepare(self, method: str | Code | int, path: str) -> tuple[int, bytes, int]:
+        """(code, options packed for lcp_request_claimed, PDU bytes besides the payload)
+        of a request without extra options: request()'s common case."""
         code, opts = self._request_options(method, path, None, (), None, None, ())
         room = 4 + 8 + encoded_options_size(opts) + 1  # header, longest token, marker
         if len(self._prepared) >= _PREPARED_MAX:
             self._prepared.clear()
-        prepared = self._prepared[(method, path)] = (int(code), opts, room)
+        prepared = self._prepared[(method, path)] = (int(code), pack_options(opts), room)
         return prepared
 
     def _ask(
@@ -602,28 +614,43 @@ class Session:
         request of several exchanges whose ``timeout`` covers them all.
         """
         started = _monotonic()
-        # The first pass runs in the same C call as the send, unless a handshake is
-        # being watched (_await's handshake deadline).
+        claim = self._exchanges.claim()
+        mid = self._loop.send(ptr, pdu, claim.ptr, self._first_pass_ms(timeout, deadline))
+        if mid < 0:
+            self._exchanges.retire(claim)
+            check(mid, self._send_failure, zero_ok=True)
+        if claim.ptr.state == 1:  # answered in the first pass
+            try:
+                return self._exchanges.take(claim)
+            finally:
+                self._loop.after_io()
+        return self._answer(ptr, claim, mid, timeout, deadline, started)
+
+    def _first_pass_ms(self, timeout: float | None, deadline: float | None) -> int:
+        """How long the first pass (in the send's own C call) may wait: -1 (none) while
+        a handshake is watched (_await's handshake deadline)."""
         if self._handshake_deadline is not None:
-            first = -1
-        elif deadline is not None:
-            first = _first_pass_ms(deadline)
-        elif timeout is None or timeout >= _WAIT_SLICE_S:
-            first = WAIT_SLICE_MS
-        else:
-            first = _ceil(timeout * 1000) if timeout > 0 else 0
+            return -1
+        if deadline is not None:
+            left = deadline - _monotonic()
+            return min(WAIT_SLICE_MS, _ceil(left * 1000)) if left > 0 else 0
+        if timeout is None or timeout >= _WAIT_SLICE_S:
+            return WAIT_SLICE_MS
+        return _ceil(timeout * 1000) if timeout > 0 else 0
+
+    def _answer(
+        self,
+        ptr: Any,
+        claim: Claim,
+        mid: int,
+        timeout: float | None,
+        deadline: float | None,
+        started: float,
+    ) -> Response:
+        """The wait of a request sent with ``claim`` (message ``mid``) whose answer did not
+        come in the first pass: its exchange is opened, and the loop runs."""
         exchanges = self._exchanges
         loop = self._loop
-        claim = exchanges.claim()
-        mid = loop.send(ptr, pdu, claim, first)
-        if mid < 0:
-            exchanges.retire(claim)
-            check(mid, self._send_failure, zero_ok=True)
-        if claim.state == 1:  # answered in the first pass: no exchange to open
-            try:
-                return exchanges.take(claim)
-            finally:
-                loop.after_io()
         exchange = exchanges.adopt(self, mid, claim)
         # (From ptr: a handler may have closed the session; after_io releases it.)
         wait = timeout if timeout is not None else lib.lcp_session_max_transmit_wait(ptr) + 1.0
@@ -643,7 +670,7 @@ class Session:
         try:
             while True:
                 claim = exchange.claim
-                if claim is not None and claim.state:
+                if claim is not None and claim.ptr.state:
                     self._settle(exchange, claim)  # answered in the last pass
                 if exchange.response is not None or exchange.error is not None:
                     break
@@ -685,12 +712,12 @@ class Session:
         assert exchange.response is not None
         return exchange.response
 
-    def _settle(self, exchange: Exchange, claim: Any) -> None:
+    def _settle(self, exchange: Exchange, claim: Claim) -> None:
         """Complete ``exchange`` from its filled claim: a response, or a NACK."""
-        if claim.state == 1:
+        if claim.ptr.state == 1:
             self._exchanges.settle(exchange)
             return
-        reason = int(claim.nack_reason)
+        reason = int(claim.ptr.nack_reason)
         if reason == _TLS_FAILED:
             self._note_tls_failure()
         self._exchanges.fail(exchange, reason, lambda: nack_error(reason, self))

@@ -122,6 +122,15 @@ size_t lcp_pdu_pack_options(const coap_pdu_t *pdu, uint8_t *out, size_t room, in
  * claim is idle again). */
 int lcp_send_claimed(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *pdu,
                      lcp_claim_t *claim, int wait_ms);
+/* request()'s common case: the PDU built from a prepared blob of packed options
+ * (lcp_pack_option) and a payload, then as lcp_send_claimed. Besides its results:
+ * LCP_NO_PDU, LCP_NO_ROOM_OPTION, LCP_NO_ROOM_PAYLOAD (nothing sent). */
+#define LCP_NO_PDU ...
+#define LCP_NO_ROOM_OPTION ...
+#define LCP_NO_ROOM_PAYLOAD ...
+int lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_t *claim,
+                        int type, int code, const uint8_t *blob, size_t blob_len,
+                        const uint8_t *payload, size_t payload_len, int wait_ms);
 void lcp_claim_disarm(lcp_claim_t *c);
 /* A new idle claim (NULL: out of memory), and its destructor (for ffi.gc): safe
  * whatever state the claim is in, on any thread. */
