@@ -228,11 +228,6 @@ class Dispatch:
 
     # -- the server side ----------------------------------------------------------------------
 
-    def on_request(
-        self, resource: Any, session_ptr: Any, request: Any, query: Any, response: Any
-    ) -> None:
-        self.server.on_request(resource, session_ptr, request, query, response)
-
     def on_cn(self, session_ptr: Any, session: Any, cn: str, depth: int) -> None:
         self.server.on_cn(session_ptr, session, cn, depth)
 

@@ -90,12 +90,14 @@ def lcp_py_request(
     resource_ptr: Any, session_ptr: Any, request: Any, query: Any, response: Any
 ) -> None:
     data = lib.coap_resource_get_userdata(resource_ptr)
-    dispatch, _ = _find(session_ptr)
-    if data == _NULL or dispatch is None:
+    context_data = lib.lcp_session_context_app_data(session_ptr)
+    if data == _NULL or context_data == _NULL:
         lib.lcp_pdu_set_code(response, _NOT_FOUND)
         return
+    dispatch: Dispatch = ffi.from_handle(context_data)
     resource: Resource = ffi.from_handle(data)
-    dispatch.on_request(resource, session_ptr, request, query, response)
+    # (Straight to the server: a request's session is the server's to find.)
+    dispatch.server.on_request(resource, session_ptr, request, query, response)
 
 
 def _peer_check_failed(error: BaseException, frame: dict[str, Any]) -> None:
