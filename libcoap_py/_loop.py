@@ -10,7 +10,8 @@ responses are given it, instead of reaching into the Context.
 - ``send(...)`` hands a one-shot request to libcoap and runs its first pass in
   one C call (see ``_exchange.py``, claims);
 - ``io(wait_ms)`` runs one pass of libcoap's I/O (``lcp_io_process``), then
-  ``after_io()``: the hand-off queue, the hooks the parts registered, sessions
+  ``after_io()``: the hand-off queue, the hooks the parts registered (those
+  with work due), sessions
   released while libcoap was still using them, a ``close()`` asked for from a
   handler, and at last the first exception a handler raised.
 - ``in_io`` is set while libcoap runs, so that what must wait for it (freeing a
@@ -20,6 +21,7 @@ responses are given it, instead of reaching into the Context.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sized
 from typing import Any, Callable
 
 from ._binding import ffi, lib
@@ -60,8 +62,9 @@ class Loop:
         self.close_requested = False
         self.on_close_request = on_close_request
         self.handoff = Handoff(lib.coap_context_get_coap_fd(ptr))
-        #: Called after every pass, in order; each checks cheaply whether it has work.
-        self.hooks: list[Callable[[], None]] = []
+        #: (due, hook): after every pass, in order, ``hook()`` runs when ``due`` (a
+        #: container the part keeps its pending work in) is not empty.
+        self.hooks: list[tuple[Sized, Callable[[], None]]] = []
 
     # -- guards -----------------------------------------------------------------------------
 
@@ -149,8 +152,9 @@ class Loop:
             handoff.run(self.store_error)
         if pending_summaries:
             flush_log_summaries()
-        for hook in self.hooks:
-            hook()
+        for due, hook in self.hooks:
+            if due:
+                hook()
         if self.deferred_release:
             pending, self.deferred_release = self.deferred_release, []
             for ptr in pending:

@@ -78,22 +78,23 @@ class Context:
         self._dispatch = dispatch
         self._handle = ffi.new_handle(dispatch)
         lib.coap_set_app_data(ptr, self._handle)
-        loop.hooks.append(self._after_pass)
+        # After each pass, what the parts have due (hooks of the Loop, run only when
+        # their container has work): delayed responses awaiting their ACK, client DTLS
+        # sessions whose DTLS_CONNECTED the Context raises, server sessions to sweep
+        # (libcoap 4.2 frees them without an event), observations' ticks.
+        server = self._server
+        loop.hooks.extend(
+            [
+                (server.delayed.awaiting, server.delayed.check),
+                (dispatch.connect_watch, dispatch.report_connected),
+                (server.sweep_due, server.sweep),
+                (self._exchanges.ticks, self._tick),
+            ]
+        )
 
-    def _after_pass(self) -> None:
-        """After each pass: what the parts have due (a hook of the Loop)."""
-        delayed = self._server.delayed
-        if delayed.awaiting:
-            delayed.check()
-        dispatch = self._dispatch
-        if dispatch.connect_watch:
-            dispatch.report_connected()
-        if self._server.sessions:
-            self._server.sweep()
-        ticks = self._exchanges.ticks
-        if ticks:
-            for tick in list(ticks.values()):
-                tick()
+    def _tick(self) -> None:
+        for tick in list(self._exchanges.ticks.values()):
+            tick()
 
     def _enter(self) -> Any:
         return self._loop.enter()

@@ -99,6 +99,7 @@ _coap_send = lib.coap_send
 _gc = ffi.gc
 _owned_new = PDU._owned_new
 _ceil = math.ceil
+_request_claimed = lib.lcp_request_claimed
 
 
 def _option_number(item: tuple[int, bytes]) -> int:
@@ -536,9 +537,13 @@ class Session:
                 exchanges = self._exchanges
                 idle = exchanges.idle
                 claim = idle.pop() if idle else exchanges.claim()
-                mid = self._loop.send_prepared(
-                    ptr, claim.ptr, _CON if confirmable else _NON, code, blob, body, first
-                )
+                loop = self._loop
+                loop.in_io = True  # (Loop.send_prepared, inline: request()'s common case)
+                mid = _request_claimed(
+                    loop.ptr, ptr, claim.ptr, _CON if confirmable else _NON, code, blob,
+                    len(blob), body, len(body), first,
+                )  # fmt: skip
+                loop.in_io = False
                 if mid < 0:
                     exchanges.retire(claim)
                     check(mid, _NOT_SENT.get(mid) or self._send_failure, zero_ok=True)
@@ -546,7 +551,7 @@ class Session:
                     try:
                         response = exchanges.take(claim)
                     finally:
-                        self._loop.after_io()
+                        loop.after_io()
                 else:
                     response = self._answer(ptr, claim, mid, timeout, None, started)
                 if progress is not None:

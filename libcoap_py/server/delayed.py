@@ -317,6 +317,7 @@ class DelayedResponses:
         for response in list(self.waiting):
             response._done = True
             response._finish(Delivery.CANCELLED, None)
-        awaiting, self.awaiting = list(self.awaiting.values()), {}
+        awaiting = list(self.awaiting.values())
+        self.awaiting.clear()  # (the same dict: the loop's hook watches it)
         for response in awaiting:
             response._finish(Delivery.FAILED, None)

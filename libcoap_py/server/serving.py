@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from .._binding import ffi, lib
@@ -262,6 +262,9 @@ class Server:
         self.resources: dict[str, Resource] = {}
         self.unknown: Resource | None = None
         self.sessions: set[ServerSession] = set()
+        #: What sweep() looks at after a pass: the sessions, where libcoap frees them
+        #: without an event (4.2); else nothing.
+        self.sweep_due: Sized = () if _SERVER_SESSION_EVENTS else self.sessions
         self.stopping = False
         self.delayed = DelayedResponses(loop)
         self._info = ffi.new("lcp_pdu_info_t *")
