@@ -32,8 +32,8 @@ from .log import flush_log_summaries, pending_summaries
 __all__ = ["Loop"]
 
 _io_process = lib.lcp_io_process
+_io_wait = lib.lcp_io_wait
 _send_claimed = lib.lcp_send_claimed
-_request_claimed = lib.lcp_request_claimed
 
 
 class Loop:
@@ -62,9 +62,10 @@ class Loop:
         self.close_requested = False
         self.on_close_request = on_close_request
         self.handoff = Handoff(lib.coap_context_get_coap_fd(ptr))
-        #: (due, hook): after every pass, in order, ``hook()`` runs when ``due`` (a
-        #: container the part keeps its pending work in) is not empty.
-        self.hooks: list[tuple[Sized, Callable[[], None]]] = []
+        #: (due, hook, every): after every pass, in order, ``hook()`` runs when ``due``
+        #: (a container the part keeps its pending work in) is not empty; while it is
+        #: not, an event loop's driver runs a pass at least ``every`` seconds.
+        self.hooks: list[tuple[Sized, Callable[[], None], float]] = []
 
     # -- guards -----------------------------------------------------------------------------
 
@@ -100,35 +101,26 @@ class Loop:
         self.after_io()
         return check(result, IO_FAILED, zero_ok=True)
 
+    def wait(self, claim: Any, wait_ms: int) -> int:
+        """``io()`` for a blocking request: passes in C (lcp_io_wait) until ``claim`` is
+        answered, a pass called into Python, a wake-up, or ``wait_ms``; then
+        ``after_io()``. Watched descriptors (add_reader) need a pass at a time."""
+        if self.handoff.readers:
+            return self.io(wait_ms)
+        self.in_io = True
+        result: int = _io_wait(self.ptr, claim, wait_ms)
+        self.in_io = False
+        self.after_io()
+        return check(result, IO_FAILED, zero_ok=True)
+
     def send(self, session_ptr: Any, pdu: Any, claim: Any, wait_ms: int) -> int:
         """Hand a request PDU to libcoap with ``claim`` armed for its answer, then run one
         pass of up to ``wait_ms`` (< 0: none), all in C (lcp_send_claimed). Returns
         the message ID (< 0: not sent). The caller records the claim's outcome, then
         calls ``after_io()``, which this pass needs as any other."""
-        self.in_io = True
+        outer, self.in_io = self.in_io, True
         mid: int = _send_claimed(self.ptr, session_ptr, pdu, claim, wait_ms)
-        self.in_io = False
-        return mid
-
-    def send_prepared(
-        self,
-        session_ptr: Any,
-        claim: Any,
-        kind: int,
-        code: int,
-        blob: bytes,
-        payload: bytes,
-        wait_ms: int,
-    ) -> int:
-        """``send`` for a request built in C from a blob of packed options and a payload
-        (lcp_request_claimed): request()'s common case. Returns the message ID, or
-        < 0: not sent (LCP_NO_PDU, LCP_NO_ROOM_*, or coap_send's failure)."""
-        self.in_io = True
-        mid: int = _request_claimed(
-            self.ptr, session_ptr, claim, kind, code, blob, len(blob), payload, len(payload),
-            wait_ms,
-        )  # fmt: skip
-        self.in_io = False
+        self.in_io = outer
         return mid
 
     def guarded(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -152,7 +144,7 @@ class Loop:
             handoff.run(self.store_error)
         if pending_summaries:
             flush_log_summaries()
-        for due, hook in self.hooks:
+        for due, hook, _ in self.hooks:
             if due:
                 hook()
         if self.deferred_release:

@@ -30,7 +30,7 @@ from .pdu import Option
 from .server.serving import Endpoint, MethodSpec, RequestHandler, Resource, Server
 from .uri import parse_local, parse_uri, resolve
 
-__all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler"]
+__all__ = ["Context", "EventHandler", "NackHandler", "ResponseHandler", "engine_of"]
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
@@ -85,10 +85,10 @@ class Context:
         server = self._server
         loop.hooks.extend(
             [
-                (server.delayed.awaiting, server.delayed.check),
-                (dispatch.connect_watch, dispatch.report_connected),
-                (server.sweep_due, server.sweep),
-                (self._exchanges.ticks, self._tick),
+                (server.delayed.awaiting, server.delayed.check, 0.05),
+                (dispatch.connect_watch, dispatch.report_connected, 0.05),
+                (server.sweep_due, server.sweep, 1.0),
+                (self._exchanges.ticks, self._tick, 1.0),
             ]
         )
 
@@ -476,6 +476,12 @@ class Context:
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else f"{len(self._sessions)} sessions"
         return f"<Context {state}>"
+
+
+def engine_of(context: Context) -> tuple[Loop, Exchanges, Server]:
+    """The parts of ``context`` an event loop drives (``libcoap_py.aio``): its Loop,
+    its exchange table and its serving side. An internal interface."""
+    return context._loop, context._exchanges, context._server
 
 
 def _fileno(fd: int | Any) -> int:

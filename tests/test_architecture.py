@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("client", ("client",)),
     ("server", ("server",)),
     ("top", ("_dispatch", "context", "__init__")),
+    ("asyncio", ("aio",)),
     ("applications", ("cli", "service", "__main__")),
 ]
 

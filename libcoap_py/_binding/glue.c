@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <stddef.h>
+#include <limits.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netdb.h>
@@ -65,6 +66,10 @@ static void lcp_py_request(coap_resource_t *resource, coap_session_t *session,
                            coap_pdu_t *response);
 
 
+/* Calls into Python (the trampolines) made by this thread: lcp_io_wait hands back
+ * to Python after a pass that made one, for its after_io. */
+static __thread unsigned int lcp_py_calls;
+
 /* A response, to Python (lcp_py_response) with the fields of both PDUs read. */
 static int
 lcp_response_to_python(coap_session_t *session, const coap_pdu_t *sent,
@@ -72,6 +77,7 @@ lcp_response_to_python(coap_session_t *session, const coap_pdu_t *sent,
   lcp_pdu_info_t sent_info;
   if (sent)
     lcp_pdu_info(sent, &sent_info);
+  lcp_py_calls++;
   return lcp_py_response(coap_session_get_app_data(session),
                          lcp_session_context_app_data(session), sent,
                          sent ? &sent_info : NULL, received, info, mid);
@@ -85,6 +91,7 @@ lcp_response_to_python(coap_session_t *session, const coap_pdu_t *sent,
 static int
 lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
           coap_session_t *session, unsigned int depth, int validated, void *arg) {
+  lcp_py_calls++;
   return lcp_py_cn(session, cn, asn1_public_cert, asn1_length, depth, validated, arg);
 }
 
@@ -94,8 +101,10 @@ lcp_on_cn(const char *cn, const uint8_t *asn1_public_cert, size_t asn1_length,
  * Python side rate-limits only the former (log.py). */
 static __thread int lcp_in_io;
 
+
 static void
 lcp_on_log(coap_log_t level, const char *message) {
+  lcp_py_calls++;
   lcp_py_log((int)level, message, lcp_in_io);
 }
 
@@ -145,18 +154,22 @@ lcp_on_response(coap_session_t *session, const coap_pdu_t *sent,
 static void
 lcp_on_nack(coap_session_t *session, const coap_pdu_t *sent,
             const coap_nack_reason_t reason, const coap_mid_t mid) {
-  if (!lcp_claim_nack(session, sent, (int)reason, (int)mid))
+  if (!lcp_claim_nack(session, sent, (int)reason, (int)mid)) {
+    lcp_py_calls++;
     lcp_py_nack(session, sent, (int)reason, (int)mid);
+  }
 }
 
 static int
 lcp_on_event(coap_session_t *session, const coap_event_t event) {
+  lcp_py_calls++;
   lcp_py_event(session, (int)event);
   return 0;
 }
 
 static const coap_bin_const_t *
 lcp_on_psk_id(coap_bin_const_t *identity, coap_session_t *session, void *arg) {
+  lcp_py_calls++;
   return (const coap_bin_const_t *)lcp_py_psk_key(session, identity->s,
                                                   identity->length, arg);
 }
@@ -165,6 +178,7 @@ static void
 lcp_on_request(coap_resource_t *resource, coap_session_t *session,
                const coap_pdu_t *request, const coap_string_t *query,
                coap_pdu_t *response) {
+  lcp_py_calls++;
   lcp_py_request(resource, session, request, query, response);
 }
 
@@ -414,13 +428,16 @@ static void
 lcp_on_nack(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *sent,
             coap_nack_reason_t reason, const coap_tid_t id) {
   (void)ctx;
-  if (!lcp_claim_nack(session, sent, (int)reason, (int)id))
+  if (!lcp_claim_nack(session, sent, (int)reason, (int)id)) {
+    lcp_py_calls++;
     lcp_py_nack(session, sent, (int)reason, (int)id);
+  }
 }
 
 static int
 lcp_on_event(coap_context_t *ctx, coap_event_t event, coap_session_t *session) {
   (void)ctx;
+  lcp_py_calls++;
   lcp_py_event(session, (int)event);
   return 0;
 }
@@ -443,6 +460,7 @@ lcp_on_server_psk(const coap_session_t *session, const uint8_t *identity,
     memcpy(s->psk_identity, identity, identity_len);
     s->psk_identity_len = identity_len;
   }
+  lcp_py_calls++;
   key = lcp_py_psk_key(s, identity, identity_len, NULL);
   if (!key || !key->s || key->length > max_psk_len)
     return 0;
@@ -460,6 +478,7 @@ lcp_on_request(coap_context_t *ctx, struct coap_resource_t *resource,
    * only where that has not happened. */
   if (response->used_size == 0 && token && token->length)
     coap_add_token(response, token->length, token->s);
+  lcp_py_calls++;
   lcp_py_request(resource, session, request, query, response);
 }
 
@@ -675,6 +694,24 @@ lcp_io_process(coap_context_t *ctx, int timeout_ms) {
   return lcp_io(ctx, timeout_ms);
 }
 
+/* asyncio (libcoap_py.aio): one pass that does not wait, then the milliseconds
+ * until libcoap's next timer (a retransmission, a DTLS timer, a keepalive): 0 for
+ * none, < 0 when the pass failed. The event loop waits on coap_context_get_coap_fd
+ * (add_reader) and on this time (call_at). coap_io_prepare_epoll has this name and
+ * signature on 4.2 and 4.3; only epoll builds come here (Python checks the
+ * descriptor first). Buys: the event loop's pass in one call instead of three
+ * (coap_io_process, coap_ticks into a cffi buffer, coap_io_prepare_epoll). */
+int
+lcp_io_poll(coap_context_t *ctx) {
+  coap_tick_t now;
+  unsigned int next;
+  if (lcp_io(ctx, 0) < 0)
+    return -1;
+  coap_ticks(&now);
+  next = coap_io_prepare_epoll(ctx, now);
+  return next > INT_MAX ? INT_MAX : (int)next;
+}
+
 /* ------------------------------------------------------------------ */
 /* Waking the loop from another thread (Context.call_soon_threadsafe) */
 
@@ -692,12 +729,43 @@ lcp_wake_attach(int coap_fd, int wake_fd) {
   return epoll_ctl(coap_fd, EPOLL_CTL_ADD, wake_fd, &event) == 0 ? 0 : errno;
 }
 
+/* Wake-ups written by any thread (lcp_io_wait hands back when this changes). */
+static int lcp_wakes;
+
 /* Safe from any thread: count the wake-up, then write a byte to the pipe's
  * write end. Returns 0, or errno (EAGAIN: the pipe is full, a wake-up is due). */
 int
 lcp_wake(int write_fd) {
   char byte = 0;
+  __atomic_add_fetch(&lcp_wakes, 1, __ATOMIC_SEQ_CST);
   return write(write_fd, &byte, 1) == 1 ? 0 : errno;
+}
+
+/* A blocking request's wait (Session._drive): passes of up to timeout_ms in all,
+ * until the claim is answered or NACKed, a pass called into Python (its after_io
+ * must run: handler errors, hooks), another thread woke the loop, or the time is
+ * up. Returns the last pass's result (< 0: failed). Buys: a transfer libcoap does
+ * block by block (a 1 MiB block-wise GET: 1,024 passes) waits without a way back
+ * to Python per pass; 32.3 ms against 27.5 ms of CPU per 1 MiB GET at 54db549,
+ * whose waiter looped in C, before this (benchmarks/run.py, block1m). */
+int
+lcp_io_wait(coap_context_t *ctx, const lcp_claim_t *claim, int timeout_ms) {
+  unsigned int calls = lcp_py_calls;
+  int wakes = __atomic_load_n(&lcp_wakes, __ATOMIC_SEQ_CST);
+  struct timespec start, now;
+  int result, left = timeout_ms;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    result = lcp_io(ctx, left);
+    if (result < 0 || claim->state != 0 || lcp_py_calls != calls ||
+        __atomic_load_n(&lcp_wakes, __ATOMIC_SEQ_CST) != wakes)
+      return result;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    left = timeout_ms - (int)((now.tv_sec - start.tv_sec) * 1000 +
+                              (now.tv_nsec - start.tv_nsec) / 1000000);
+    if (left <= 0)
+      return result;
+  }
 }
 
 /* ------------------------------------------------------------------ */
@@ -1344,6 +1412,36 @@ lcp_pdu_pack_options(const coap_pdu_t *pdu, uint8_t *out, size_t room, int *bloc
 static __thread lcp_claim_t *lcp_armed;
 static int lcp_orphans; /* claims left to their thread (lcp_claim_free) */
 
+/* The tags of claims settled (answered or NACKed) since Python last asked: an
+ * event loop's driver (libcoap_py.aio) then looks only at those, not at every
+ * request in flight. More than fit: Python looks at all (-1). */
+#define LCP_SETTLED_MAX 256
+static __thread int lcp_settled[LCP_SETTLED_MAX];
+static __thread int lcp_settled_n;
+
+static void
+lcp_claim_settled(const lcp_claim_t *c) {
+  if (!c->tag)
+    return;
+  if (lcp_settled_n < LCP_SETTLED_MAX)
+    lcp_settled[lcp_settled_n] = c->tag;
+  if (lcp_settled_n <= LCP_SETTLED_MAX)
+    lcp_settled_n++;
+}
+
+/* Copy the settled tags into tags (room for LCP_SETTLED_MAX) and forget them;
+ * returns how many, or -1 when more were settled than kept. */
+int
+lcp_claims_settled(int *tags) {
+  int n = lcp_settled_n;
+  lcp_settled_n = 0;
+  if (n > LCP_SETTLED_MAX)
+    return -1;
+  if (n)
+    memcpy(tags, lcp_settled, (size_t)n * sizeof(int));
+  return n;
+}
+
 static void
 lcp_claim_unlink(lcp_claim_t *c) {
   lcp_claim_t **p = &lcp_armed;
@@ -1366,6 +1464,7 @@ lcp_claim_disarm(lcp_claim_t *c) {
   c->data = c->inline_data;
   c->cap = sizeof(c->inline_data);
   c->state = 0;
+  c->tag = 0;
   c->payload_len = c->data_len = 0;
 }
 
@@ -1415,9 +1514,11 @@ lcp_send_claimed(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *pdu,
                  lcp_claim_t *claim, int wait_ms) {
   lcp_pdu_info_t info;
   int mid;
+  int tag = claim->tag;
   if (__atomic_load_n(&lcp_orphans, __ATOMIC_ACQUIRE))
     lcp_claims_reap();
   lcp_claim_disarm(claim);
+  claim->tag = tag;
   lcp_pdu_info(pdu, &info);
   if (info.token_len > sizeof(claim->token)) { /* (libcoap makes none) */
     coap_delete_pdu(pdu);
@@ -1523,6 +1624,7 @@ lcp_claim_take(const coap_session_t *session, const coap_pdu_t *received,
         return 0; /* out of memory: the Python side takes it */
       lcp_claim_unlink(c);
       c->state = 1;
+      lcp_claim_settled(c);
       return 1;
     }
   }
@@ -1546,6 +1648,7 @@ lcp_claim_nack(const coap_session_t *session, const coap_pdu_t *sent, int reason
       lcp_claim_unlink(c);
       c->nack_reason = reason;
       c->state = 2;
+      lcp_claim_settled(c);
       return 1;
     }
   }

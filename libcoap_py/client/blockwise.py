@@ -10,6 +10,7 @@ The server half is ``server/blockwise.py``; the option codec both use is ``block
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..block import (
@@ -36,7 +37,7 @@ from ..errors import BlockwiseError, NackError, PayloadTooLargeError, RequestTim
 from ..pdu import Option, Response, first_option, pdu_room
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .session import Session, Waiting
 
 __all__ = [
     "BLOCK_SIZES",
@@ -52,10 +53,13 @@ ProgressCallback = Callable[[int, Optional[int]], None]
 # -- client -------------------------------------------------------------------------------
 
 
-#: ``ask(code, options, payload, confirmable, token, timeout, deadline)``: send one
-#: request PDU whose payload fits, and wait for its answer (``Session``'s exchange).
+#: The steps of a wait (``Session``'s ``Steps``): they yield what to wait for, and
+#: return the response. A blocking request and an awaited one drive them alike.
+Steps = Generator["Waiting", None, Response]
+#: ``ask(code, options, payload, confirmable, token, timeout, deadline)``: the steps
+#: that send one request PDU whose payload fits, and wait for its answer.
 Ask = Callable[
-    [int, list[Option], bytes, bool, Optional[bytes], Optional[float], Optional[float]], Response
+    [int, list[Option], bytes, bool, Optional[bytes], Optional[float], Optional[float]], Steps
 ]
 
 
@@ -83,15 +87,23 @@ class _Transfer:
         self.last_report: tuple[int, int | None] | None = None
         self.what = ""  # how far the transfer got, for error messages
 
-    def __call__(self, options: list[Option], payload: bytes) -> Response:
+    def __call__(self, options: list[Option], payload: bytes) -> Steps:
         # Without a timeout, each exchange waits as long as libcoap retransmits.
         if self.deadline is not None and self.deadline <= time.monotonic():
             self._timed_out()
         options.sort(key=by_number)
         chosen, self.token = self.token, None
         try:
-            return self.ask(
-                self.code, options, payload, self.confirmable, chosen, self.timeout, self.deadline
+            return (
+                yield from self.ask(
+                    self.code,
+                    options,
+                    payload,
+                    self.confirmable,
+                    chosen,
+                    self.timeout,
+                    self.deadline,
+                )
             )
         except NackError as error:
             if self.what:
@@ -122,7 +134,7 @@ def request(
     timeout: float | None,
     progress: ProgressCallback | None,
     token: bytes | None = None,
-) -> Response:
+) -> Steps:
     """One request() where libcoap does no block-wise transfers: the body goes out in
     Block1 blocks if it must, and a response in Block2 blocks is fetched to the end."""
     user_block2 = first_option(options, BLOCK2)
@@ -138,20 +150,20 @@ def request(
     total = len(body)
     room = pdu_room(max_pdu, token_len, base)
     if body and (total > room or (want is not None and total > 16 << want)):
-        response = _upload(exchange, base, body, want, fit_szx(max_pdu, token_len, base))
+        response = yield from _upload(exchange, base, body, want, fit_szx(max_pdu, token_len, base))
     else:
         block2 = [] if want is None else [block_option(BLOCK2, 0, False, want)]
-        response = exchange([*base, *block2], body)
+        response = yield from exchange([*base, *block2], body)
         if body:
             exchange.report(total, total)
-    response = _download(exchange, base, response)
+    response = yield from _download(exchange, base, response)
     exchange.report(len(response.payload), len(response.payload))
     return response
 
 
 def _upload(
     exchange: _Transfer, base: list[Option], body: bytes, want: int | None, fits: int
-) -> Response:
+) -> Steps:
     """Send ``body`` in Block1 blocks; the answer to the last one is the result."""
     total = len(body)
     szx = fits if want is None else min(want, fits)
@@ -171,7 +183,7 @@ def _upload(
         if not more and want is not None:
             options.append(block_option(BLOCK2, 0, False, want))
         exchange.what = f"{offset} of {total} request body bytes acknowledged"
-        response = exchange(options, chunk)
+        response = yield from exchange(options, chunk)
         echo = response.option(BLOCK1)
         code = int(response.code)
         if not more:
@@ -219,7 +231,7 @@ def _parse_or_fail(value: bytes, response: Response, name: str) -> tuple[int, bo
         ) from None
 
 
-def _download(exchange: _Transfer, base: list[Option], first: Response) -> Response:
+def _download(exchange: _Transfer, base: list[Option], first: Response) -> Steps:
     """Fetch the remaining Block2 blocks of a response; the whole body or an exception."""
     value = first.option(BLOCK2)
     if value is None:
@@ -247,7 +259,7 @@ def _download(exchange: _Transfer, base: list[Option], first: Response) -> Respo
         num = done >> (szx + 4)
         if num > MAX_NUM:
             raise BlockwiseError(f"the response of {uri} is larger than Block2 can number")
-        last = exchange([*base, block_option(BLOCK2, num, False, szx)], b"")
+        last = yield from exchange([*base, block_option(BLOCK2, num, False, szx)], b"")
         if last.code != code:
             raise BlockwiseError(
                 f"{uri} answered {last.code.dotted} to the request for block {num} of "

@@ -6,8 +6,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Generator, Iterable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .._binding import ffi, lib
 from .._exchange import SESSION_ENDED, SESSION_RENEWED, Claim, Exchange, Exchanges
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .._loop import Loop
     from ..context import Context
 
-__all__ = ["Session", "nack_error"]
+__all__ = ["Session", "Steps", "Waiting", "nack_error", "request_steps"]
 
 _URI_PATH = int(OptionNumber.URI_PATH)
 _URI_QUERY = int(OptionNumber.URI_QUERY)
@@ -127,6 +127,49 @@ def nack_error(reason: int, session: Session | None) -> NackError:
         return NackError(reason, f"request failed{peer}: {NackReason(reason).name}")
     except ValueError:
         return NackError(NackReason.NOT_DELIVERABLE, f"request failed{peer}: reason {reason}")
+
+
+T = TypeVar("T")
+#: What a request's steps yield (see Session._drive) and finally return.
+Steps = Generator["Waiting", None, T]
+#: request()'s arguments after ``self``, in order.
+RequestArgs = tuple[Any, ...]
+
+
+class Waiting:
+    """One wait of a request's steps: an exchange (or, with none, a TCP session's CSM)
+    and its time. Its driver runs the loop and calls ``poll()`` after every pass,
+    until it returns None (done: the steps read the answer) or raises (thrown into
+    the steps). An internal interface: ``libcoap_py.aio`` drives the same steps."""
+
+    __slots__ = ("deadline", "exchange", "session", "wait")
+
+    def __init__(
+        self, session: Session, exchange: Exchange | None, wait: float, deadline: float
+    ) -> None:
+        self.session = session
+        self.exchange = exchange
+        self.wait = wait
+        self.deadline = deadline
+
+    @property
+    def claim(self) -> Any:
+        """The ``lcp_claim_t *`` its answer is taken into, or None."""
+        exchange = self.exchange
+        claim = None if exchange is None else exchange.claim
+        return None if claim is None else claim.ptr
+
+    def poll(self) -> float | None:
+        """None when done; else the monotonic time by which to call again. Raises on
+        timeout, and when the session or its Context closed."""
+        exchange = self.exchange
+        session = self.session
+        if exchange is not None:
+            return session._poll(exchange, self.wait, self.deadline)
+        ptr = session._ptr
+        if ptr is None or lib.lcp_session_state(ptr) in (_STATE_ESTABLISHED, _STATE_NONE):
+            return None
+        return None if self.deadline <= _monotonic() else min(self.deadline, _monotonic() + 0.1)
 
 
 class Session:
@@ -423,11 +466,75 @@ class Session:
         block-wise transfer breaks off midway (never a truncated body), and
         re-raises what a handler raised meanwhile.
         """
-        if not self._proto_dtls:
-            return self._request_once(
-                method, path, payload, query, options, content_format, accept, confirmable,
-                timeout, block_size, token, progress,
-            )  # fmt: skip
+        if not self._proto_dtls or self._established():
+            started = _monotonic()
+            try:
+                return self._request_once(
+                    method, path, payload, query, options, content_format, accept,
+                    confirmable, timeout, block_size, token, progress,
+                )  # fmt: skip
+            except DTLSError:
+                # The session was replaced meanwhile, and libcoap abandoned the new
+                # one's handshake: the steps below try again in the time left.
+                limit = self.max_transmit_wait() + 1.0 if timeout is None else timeout
+                timeout = started + limit - _monotonic()
+                if not self._handshake_abandoned() or timeout < _MIN_HANDSHAKE_S:
+                    raise
+        args = (
+            method, path, payload, query, options, content_format, accept, confirmable,
+            timeout, block_size, token, progress,
+        )  # fmt: skip
+        return self._drive(self._request_steps(args, WAIT_SLICE_MS))
+
+    def _established(self) -> bool:
+        """Whether the C session is established, with no renewal due (request()'s quick
+        test: no handshake to watch)."""
+        ptr = self._ptr
+        return (
+            ptr is not None
+            and not self._renew_due
+            and lib.lcp_session_state(ptr) == _STATE_ESTABLISHED
+        )
+
+    # -- how a request waits: steps, driven by a blocking loop or an event loop ------------
+    #
+    # Every wait of a request is a step: a generator yields a ``Waiting`` (an exchange
+    # and its time), its driver runs the loop until ``Waiting.poll()`` says it is
+    # done (or raises: it is thrown into the generator), then resumes the generator,
+    # which reads the answer. ``_drive`` is the blocking driver; ``libcoap_py.aio``
+    # drives the same steps from an asyncio event loop. Only the blocking common
+    # case (``_request_once``, answered in the send's own first pass) takes no step.
+
+    def _drive(self, steps: Steps[T]) -> T:
+        """Run ``steps`` on this thread: the loop runs while each Waiting waits."""
+        loop = self._loop
+        try:
+            waiting = next(steps)
+            while True:
+                try:
+                    until = waiting.poll()
+                    while until is not None:
+                        # Never 0 ms (a poll); at most a slice, so that Python sees signals.
+                        left = until - _monotonic()
+                        ms = min(WAIT_SLICE_MS, _ceil(left * 1000)) if left > 0 else 1
+                        claim = waiting.claim
+                        if claim is None:
+                            loop.io(ms)
+                        else:
+                            loop.wait(claim, ms)
+                        until = waiting.poll()
+                except BaseException as error:
+                    waiting = steps.throw(error)
+                else:
+                    waiting = steps.send(None)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    def _request_steps(self, args: RequestArgs, first_ms: int) -> Steps[Response]:
+        """request(), over DTLS: one handshake per try, a new one when libcoap abandoned
+        the last (see request()). ``first_ms``: the send's own first pass (< 0: none)."""
+        timeout = args[8]
         started = _monotonic()
         limit = self.max_transmit_wait() + 1.0 if timeout is None else timeout
         handshakes = 1
@@ -437,17 +544,14 @@ class Session:
             if ptr is not None and lib.lcp_session_state(ptr) != _STATE_ESTABLISHED:
                 # A handshake still going after as long as libcoap's own retransmissions
                 # of it may take (DTLS timers from 1 s, doubling), or after half the time
-                # left, is ended and started anew (see _await): a new one retransmits
-                # on fresh 1 s timers, an old one on timers doubled meanwhile.
+                # left, is ended and started anew (see Waiting.poll): a new one
+                # retransmits on fresh 1 s timers, an old one on timers doubled meanwhile.
                 budget = 2.0 ** min(lib.lcp_session_get_max_retransmit(ptr) + 1, 12) - 1
                 left = started + limit - _monotonic()
                 budget = min(budget, max(left / 2, 2 * _MIN_HANDSHAKE_S))
                 self._handshake_deadline = _monotonic() + budget
             try:
-                return self._request_once(
-                    method, path, payload, query, options, content_format, accept,
-                    confirmable, timeout, block_size, token, progress,
-                )  # fmt: skip
+                return (yield from self._once_steps((*args[:8], timeout, *args[9:]), first_ms))
             except DTLSError as error:
                 remaining = started + limit - _monotonic()
                 if not self._handshake_abandoned():
@@ -500,13 +604,102 @@ class Session:
         token: bytes | None,
         progress: ProgressCallback | None,
     ) -> Response:
-        """request() with one handshake at most."""
+        """request() without DTLS, blocking: the common case answered in the send's own
+        first pass takes no step (see _drive)."""
         ptr = self._live()
-        if self._loop.dispatching:
+        if (
+            path.__class__ is str
+            and query is None
+            and not options
+            and content_format is None
+            and accept is None
+            and token is None
+            and block_size is None
+            and _LIBCOAP_BLOCKS
+            and (not payload or (payload.__class__ is bytes and not self._reliable))
+            and not self._loop.dispatching
+        ):
+            if (timeout is None or timeout >= _WAIT_SLICE_S) and self._handshake_deadline is None:
+                first = WAIT_SLICE_MS
+            else:
+                first = self._first_pass_ms(timeout, None)
+            sent = self._send_plain(ptr, method, path, payload, confirmable, first)
+            if sent is not None:
+                claim, mid, started = sent
+                if claim.ptr.state == 1:  # answered in the first pass
+                    try:
+                        response = self._exchanges.take(claim)
+                    finally:
+                        self._loop.after_io()
+                else:
+                    response = self._drive(
+                        self._answer_steps(ptr, claim, mid, timeout, None, started, True)
+                    )
+                if progress is not None:
+                    progress(len(response.payload), len(response.payload))
+                return response
+        args = (
+            method, path, payload, query, options, content_format, accept, confirmable,
+            timeout, block_size, token, progress,
+        )  # fmt: skip
+        return self._drive(self._once_steps(args, WAIT_SLICE_MS))
+
+    def _send_plain(
+        self,
+        ptr: Any,
+        method: str | Code | int,
+        path: str,
+        payload: bytes | bytearray | memoryview | str,
+        confirmable: bool,
+        first_ms: int,
+    ) -> tuple[Claim, int, float] | None:
+        """request()'s common case (no extra options, a body, if any, that fits one PDU;
+        the caller checked the rest): built, sent and given a first pass of up to
+        ``first_ms`` (< 0: none) in one C call (lcp_request_claimed). Returns the claim,
+        the message ID and when it was sent; None when the body does not fit."""
+        # Code and options depend only on (method, path): prepared once per session.
+        prepared = self._prepared.get((method, path))
+        if prepared is None:
+            prepared = self._prepare(method, path)
+        code, blob, room = prepared
+        body = payload if payload.__class__ is bytes else b""  # else: an empty one
+        if body and len(body) > _max_pdu_size(ptr) - room:
+            return None
+        started = _monotonic()
+        exchanges = self._exchanges
+        idle = exchanges.idle
+        claim = idle.pop() if idle else exchanges.claim()
+        loop = self._loop
+        outer = loop.in_io  # (inside a handler, an awaited request starts in a pass)
+        loop.in_io = True  # (as Loop.send does, inline: request()'s common case)
+        mid = _request_claimed(
+            loop.ptr, ptr, claim.ptr, _CON if confirmable else _NON, code, blob,
+            len(blob), body, len(body), first_ms,
+        )  # fmt: skip
+        loop.in_io = outer
+        if mid < 0:
+            exchanges.retire(claim)
+            check(mid, _NOT_SENT.get(mid) or self._send_failure, zero_ok=True)
+        return claim, mid, started
+
+    def _once_steps(self, args: RequestArgs, first_ms: int) -> Steps[Response]:
+        """request() with one handshake at most, as steps. ``first_ms``: how long the
+        send's own first pass may wait (< 0: none, for an event loop's driver)."""
+        (
+            method, path, payload, query, options, content_format, accept, confirmable,
+            timeout, block_size, token, progress,
+        ) = args  # fmt: skip
+        ptr = self._live()
+        if first_ms >= 0 and self._loop.dispatching:
             raise CoapError(
                 "request() waits for its response and cannot run inside a handler; "
                 "use session.send(pdu) there"
             )
+        if first_ms >= 0:
+            if (timeout is None or timeout >= _WAIT_SLICE_S) and self._handshake_deadline is None:
+                first_ms = WAIT_SLICE_MS
+            else:
+                first_ms = self._first_pass_ms(timeout, None)
         if (
             path.__class__ is str
             and query is None
@@ -518,49 +711,25 @@ class Session:
             and _LIBCOAP_BLOCKS
             and (not payload or (payload.__class__ is bytes and not self._reliable))
         ):
-            # The common case: no extra options, a body (if any) that fits one PDU.
-            # Code and options depend only on (method, path): prepared once per session.
-            prepared = self._prepared.get((method, path))
-            if prepared is None:
-                prepared = self._prepare(method, path)
-            code, blob, room = prepared
-            body = payload if payload.__class__ is bytes else b""  # else: an empty one
-            if not body or len(body) <= _max_pdu_size(ptr) - room:
-                # Built, sent and (usually) answered in one C call (lcp_request_claimed).
-                started = _monotonic()
-                if (timeout is None or timeout >= _WAIT_SLICE_S) and (
-                    self._handshake_deadline is None
-                ):
-                    first = WAIT_SLICE_MS
-                else:
-                    first = self._first_pass_ms(timeout, None)
-                exchanges = self._exchanges
-                idle = exchanges.idle
-                claim = idle.pop() if idle else exchanges.claim()
-                loop = self._loop
-                loop.in_io = True  # (Loop.send_prepared, inline: request()'s common case)
-                mid = _request_claimed(
-                    loop.ptr, ptr, claim.ptr, _CON if confirmable else _NON, code, blob,
-                    len(blob), body, len(body), first,
-                )  # fmt: skip
-                loop.in_io = False
-                if mid < 0:
-                    exchanges.retire(claim)
-                    check(mid, _NOT_SENT.get(mid) or self._send_failure, zero_ok=True)
+            sent = self._send_plain(ptr, method, path, payload, confirmable, first_ms)
+            if sent is not None:
+                claim, mid, started = sent
                 if claim.ptr.state == 1:  # answered in the first pass
                     try:
-                        response = exchanges.take(claim)
+                        response = self._exchanges.take(claim)
                     finally:
-                        loop.after_io()
+                        self._loop.after_io()
                 else:
-                    response = self._answer(ptr, claim, mid, timeout, None, started)
+                    response = yield from self._answer_steps(
+                        ptr, claim, mid, timeout, None, started, first_ms >= 0
+                    )
                 if progress is not None:
                     progress(len(response.payload), len(response.payload))
                 return response
         if token is not None:
             token = self._check_token(token)
         if payload:
-            self._await_csm(timeout)
+            yield from self._csm_steps(timeout)
         if block_size is not None:
             block_szx(block_size)  # ValueError before anything is sent
         if not _LIBCOAP_BLOCKS:
@@ -569,16 +738,40 @@ class Session:
                 method, path, query, options, content_format, accept, ()
             )
             body = payload.encode() if isinstance(payload, str) else bytes(payload)
-            return blockwise.request(
-                self, self._ask, code, opts, body, confirmable=confirmable,
-                block_size=block_size, timeout=timeout, progress=progress, token=token,
-            )  # fmt: skip
+
+            def ask(
+                code: int,
+                options: list[Option],
+                payload: bytes,
+                confirmable: bool,
+                token: bytes | None,
+                timeout: float | None,
+                deadline: float | None,
+            ) -> Steps[Response]:
+                return self._ask_steps(
+                    code, options, payload, confirmable, token, timeout, deadline, first_ms
+                )
+
+            return (
+                yield from blockwise.request(
+                    self,
+                    ask,
+                    code,
+                    opts,
+                    body,
+                    confirmable=confirmable,
+                    block_size=block_size,
+                    timeout=timeout,
+                    progress=progress,
+                    token=token,
+                )
+            )
         ptr = self._live()  # (the CSM wait ran the loop)
         pdu, _ = self._build_request(
             ptr, method, path, payload, query, options, content_format, accept, confirmable,
             block_size, (), token,
         )  # fmt: skip
-        response = self._exchange(ptr, pdu, timeout)
+        response = yield from self._exchange_steps(ptr, pdu, timeout, None, first_ms)
         if progress is not None:
             progress(len(response.payload), len(response.payload))
         return response
@@ -593,7 +786,7 @@ class Session:
         prepared = self._prepared[(method, path)] = (int(code), pack_options(opts), room)
         return prepared
 
-    def _ask(
+    def _ask_steps(
         self,
         code: int,
         options: list[Option],
@@ -602,25 +795,29 @@ class Session:
         token: bytes | None,
         timeout: float | None,
         deadline: float | None,
-    ) -> Response:
+        first_ms: int,
+    ) -> Steps[Response]:
         """Send one request PDU whose payload fits and wait for its answer (a block of a
         block-wise transfer: see blockwise.Ask)."""
         ptr = self._live()
         pdu = self._build_pdu(ptr, code, options, payload, confirmable, token)
-        return self._exchange(ptr, pdu, timeout, deadline)
+        return (yield from self._exchange_steps(ptr, pdu, timeout, deadline, first_ms))
 
-    def _exchange(
-        self, ptr: Any, pdu: Any, timeout: float | None, deadline: float | None = None
-    ) -> Response:
+    def _exchange_steps(
+        self, ptr: Any, pdu: Any, timeout: float | None, deadline: float | None, first_ms: int
+    ) -> Steps[Response]:
         """Hand a built request PDU to libcoap and wait for its one answer: the way every
         one-shot request goes (see _exchange.py, claims). The PDU is consumed.
 
         ``deadline`` (monotonic) ends the wait earlier than ``timeout`` would, for a
-        request of several exchanges whose ``timeout`` covers them all.
+        request of several exchanges whose ``timeout`` covers them all. ``first_ms``:
+        the send's own first pass (< 0: none).
         """
         started = _monotonic()
         claim = self._exchanges.claim()
-        mid = self._loop.send(ptr, pdu, claim.ptr, self._first_pass_ms(timeout, deadline))
+        if first_ms >= 0:
+            first_ms = self._first_pass_ms(timeout, deadline)
+        mid = self._loop.send(ptr, pdu, claim.ptr, first_ms)
         if mid < 0:
             self._exchanges.retire(claim)
             check(mid, self._send_failure, zero_ok=True)
@@ -629,11 +826,12 @@ class Session:
                 return self._exchanges.take(claim)
             finally:
                 self._loop.after_io()
-        return self._answer(ptr, claim, mid, timeout, deadline, started)
+        passed = first_ms >= 0
+        return (yield from self._answer_steps(ptr, claim, mid, timeout, deadline, started, passed))
 
     def _first_pass_ms(self, timeout: float | None, deadline: float | None) -> int:
         """How long the first pass (in the send's own C call) may wait: -1 (none) while
-        a handshake is watched (_await's handshake deadline)."""
+        a handshake is watched (Waiting.poll's handshake deadline)."""
         if self._handshake_deadline is not None:
             return -1
         if deadline is not None:
@@ -643,7 +841,7 @@ class Session:
             return WAIT_SLICE_MS
         return _ceil(timeout * 1000) if timeout > 0 else 0
 
-    def _answer(
+    def _answer_steps(
         self,
         ptr: Any,
         claim: Claim,
@@ -651,71 +849,70 @@ class Session:
         timeout: float | None,
         deadline: float | None,
         started: float,
-    ) -> Response:
+        passed: bool,
+    ) -> Steps[Response]:
         """The wait of a request sent with ``claim`` (message ``mid``) whose answer did not
-        come in the first pass: its exchange is opened, and the loop runs."""
+        come in the first pass (``passed``: one ran): its exchange is opened, and
+        the driver runs the loop until it is done."""
         exchanges = self._exchanges
-        loop = self._loop
         exchange = exchanges.adopt(self, mid, claim)
         # (From ptr: a handler may have closed the session; after_io releases it.)
         wait = timeout if timeout is not None else lib.lcp_session_max_transmit_wait(ptr) + 1.0
-        try:
-            loop.after_io()
-        except BaseException:
-            exchanges.finish(exchange)
-            raise
+        if passed:
+            try:
+                self._loop.after_io()
+            except BaseException:
+                exchanges.finish(exchange)
+                raise
         end = started + wait if deadline is None else deadline
-        return self._await(exchange, wait, end)
-
-    def _await(self, exchange: Exchange, wait: float, deadline: float) -> Response:
-        """Drive the loop until ``exchange`` completes, or ``deadline`` (monotonic)
-        passes; ``wait`` is the time the message was given."""
-        loop = self._loop
-        exchanges = self._exchanges
+        waiting = Waiting(self, exchange, wait, end)
         try:
-            while True:
-                claim = exchange.claim
-                if claim is not None and claim.ptr.state:
-                    self._settle(exchange, claim)  # answered in the last pass
-                if exchange.response is not None or exchange.error is not None:
-                    break
-                # A handler may have closed the session or the Context. (No renewal
-                # here: the exchange is of this C session.)
-                if self._ptr is None or self._check_alive or loop.owner != _get_ident():
-                    self._checked(renew=False)
-                remaining = deadline - _monotonic()
-                if remaining <= 0:
-                    error = self._timeout_error(wait)
-                    exchanges.abandon(exchange)
-                    if isinstance(error, DTLSError):
-                        self._abort_handshake()
-                    elif self._proto_dtls:
-                        # Silence on an established DTLS session: the peer may have
-                        # restarted and forgotten the association (a server killed
-                        # without close_notify). The next request handshakes anew.
-                        self._forget_dtls()
-                    raise error
-                stall = self._handshake_deadline
-                if stall is not None:
-                    left = stall - _monotonic()
-                    if left <= 0:
-                        # The handshake outlived what libcoap's own retransmissions
-                        # take (OpenSSL retransmits by itself when stale records come
-                        # in, unseen by libcoap's count, on doubled timers): end it.
-                        # libcoap NACKs the request, and request() starts a new one.
-                        self._handshake_deadline = None
-                        if lib.lcp_session_state(self._ptr) != _STATE_ESTABLISHED:
-                            self._abort_handshake()
-                        continue
-                    remaining = min(remaining, left)
-                # Never 0 ms (a poll); at most a slice, so that Python sees signals.
-                loop.io(min(WAIT_SLICE_MS, _ceil(remaining * 1000)))
+            yield waiting
         finally:
             exchanges.finish(exchange)
         if exchange.error is not None:
             raise exchange.error
         assert exchange.response is not None
         return exchange.response
+
+    def _poll(self, exchange: Exchange, wait: float, deadline: float) -> float | None:
+        """After a pass: None once ``exchange`` is complete; else the monotonic time by
+        which the loop must look again. Raises when ``deadline`` passed (``wait`` is the
+        time the message was given), and when the session or its Context closed."""
+        claim = exchange.claim
+        if claim is not None and claim.ptr.state:
+            self._settle(exchange, claim)  # answered in the last pass
+        if exchange.response is not None or exchange.error is not None:
+            return None
+        # A handler may have closed the session or the Context. (No renewal here: the
+        # exchange is of this C session.)
+        if self._ptr is None or self._check_alive or self._loop.owner != _get_ident():
+            self._checked(renew=False)
+        now = _monotonic()
+        if deadline <= now:
+            error = self._timeout_error(wait)
+            self._exchanges.abandon(exchange)
+            if isinstance(error, DTLSError):
+                self._abort_handshake()
+            elif self._proto_dtls:
+                # Silence on an established DTLS session: the peer may have restarted
+                # and forgotten the association (a server killed without close_notify).
+                # The next request handshakes anew.
+                self._forget_dtls()
+            raise error
+        stall = self._handshake_deadline
+        if stall is not None:
+            if stall <= now:
+                # The handshake outlived what libcoap's own retransmissions take
+                # (OpenSSL retransmits by itself when stale records come in, unseen by
+                # libcoap's count, on doubled timers): end it. libcoap NACKs the
+                # request, and request() starts a new one.
+                self._handshake_deadline = None
+                if lib.lcp_session_state(self._ptr) != _STATE_ESTABLISHED:
+                    self._abort_handshake()
+                return self._poll(exchange, wait, deadline)
+            return min(deadline, stall)
+        return deadline
 
     def _settle(self, exchange: Exchange, claim: Claim) -> None:
         """Complete ``exchange`` from its filled claim: a response, or a NACK."""
@@ -737,7 +934,7 @@ class Session:
             raise ValueError(f"token {token.hex() or '(empty)'} is in use by a waiting request")
         return token
 
-    def _await_csm(self, timeout: float | None) -> None:
+    def _csm_steps(self, timeout: float | None) -> Steps[None]:
         """Over TCP/TLS, wait until the peer's CSM has set the session's message size.
 
         Until then RFC 8323 allows only 1152 bytes (libcoap 4.2 applies that), so a
@@ -749,15 +946,7 @@ class Session:
         if ptr is None or lib.lcp_session_proto(ptr) not in _RELIABLE:
             return
         wait = timeout if timeout is not None else self.max_transmit_wait() + 1.0
-        deadline = time.monotonic() + wait
-        while lib.lcp_session_state(ptr) not in (_STATE_ESTABLISHED, _STATE_NONE):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._loop.io(max(1, min(100, math.ceil(remaining * 1000))))
-            ptr = self._ptr
-            if ptr is None:
-                return
+        yield Waiting(self, None, wait, time.monotonic() + wait)
 
     def observe(
         self,
@@ -1095,3 +1284,13 @@ class Session:
     def __repr__(self) -> str:
         state = "closed" if self._ptr is None else "open"
         return f"<Session {self.uri} {state}>"
+
+
+def request_steps(session: Session, args: RequestArgs) -> Steps[Response]:
+    """``request()``'s steps for an event loop's driver (``libcoap_py.aio``): the send
+    runs no pass of its own (the event loop runs them), and the request may start
+    inside a handler (it waits in the event loop, not in the handler). ``args``:
+    request()'s arguments after ``self``, in order, all given."""
+    if session._proto_dtls:
+        return session._request_steps(args, -1)
+    return session._once_steps(args, -1)

@@ -140,7 +140,16 @@ class ServerResponse(OptionAccessors):
     that number); every typed view of ``OptionAccessors`` reads what is set so far.
     """
 
-    __slots__ = ("_code", "_content_format", "_delayed", "_done", "_options", "_origin", "_payload")
+    __slots__ = (
+        "_code",
+        "_content_format",
+        "_delayed",
+        "_done",
+        "_lent",
+        "_options",
+        "_origin",
+        "_payload",
+    )
 
     def __init__(self, default_code: Code) -> None:
         self._code: Code = default_code
@@ -151,6 +160,9 @@ class ServerResponse(OptionAccessors):
         # Set by the dispatcher: how delay() makes its DelayedResponse; what it made.
         self._origin: Callable[[ServerResponse, bool], DelayedResponse] | None = None
         self._delayed: DelayedResponse | None = None
+        # Lent to a coroutine handler that suspended (coroutines.py): still written
+        # after the handler returned, sent as its delayed response at the end.
+        self._lent = False
 
     def delay(self, *, acknowledge: bool = True) -> DelayedResponse:
         """Answer later: return a :class:`~libcoap_py.delayed.DelayedResponse` to fill in
@@ -173,6 +185,26 @@ class ServerResponse(OptionAccessors):
     def _check(self) -> None:
         if self._done:
             raise CoapError("this response was sent when its handler returned")
+
+    def _lend(self) -> DelayedResponse:
+        """Delay this response for a coroutine handler that suspended: it stays open
+        to writes after the handler returns, until ``_give_back()``."""
+        delayed = self.delay()
+        self._lent = True
+        return delayed
+
+    def _give_back(self) -> DelayedResponse | None:
+        """The coroutine is over: what it wrote goes to the delayed response, which is
+        returned (to be sent), and this one closes."""
+        self._lent = False
+        self._done = True
+        delayed = self._delayed
+        if delayed is not None and not delayed._done:
+            delayed._code = self._code
+            delayed._payload = self._payload
+            delayed._options = list(self._options)
+            delayed._content_format = self._content_format
+        return delayed
 
     @property
     def code(self) -> Code:

@@ -9,8 +9,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence, Sized
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+import types
+from collections.abc import Awaitable, Iterable, Sequence, Sized
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 from .._binding import ffi, lib
 from .._handoff import FALLBACK_SLICE_MS
@@ -21,6 +22,7 @@ from ..library import check_transport
 from ..log import log_limited
 from ..pdu import encode_option, first_option, write_options
 from ..uri import parse_uri, resolve
+from . import coroutines
 from .blockwise import BlockAnswer, BlockServer, NoRoomError
 from .delayed import DelayedResponse, DelayedResponses
 from .request import DEFAULT_CODES, Request, ServerResponse
@@ -35,10 +37,12 @@ if TYPE_CHECKING:
 __all__ = ["Endpoint", "RequestHandler", "Resource", "Server"]
 
 log = logging.getLogger("libcoap_py.server")
+_COROUTINE = types.CoroutineType  # what an ``async def`` handler returns
 
-#: ``handler(request, response)``: fills ``response`` in (its return value is not used;
-#: a coroutine function is not a handler).
-RequestHandler = Callable[[Request, ServerResponse], None]
+#: ``handler(request, response)``: fills ``response`` in (its return value is not
+#: used). It may be an ``async def`` coroutine function where an event loop drives
+#: the Context (``libcoap_py.aio``): see ``coroutines.py``.
+RequestHandler = Callable[[Request, ServerResponse], Optional[Awaitable[None]]]
 R = TypeVar("R", bound=RequestHandler)
 MethodSpec = Union[str, Code, int]
 
@@ -564,8 +568,10 @@ class Server:
             reply._origin = delay
         self.loop.dispatching += 1
         try:
-            handler(req, reply)
-            reply._done = True
+            result = handler(req, reply)
+            if result is not None and result.__class__ is _COROUTINE:
+                coroutines.start(result, reply, f"{req.method} /{req.path}")
+            reply._done = not reply._lent
             if reply._delayed is not None:
                 # Code 0: libcoap acknowledges a CON with an empty ACK; as a NON, it
                 # sends nothing (a CON stays unacknowledged until send()).
@@ -592,7 +598,7 @@ class Server:
             self.loop.store_error(error)
             self._answer_error(resource, session_ptr, req, response)
         finally:
-            reply._done = True
+            reply._done = not reply._lent
             self.loop.dispatching -= 1
 
     def _write_reply(

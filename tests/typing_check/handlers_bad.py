@@ -18,10 +18,6 @@ def swapped(response: coap.ServerResponse, request: coap.Request) -> None:
     print(request, response)
 
 
-async def coroutine(request: coap.Request, response: coap.ServerResponse) -> None:
-    print(request, response)
-
-
 def returns_text(request: coap.Request, response: coap.ServerResponse) -> str:
     return "ignored"
 
@@ -69,12 +65,7 @@ def add(a: int, b: str) -> int:
 def server(ctx: coap.Context) -> None:
     ctx.set_unknown_handler(request_only)  # E: [arg-type]
     ctx.add_resource("a").handle("GET", swapped)  # E: [arg-type]
-    ctx.add_resource("b").handle("GET", coroutine)  # E: [arg-type]
     ctx.add_resource("c").handle("GET", returns_text)  # E: [arg-type]
-
-    @ctx.resource("d")  # E: [type-var]
-    async def render(request: coap.Request, response: coap.ServerResponse) -> None:
-        print(request, response)
 
     @ctx.unknown_resource()  # E: [type-var]
     def one_argument(request: coap.Request) -> None:

@@ -73,7 +73,12 @@ def server(ctx: coap.Context) -> None:
         response.code = 0x42
 
     # The decorators hand the function back as it was.
-    handlers: list[coap.RequestHandler] = [get_time, anything, delete]
+    # An async def handler, for a Context an event loop drives (libcoap_py.aio).
+    @ctx.resource("slow")
+    async def slow(request: coap.Request, response: coap.ServerResponse) -> None:
+        response.payload = request.path
+
+    handlers: list[coap.RequestHandler] = [get_time, anything, delete, slow]
     print(handlers)
     ctx.call_soon(add, 1, "two")
     ctx.call_soon_threadsafe(print, "from another thread")

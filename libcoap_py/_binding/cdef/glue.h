@@ -50,6 +50,7 @@ extern "Python" void lcp_py_request(coap_resource_t *resource, coap_session_t *s
 coap_context_t *lcp_new_context(void *app_data);
 void lcp_install_log_handler(void);
 int lcp_io_process(coap_context_t *ctx, int timeout_ms);
+int lcp_io_poll(coap_context_t *ctx);
 
 /* Addresses: ip is a numeric IPv4/IPv6 literal (an IPv6 may carry %scope). */
 int lcp_address_set(coap_address_t *addr, const char *ip, uint16_t port);
@@ -132,6 +133,10 @@ int lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_
                         int type, int code, const uint8_t *blob, size_t blob_len,
                         const uint8_t *payload, size_t payload_len, int wait_ms);
 void lcp_claim_disarm(lcp_claim_t *c);
+/* The tags of claims settled since the last call (room for 256); -1: more. */
+int lcp_claims_settled(int *tags);
+/* Passes until the claim is answered, Python was called, a wake-up, or timeout_ms. */
+int lcp_io_wait(coap_context_t *ctx, const lcp_claim_t *claim, int timeout_ms);
 /* A new idle claim (NULL: out of memory), and its destructor (for ffi.gc): safe
  * whatever state the claim is in, on any thread. */
 lcp_claim_t *lcp_claim_new(void);
