@@ -66,6 +66,10 @@ C, REQUEST, LOOP, AIO, PY = "C", "Session.request", "handler loop", "aiocoap", "
 # Yardsticks: the C client with this many ns of busy work after each answer (cclient -x).
 C_PLUS = {"C + 2 us busy a request": 2000, "C + 5 us busy a request": 5000}
 C_SERVER, OWN_SERVER, AIO_SERVER = "coap-server-notls", "own server", "aiocoap server"
+# libcoap_py.aio (asyncclient.py; own_server.py --async), on asyncio's loop and uvloop's.
+ASYNC, ASYNC_UV = "aio request", "aio request, uvloop"
+ASYNC_SERVER, ASYNC_SERVER_UV = "own aio server", "own aio server, uvloop"
+ASYNC_CLIENTS = (ASYNC, ASYNC_UV)
 # The in-handler shape (cclient -H, pyclient inhandler), and the handler loop sending the
 # same PDU (with a Uri-Path) from outside the handler; all three GET IN_HANDLER_PATH.
 C_IN, LOOP_PATH = "C, send in handler", "handler loop, Uri-Path"
@@ -103,13 +107,13 @@ class Scenario:
 SEQ = (C, REQUEST, LOOP)
 SCENARIOS = [
     Scenario("get_udp", "sequential CON GET, UDP", "client", "get", "notls", 10000,
-             (*SEQ, *C_PLUS, AIO, *IN_HANDLER), scale={AIO: 0.1}),
+             (*SEQ, *C_PLUS, AIO, *IN_HANDLER, *ASYNC_CLIENTS), scale={AIO: 0.1}),
     Scenario("get_psk", "sequential CON GET, DTLS-PSK", "client", "get", "openssl", 10000,
-             (*SEQ, *C_PLUS, *IN_HANDLER), secure="psk"),
+             (*SEQ, *C_PLUS, *IN_HANDLER, *ASYNC_CLIENTS), secure="psk"),
     Scenario("get_pki", "sequential CON GET, DTLS-PKI", "client", "get", "openssl", 10000,
              SEQ, secure="pki"),
     Scenario("inflight64", "64 in flight (64 sessions), UDP", "client", "inflight", "notls",
-             100000, (C, LOOP, AIO), sessions=64, scale={AIO: 0.05}),
+             100000, (C, LOOP, AIO, *ASYNC_CLIENTS), sessions=64, scale={AIO: 0.05}),
     Scenario("post1k", "sequential CON POST 1 KiB, UDP", "client", "post", "notls", 10000,
              (*SEQ, AIO), path="post", scale={AIO: 0.1}),
     Scenario("block1m", "1 MiB block-wise GET, UDP", "client", "get", "notls", 15,
@@ -126,7 +130,8 @@ SCENARIOS = [
              "openssl", 100, SEQ, secure="pki", path="post", body=16, warmup=5,
              unit="ms/run"),
     Scenario("server", "server throughput, GET /bench (64-byte body)",
-             "server", "inflight", "", 100000, (C_SERVER, OWN_SERVER, AIO_SERVER),
+             "server", "inflight", "", 100000,
+             (C_SERVER, OWN_SERVER, AIO_SERVER, ASYNC_SERVER, ASYNC_SERVER_UV),
              path="bench", sessions=16, setup="bench", scale={AIO_SERVER: 0.05}),
     Scenario("idle1000", "RSS of 1,000 idle DTLS-PSK sessions", "memory", "idle", "openssl",
              1000, (C, PY), secure="psk", unit="MiB", max_rounds=5),
@@ -282,8 +287,11 @@ class Bench:
             return self.c_server(sc.server, port)
         if contender == C_SERVER:
             return self.c_server("notls", port)
-        script = "own_server.py" if compare.base(contender) == OWN_SERVER else "aio_server.py"
+        base = compare.base(contender)
+        script = "aio_server.py" if base == AIO_SERVER else "own_server.py"
         argv = [self.python_for(contender), "-I", str(HERE / script), str(port)]
+        if base in (ASYNC_SERVER, ASYNC_SERVER_UV):
+            argv += ["--async", *(["--uvloop"] if base == ASYNC_SERVER_UV else [])]
         return Server(argv, port, self.work / "servers.log")
 
     def setup(self, sc: Scenario, port: int) -> None:
@@ -323,7 +331,7 @@ class Bench:
             c = self.certs
             opts += ["-c", str(c["cert"]), "-j", str(c["key"]), "-C", str(c["ca"])]
         common = [sc.mode, uri, str(n), *opts]
-        if contender in (C, C_SERVER, OWN_SERVER, AIO_SERVER):
+        if contender in (C, C_SERVER, OWN_SERVER, AIO_SERVER, ASYNC_SERVER, ASYNC_SERVER_UV):
             return [str(self.cclient), *common]
         if contender in C_PLUS:
             return [str(self.cclient), *common, "-x", str(C_PLUS[contender])]
@@ -331,6 +339,9 @@ class Bench:
             return [str(self.cclient), *common, "-H"]
         if contender == AIO:
             return [self.python, "-I", str(HERE / "aioclient.py"), *common]
+        if contender in ASYNC_CLIENTS:
+            uv = ["--uvloop"] if contender == ASYNC_UV else []
+            return [self.python, "-I", str(HERE / "asyncclient.py"), *common, *uv]
         api = {REQUEST: "request", LOOP_IN: "inhandler"}.get(contender, "loop")
         return [python, "-I", str(HERE / "pyclient.py"), api, *common]
 
@@ -555,6 +566,23 @@ def targets(
                               ratio(key, who, C, cpu_us), 1.5, False))  # fmt: skip
     out.append(Target("64 in flight: handler loop throughput >= 0.7 x C",
                       ratio("inflight64", LOOP, C, value), 0.7, True))  # fmt: skip
+    # libcoap_py.aio (the asyncio issue's floors).
+    for key in ("get_udp", "get_psk"):
+        for who in ASYNC_CLIENTS:
+            out.append(Target(f"{by[key].title}: {who} throughput >= 0.75 x C",
+                              ratio(key, who, C, value), 0.75, True))  # fmt: skip
+        out.append(Target(f"{by[key].title}: {ASYNC} throughput >= 5 x aiocoap",
+                          ratio(key, ASYNC, AIO, value), 5.0, True))  # fmt: skip
+    for who in ASYNC_CLIENTS:
+        out.append(Target(f"64 in flight: {who} (64 tasks) throughput >= 0.8 x C",
+                          ratio("inflight64", who, C, value), 0.8, True))  # fmt: skip
+        out.append(Target(f"64 in flight: {who} (64 tasks) CPU/request <= 1.5 x C",
+                          ratio("inflight64", who, C, cpu_us), 1.5, False))  # fmt: skip
+    for who in (ASYNC_SERVER, ASYNC_SERVER_UV):
+        out.append(Target(f"{who} throughput >= 0.6 x coap-server-notls",
+                          ratio("server", who, C_SERVER, value), 0.6, True))  # fmt: skip
+        out.append(Target(f"{who} throughput >= 10 x aiocoap server",
+                          ratio("server", who, AIO_SERVER, value), 10.0, True))  # fmt: skip
     out.append(Target("own server throughput >= 0.6 x coap-server-notls",
                       ratio("server", OWN_SERVER, C_SERVER, value), 0.6, True))  # fmt: skip
     out.append(Target("own server throughput >= 3 x aiocoap server",

@@ -164,7 +164,7 @@ class Exchange:
 class Exchanges:
     """The table: session -> token -> Exchange."""
 
-    __slots__ = ("by_session", "idle", "reject", "ticks")
+    __slots__ = ("by_session", "idle", "on_session_end", "reject", "ticks")
 
     def __init__(self) -> None:
         self.by_session: dict[object, dict[bytes, Exchange]] = {}
@@ -175,6 +175,9 @@ class Exchanges:
         #: Owner -> callable run after every pass of the loop (observations: whether to
         #: register again).
         self.ticks: dict[object, Callable[[], None]] = {}
+        #: ``(session, error)`` for requests that wait outside this table (an event
+        #: loop's plain requests, on their claims): the session ended or was replaced.
+        self.on_session_end: list[Callable[[object, BaseException], None]] = []
 
     def open(
         self,
@@ -325,6 +328,8 @@ class Exchanges:
         """End every exchange of ``session``, ``why`` being SESSION_ENDED (closed) or
         SESSION_RENEWED (replaced by a new C session): those still waiting fail with
         ``error``; lasting ones (observations) hear ``on_nack(why, error)``."""
+        for hook in self.on_session_end:
+            hook(session, error)
         table = self.by_session.pop(session, None)
         if not table:
             return

@@ -63,6 +63,21 @@ def test_demo_runs_end_to_end_and_reuses_its_certificates(tmp_path: Path) -> Non
 
 
 @pytest.mark.needs_dtls
+@pytest.mark.skipif(not SAMPLE.is_file(), reason="needs a source checkout (examples/)")
+def test_demo_runs_the_async_sample(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    out = run_demo("--dir", tmp_path / "demo", "--sample", SAMPLE.with_name("dtls_sample_async.py"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    for expected in (
+        "DTLS connected",
+        "Response 2.04 Changed",
+        "Downstream message: Hello this is a downstream message",
+        "Demo passed",
+    ):
+        assert expected in out.stdout, out.stdout
+
+
+@pytest.mark.needs_dtls
 def test_demo_fails_when_the_sample_shows_no_downstream_message(tmp_path: Path) -> None:
     pytest.importorskip("cryptography")
     fake = tmp_path / "fake_sample.py"

@@ -76,6 +76,24 @@ def test_dtls_sample_posts_over_certificate_dtls(
     assert f"Response {post_peer.answer}" in out.stdout
 
 
+def test_async_dtls_sample_posts_over_certificate_dtls(
+    post_peer: PostPeer, certs: CertFiles, unique_path: str
+) -> None:
+    out = run_example("dtls_sample_async.py", *sample_args(post_peer, certs, unique_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "DTLS connected" in out.stdout
+    assert f"Response {post_peer.answer}" in out.stdout
+
+
+def test_async_dtls_sample_wrong_ca_is_a_tls_failure(post_peer: PostPeer, certs: CertFiles) -> None:
+    args = sample_args(post_peer, certs, "x")
+    args[args.index("--ca") + 1] = certs.other_ca
+    args += ["--timeout", "10"]
+    out = run_example("dtls_sample_async.py", *args)
+    assert out.returncode == 7, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_dtls_sample_reports_a_missing_certificate(
     post_peer: PostPeer, certs: CertFiles, tmp_path: Path
 ) -> None:

@@ -694,19 +694,25 @@ lcp_io_process(coap_context_t *ctx, int timeout_ms) {
   return lcp_io(ctx, timeout_ms);
 }
 
-/* asyncio (libcoap_py.aio): one pass that does not wait, then the milliseconds
- * until libcoap's next timer (a retransmission, a DTLS timer, a keepalive): 0 for
- * none, < 0 when the pass failed. The event loop waits on coap_context_get_coap_fd
- * (add_reader) and on this time (call_at). coap_io_prepare_epoll has this name and
- * signature on 4.2 and 4.3; only epoll builds come here (Python checks the
- * descriptor first). Buys: the event loop's pass in one call instead of three
- * (coap_io_process, coap_ticks into a cffi buffer, coap_io_prepare_epoll). */
+/* asyncio (libcoap_py.aio): passes that do not wait, then the milliseconds until
+ * libcoap's next timer (a retransmission, a DTLS timer, a keepalive): 0 for none,
+ * < 0 when a pass failed. After the first pass, more while the last one answered a
+ * request (the Python dispatch sets *served, as for lcp_serve_io), at most passes
+ * in all. The event loop waits on coap_context_get_coap_fd (add_reader) and on
+ * this time (call_at). coap_io_prepare_epoll has this name and signature on 4.2
+ * and 4.3; only epoll builds come here (Python checks the descriptor first).
+ * Buys: the event loop's turn in one call instead of three (coap_io_process,
+ * coap_ticks into a cffi buffer, coap_io_prepare_epoll), and a server's queued
+ * requests without a way back through the event loop each. */
 int
-lcp_io_poll(coap_context_t *ctx) {
+lcp_io_poll(coap_context_t *ctx, int *served, int passes) {
   coap_tick_t now;
   unsigned int next;
-  if (lcp_io(ctx, 0) < 0)
-    return -1;
+  do {
+    *served = 0;
+    if (lcp_io(ctx, 0) < 0)
+      return -1;
+  } while (*served && --passes > 0);
   coap_ticks(&now);
   next = coap_io_prepare_epoll(ctx, now);
   return next > INT_MAX ? INT_MAX : (int)next;

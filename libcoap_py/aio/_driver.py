@@ -20,6 +20,7 @@ request's deadline.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import math
 import time
@@ -27,16 +28,19 @@ import weakref
 from typing import Any, Callable
 
 from .._binding import ffi, lib
-from .._exchange import Exchanges
+from .._exchange import Claim, Exchanges
 from .._loop import Loop
-from ..client.session import Steps, Waiting
+from ..client.session import Session, Steps, Waiting, plain_waiting
 from ..errors import IO_FAILED, CoapError, NotSupportedError
+from ..pdu import Response
+from ..server.serving import Server
 
 __all__ = ["Driver"]
 
 _io_poll = lib.lcp_io_poll
 _claims_settled = lib.lcp_claims_settled
 _SETTLED_MAX = 256
+_PASSES = 16  # passes at most in one turn of the event loop while requests are served
 #: Whether libcoap arms its timer when a CON is sent outside a pass (4.3); 4.2 does
 #: it only in a pass, so a send is followed by one.
 _SEND_ARMS_TIMER = lib.LCP_GENERATION >= 3
@@ -46,7 +50,9 @@ _monotonic = time.monotonic
 class Driver:
     """Runs one Context's passes from an asyncio event loop (see the module)."""
 
-    def __init__(self, loop: Loop, exchanges: Exchanges, aloop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: Loop, exchanges: Exchanges, server: Server, aloop: asyncio.AbstractEventLoop
+    ) -> None:
         fd = int(lib.coap_context_get_coap_fd(loop.ptr))
         if fd < 0:
             raise NotSupportedError(
@@ -61,6 +67,13 @@ class Driver:
         self.tagged: dict[Any, _Pending] = {}
         self.untagged: dict[Any, _Pending] = {}
         self.tags = itertools.count(1)
+        self._served = server.served_flag()
+        #: Plain requests (answer()) waiting, by tag; their deadlines, soonest first
+        #: (entries of answered ones are dropped when they come up, or in a rebuild).
+        self.quick: dict[int, _Quick] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = math.inf
         self._settled = ffi.new("int[]", _SETTLED_MAX)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -71,6 +84,7 @@ class Driver:
         self.watchers: set[weakref.WeakMethod[Callable[[], None]]] = set()
         #: Called with what a handler raised (no caller to re-raise it to).
         self.on_error: Callable[[BaseException], None] = self._report
+        exchanges.on_session_end.append(self._session_ended)
         aloop.add_reader(fd, self.run_pass)
 
     # -- passes ---------------------------------------------------------------------------
@@ -83,7 +97,7 @@ class Driver:
             return
         loop.in_io = True
         try:
-            next_ms = _io_poll(loop.ptr)
+            next_ms = _io_poll(loop.ptr, self._served, _PASSES)
         finally:
             loop.in_io = False
         try:
@@ -138,22 +152,142 @@ class Driver:
         """Poll the requests a pass may have settled: those whose claims it named, the
         claim-less ones, and all of them when more were settled than named."""
         n = _claims_settled(self._settled)
-        tagged = self.tagged
-        if tagged:
+        if n:
+            quick, tagged = self.quick, self.tagged
             if n < 0:
+                for tag in [t for t, q in quick.items() if q.claim.ptr.state]:
+                    self._settle(quick.pop(tag))
                 for pending in list(tagged.values()):
                     pending.poll()
-            elif n:
+            else:
                 tags = self._settled
                 for i in range(n):
-                    found = tagged.get(tags[i])
-                    if found is not None:
-                        found.poll()
+                    tag = tags[i]
+                    entry = quick.pop(tag, None)
+                    if entry is not None:
+                        self._settle(entry)
+                    else:
+                        found = tagged.get(tag)
+                        if found is not None:
+                            found.poll()
         if self.untagged:
             for pending in list(self.untagged.values()):
                 pending.poll()
 
     # -- requests -------------------------------------------------------------------------
+
+    async def answer(
+        self, session: Session, claim: Claim, mid: int, started: float, wait: float
+    ) -> Response:
+        """Await the answer of a plain request (``send_plain``: sent with ``claim``, no
+        pass, no exchange yet). An answer is taken from the claim; a NACK, the
+        deadline (``started`` + ``wait``) or a cancellation go the engine's way
+        (``_slow``), as a blocking request's do."""
+        entry = _Quick(session, claim, mid, started, wait, self.aloop.create_future())
+        tag = next(self.tags) & 0x7FFFFFFF or 1
+        claim.ptr.tag = tag
+        self.quick[tag] = entry
+        deadline = started + wait
+        deadlines = self._deadlines
+        heapq.heappush(deadlines, (deadline, tag))
+        if len(deadlines) > 2 * len(self.quick) + 1024:  # mostly answered ones: rebuild
+            self._prune_deadlines()
+        if deadline < self._deadline_at:
+            self._arm_deadlines(deadline)
+        if not _SEND_ARMS_TIMER:
+            self.soon()
+        try:
+            return await entry.future
+        except asyncio.CancelledError:
+            if self.quick.pop(tag, None) is not None:
+                waiting = self._slow(entry)
+                assert waiting.exchange is not None
+                self.exchanges.abandon(waiting.exchange)  # a late answer goes nowhere
+            raise
+
+    def _settle(self, entry: _Quick) -> None:
+        """A plain request's claim was settled: an answer, or a NACK."""
+        future, claim = entry.future, entry.claim
+        if future.done():  # (cancelled meanwhile)
+            return
+        if claim.ptr.state == 1:
+            claim.ptr.tag = 0
+            try:
+                response = self.exchanges.take(claim)
+            except BaseException as error:  # (a rejected response)
+                future.set_exception(error)
+            else:
+                future.set_result(response)
+            return
+        self._finish_slow(entry)
+
+    def _session_ended(self, session: object, error: BaseException) -> None:
+        """The session closed, or was replaced: its plain requests fail with ``error``
+        (their claims are for the old C session)."""
+        quick = self.quick
+        for tag in [t for t, q in quick.items() if q.session is session]:
+            entry = quick.pop(tag)
+            entry.claim.ptr.tag = 0
+            self.exchanges.retire(entry.claim)
+            if not entry.future.done():
+                entry.future.set_exception(error)
+
+    def _slow(self, entry: _Quick) -> Waiting:
+        entry.claim.ptr.tag = 0
+        return plain_waiting(entry.session, entry.claim, entry.mid, entry.wait, entry.started)
+
+    def _finish_slow(self, entry: _Quick) -> None:
+        """A NACK or the deadline: through the exchange, as the blocking request."""
+        waiting = self._slow(entry)
+        exchange = waiting.exchange
+        assert exchange is not None
+        try:
+            until = waiting.poll()
+        except BaseException as error:
+            self.exchanges.finish(exchange)
+            entry.future.set_exception(error)
+            return
+        if until is not None:  # (not over after all: wait on, as a step)
+            pending = _Pending(self, waiting)
+            pending.future = entry.future
+            pending.arm(until)
+            pending.on_done = lambda: self.exchanges.finish(exchange)
+            return
+        self.exchanges.finish(exchange)
+        if exchange.error is not None:
+            entry.future.set_exception(exchange.error)
+        else:
+            assert exchange.response is not None
+            entry.future.set_result(exchange.response)
+
+    def _prune_deadlines(self) -> None:
+        """Drop the deadlines of answered requests (kept until they come up)."""
+        quick = self.quick
+        self._deadlines[:] = [(at, tag) for at, tag in self._deadlines if tag in quick]
+        heapq.heapify(self._deadlines)
+
+    def _arm_deadlines(self, at: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = at
+        delay = max(0.0, at - _monotonic())
+        self._deadline_timer = self.aloop.call_at(self.aloop.time() + delay, self._expire)
+
+    def _expire(self) -> None:
+        """Plain requests whose deadline passed fail as a blocking request's would."""
+        self._deadline_timer = None
+        self._deadline_at = math.inf
+        deadlines, quick = self._deadlines, self.quick
+        now = _monotonic()
+        while deadlines and deadlines[0][0] <= now:
+            _, tag = heapq.heappop(deadlines)
+            entry = quick.pop(tag, None)
+            if entry is not None:
+                self._finish_slow(entry)
+        if len(deadlines) > 2 * len(quick) + 64:
+            self._prune_deadlines()
+        if deadlines:
+            self._arm_deadlines(deadlines[0][0])
 
     async def drive(self, steps: Steps[Any]) -> Any:
         """Run a request's steps on the event loop; its result, or its exception.
@@ -198,6 +332,11 @@ class Driver:
         if self.closed:
             return
         self.closed = True
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        if self._session_ended in self.exchanges.on_session_end:
+            self.exchanges.on_session_end.remove(self._session_ended)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -211,13 +350,14 @@ class _Pending:
     """One request's wait on the event loop: its future, its table entry, and the
     timer of its deadline (the Waiting's poll decides what a deadline means)."""
 
-    __slots__ = ("claim", "driver", "future", "key", "table", "timer", "waiting")
+    __slots__ = ("claim", "driver", "future", "key", "on_done", "table", "timer", "waiting")
 
     def __init__(self, driver: Driver, waiting: Waiting) -> None:
         self.driver = driver
         self.waiting = waiting
-        self.future: asyncio.Future[None] = driver.aloop.create_future()
+        self.future: asyncio.Future[Any] = driver.aloop.create_future()
         self.timer: asyncio.TimerHandle | None = None
+        self.on_done: Callable[[], None] | None = None
         exchange = waiting.exchange
         self.claim = None if exchange is None else exchange.claim
         if self.claim is not None:
@@ -242,11 +382,22 @@ class _Pending:
             until = self.waiting.poll()
         except BaseException as error:
             self.close()
+            if self.on_done is not None:
+                self.on_done()
             future.set_exception(error)
             return
         if until is None:
             self.close()
-            future.set_result(None)
+            if self.on_done is None:
+                future.set_result(None)
+            else:
+                self.on_done()  # (a plain request's: its outcome is its exchange's)
+                exchange = self.waiting.exchange
+                assert exchange is not None
+                if exchange.error is not None:
+                    future.set_exception(exchange.error)
+                else:
+                    future.set_result(exchange.response)
         elif self.timer is None or self.timer.when() > until + 0.5:
             if self.timer is not None:
                 self.timer.cancel()
@@ -258,3 +409,25 @@ class _Pending:
             self.timer = None
         if self.table.pop(self.key, None) is not None and self.claim is not None:
             self.claim.ptr.tag = 0
+
+
+class _Quick:
+    """A plain request waiting for its claim (Driver.answer)."""
+
+    __slots__ = ("claim", "future", "mid", "session", "started", "wait")
+
+    def __init__(
+        self,
+        session: Session,
+        claim: Claim,
+        mid: int,
+        started: float,
+        wait: float,
+        future: asyncio.Future[Response],
+    ) -> None:
+        self.session = session
+        self.claim = claim
+        self.mid = mid
+        self.started = started
+        self.wait = wait
+        self.future = future

@@ -47,9 +47,9 @@ class Context:
                 "make an aio.Context inside a coroutine: it belongs to the running event loop"
             ) from None
         self.blocking = _BlockingContext()
-        loop, exchanges, _ = engine_of(self.blocking)
+        loop, exchanges, server = engine_of(self.blocking)
         try:
-            self._driver = Driver(loop, exchanges, aloop)
+            self._driver = Driver(loop, exchanges, server, aloop)
         except BaseException:
             self.blocking.close()
             raise

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..client.blockwise import ProgressCallback
 from ..client.session import Session as _BlockingSession
-from ..client.session import request_steps
+from ..client.session import request_steps, send_plain, transmit_wait
 from ..codes import Code, ContentFormat, Proto
 from ..pdu import OptionValue, Response
 from ..uri import URI
@@ -83,6 +83,23 @@ class Session:
         """Send a request and await its response: as the blocking
         ``Session.request()`` (the same arguments, results and exceptions), while the
         event loop runs other tasks."""
+        if (
+            query is None
+            and not options
+            and content_format is None
+            and accept is None
+            and block_size is None
+            and token is None
+        ):
+            blocking = self.blocking
+            sent = send_plain(blocking, method, path, payload, confirmable)
+            if sent is not None:
+                claim, mid, started = sent
+                wait = timeout if timeout is not None else transmit_wait(blocking)
+                response = await self._driver.answer(blocking, claim, mid, started, wait)
+                if progress is not None:
+                    progress(len(response.payload), len(response.payload))
+                return response
         steps = request_steps(
             self.blocking,
             (

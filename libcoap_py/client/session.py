@@ -48,7 +48,16 @@ if TYPE_CHECKING:
     from .._loop import Loop
     from ..context import Context
 
-__all__ = ["Session", "Steps", "Waiting", "nack_error", "request_steps"]
+__all__ = [
+    "Session",
+    "Steps",
+    "Waiting",
+    "nack_error",
+    "plain_waiting",
+    "request_steps",
+    "send_plain",
+    "transmit_wait",
+]
 
 _URI_PATH = int(OptionNumber.URI_PATH)
 _URI_QUERY = int(OptionNumber.URI_QUERY)
@@ -1294,3 +1303,46 @@ def request_steps(session: Session, args: RequestArgs) -> Steps[Response]:
     if session._proto_dtls:
         return session._request_steps(args, -1)
     return session._once_steps(args, -1)
+
+
+def send_plain(
+    session: Session,
+    method: str | Code | int,
+    path: str,
+    payload: bytes | bytearray | memoryview | str,
+    confirmable: bool,
+) -> tuple[Claim, int, float] | None:
+    """An awaited request's common case (no extra options given; the caller checked):
+    built and sent in one C call with no pass, as request()'s own (``_send_plain``).
+    Returns the claim, the message ID and when it was sent; None when this request
+    is not the common case here (a body that does not fit, a handshake to watch,
+    libcoap 4.2's block-wise, a reliable transport with a body): its steps then go
+    the general way (``request_steps``)."""
+    if session._handshake_deadline is not None or (
+        session._proto_dtls and not session._established()
+    ):
+        return None
+    if not (
+        path.__class__ is str
+        and _LIBCOAP_BLOCKS
+        and (not payload or (payload.__class__ is bytes and not session._reliable))
+    ):
+        return None
+    ptr = session._live()
+    return session._send_plain(ptr, method, path, payload, confirmable, -1)
+
+
+def plain_waiting(session: Session, claim: Claim, mid: int, wait: float, started: float) -> Waiting:
+    """The wait of a request ``send_plain`` sent, once it is not a plain answer (a
+    NACK, its deadline, a cancellation): its exchange is opened with the claim, as
+    request()'s own (``_answer_steps``); the caller finishes it (``Exchanges.finish``).
+    ``wait``: the time it was given (``transmit_wait()`` when no timeout was)."""
+    exchange = session._exchanges.adopt(session, mid, claim)
+    return Waiting(session, exchange, wait, started + wait)
+
+
+def transmit_wait(session: Session) -> float:
+    """How long a request without a timeout waits: libcoap's MAX_TRANSMIT_WAIT plus
+    one second, as request() does."""
+    ptr = session._live()
+    return float(lib.lcp_session_max_transmit_wait(ptr)) + 1.0

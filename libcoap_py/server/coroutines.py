@@ -26,7 +26,7 @@ from ..codes import Code
 from ..errors import CoapError
 from ..log import log_limited
 from .delayed import Delivery
-from .request import ServerResponse
+from .request import Request, ServerResponse
 
 __all__ = ["start"]
 
@@ -36,7 +36,7 @@ log = logging.getLogger("libcoap_py.server")
 _running: set[asyncio.Task[Any]] = set()
 
 
-def start(coroutine: Coroutine[Any, Any, Any], reply: ServerResponse, where: str) -> None:
+def start(coroutine: Coroutine[Any, Any, Any], reply: ServerResponse, request: Request) -> None:
     """Run a handler's ``coroutine`` up to its first suspension; if it suspends, lend
     ``reply`` and let a task finish it. Raises what the coroutine raised before it
     suspended (the caller answers 5.00), and CoapError without an event loop."""
@@ -58,7 +58,7 @@ def start(coroutine: Coroutine[Any, Any, Any], reply: ServerResponse, where: str
 
     def finish(task: asyncio.Task[Any]) -> None:
         _running.discard(task)
-        _finish(task, reply, where)
+        _finish(task, reply, request)
 
     task.add_done_callback(finish)
 
@@ -88,7 +88,7 @@ async def _wait(future: asyncio.Future[Any]) -> None:
         await asyncio.wait({future})
 
 
-def _finish(task: asyncio.Task[Any], reply: ServerResponse, where: str) -> None:
+def _finish(task: asyncio.Task[Any], reply: ServerResponse, request: Request) -> None:
     """Send what the coroutine wrote, 5.00 if it raised; nothing if it was cancelled."""
     delayed = reply._give_back()
     if delayed is None or delayed.delivery is not Delivery.WAITING:
@@ -100,9 +100,10 @@ def _finish(task: asyncio.Task[Any], reply: ServerResponse, where: str) -> None:
         try:
             task.result()
         except Exception:
+            where = f"{request.method} /{request.path}"
             log_limited(log, logging.ERROR, f"handler for {where} failed", exc_info=True)
             delayed.code = Code.INTERNAL_SERVER_ERROR
             delayed.payload = b""
         delayed.send()
     except CoapError as error:
-        log.debug("the delayed response of %s was not sent: %s", where, error)
+        log.debug("the delayed response of /%s was not sent: %s", request.path, error)

@@ -488,6 +488,11 @@ class Server:
         self._serve = (info, ffi.new("char[]", room), room, ffi.new("int *"))
         return self._serve
 
+    def served_flag(self) -> Any:
+        """The ``int *`` a request's dispatch sets (to 1) when it answered one: how a
+        loop of passes (lcp_serve_io, lcp_io_poll) knows to look again at once."""
+        return (self._serve or self._serve_buffers())[3]
+
     def _serve_io(self, wait_ms: int) -> None:
         """``_io()`` for run(): after the first pass, more that do not wait, as long as
         each answered a request and nothing (an error, stop(), close()) wants run()."""
@@ -570,7 +575,7 @@ class Server:
         try:
             result = handler(req, reply)
             if result is not None and result.__class__ is _COROUTINE:
-                coroutines.start(result, reply, f"{req.method} /{req.path}")
+                coroutines.start(result, reply, req)
             reply._done = not reply._lent
             if reply._delayed is not None:
                 # Code 0: libcoap acknowledges a CON with an empty ACK; as a NON, it

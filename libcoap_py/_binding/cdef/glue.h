@@ -50,7 +50,7 @@ extern "Python" void lcp_py_request(coap_resource_t *resource, coap_session_t *s
 coap_context_t *lcp_new_context(void *app_data);
 void lcp_install_log_handler(void);
 int lcp_io_process(coap_context_t *ctx, int timeout_ms);
-int lcp_io_poll(coap_context_t *ctx);
+int lcp_io_poll(coap_context_t *ctx, int *served, int passes);
 
 /* Addresses: ip is a numeric IPv4/IPv6 literal (an IPv6 may carry %scope). */
 int lcp_address_set(coap_address_t *addr, const char *ip, uint16_t port);
