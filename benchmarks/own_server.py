@@ -14,7 +14,6 @@ import signal
 import sys
 
 import libcoap_py as coap
-from libcoap_py import aio
 
 PAYLOAD = b"x" * 64
 
@@ -31,6 +30,8 @@ def serve_blocking(port: int) -> None:
 
 
 async def serve_async(port: int) -> None:
+    from libcoap_py import aio  # (not at the top: a --before build may have none)
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

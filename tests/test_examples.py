@@ -7,8 +7,10 @@ The examples POST, as the C sample does. libcoap 4.2's coap-server answers
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 import pytest
 from helpers.build import LIBCOAP_42
 from helpers.certs import CertFiles
+
+import libcoap_py as coap
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -120,3 +124,43 @@ def test_span_client(post_peer: PostPeer, certs: CertFiles, unique_path: str) ->
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"Response {post_peer.answer}" in out.stdout
+
+
+def test_async_server_example() -> None:
+    """examples/async_server.py serves its resources; a blocking client and the C
+    coap-client get the plain, the awaited and the observable ones."""
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "async_server.py"), "--port", "0", "--psk", "k3y"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready: list[str] = []
+        stdout = proc.stdout
+        reader = threading.Thread(target=lambda: ready.append(stdout.readline()))
+        reader.start()
+        reader.join(20)
+        assert ready and ready[0].startswith("listening on coap://"), ready
+        plain, secure = ready[0].split()[2], ready[0].split()[4]
+        with coap.Context() as ctx:
+            session = ctx.client_session(plain)
+            assert session.request("GET", "hello", timeout=5).payload == b"hello from asyncio"
+            reading = session.request("GET", "reading", timeout=5)
+            assert reading.payload == b"21.5 C"
+            assert reading.type is coap.MessageType.CON  # separate: it awaited
+            assert session.request("POST", "echo", b"abc", timeout=5).payload == b"abc"
+            observed = session.observe("counter", timeout=10)
+            values = [int(n.payload) for _, n in zip(range(2), observed)]
+            observed.cancel()
+            assert values[1] == values[0] + 1
+            psk = coap.PSK(identity=b"anyone", key=b"k3y")
+            hello = ctx.client_session(secure, psk).request("GET", "hello", timeout=10)
+            assert hello.code is coap.Code.CONTENT
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "stopped" in out
+    assert "Traceback" not in err
