@@ -492,3 +492,26 @@ def test_closing_fails_waiting_requests(silent_peer: UdpPeer) -> None:
                 await waiting
 
     run(main)
+
+
+def test_closing_the_context_fails_every_waiting_request(silent_peer: UdpPeer) -> None:
+    """Plain requests and those with extra options (the steps' way) alike."""
+
+    async def main() -> None:
+        ctx = aio.Context()
+        session = ctx.client_session(silent_peer.uri)
+        plain = asyncio.ensure_future(session.request("GET", "x", timeout=10))
+        stepped = asyncio.ensure_future(session.request("GET", "x", query="a=1", timeout=10))
+        other = ctx.client_session(silent_peer.uri)
+        closed_session = asyncio.ensure_future(other.request("GET", "y", query="b=2", timeout=10))
+        for _ in range(3):
+            await asyncio.sleep(0)  # (the requests go out)
+        other.close()
+        with pytest.raises(coap.CoapError):
+            await asyncio.wait_for(closed_session, 5)
+        ctx.close()
+        for waiting in (plain, stepped):
+            with pytest.raises(coap.CoapError):
+                await asyncio.wait_for(waiting, 5)
+
+    run(main)

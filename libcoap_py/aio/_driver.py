@@ -12,9 +12,8 @@ due: no polling, and no ticker unless a part of the Context has timed work
 
 Requests are the blocking API's steps (``client/session.py``, ``Waiting``),
 driven here: ``drive()`` sends, then awaits a future that a pass resolves when
-the request's claim is settled (``lcp_claims_settled`` names the claims a
-pass settled, so a pass looks only at those), or that a timer resolves at the
-request's deadline.
+the request's claim is settled, or that a timer resolves at the request's
+deadline. A plain request (``answer()``) waits on its claim alone.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import time
 import weakref
 from typing import Any, Callable
 
-from .._binding import ffi, lib
+from .._binding import lib
 from .._exchange import Claim, Exchanges
 from .._loop import Loop
 from ..client.session import Session, Steps, Waiting, plain_waiting
@@ -38,8 +37,6 @@ from ..server.serving import Server
 __all__ = ["Driver"]
 
 _io_poll = lib.lcp_io_poll
-_claims_settled = lib.lcp_claims_settled
-_SETTLED_MAX = 256
 _PASSES = 16  # passes at most in one turn of the event loop while requests are served
 #: Whether libcoap arms its timer when a CON is sent outside a pass (4.3); 4.2 does
 #: it only in a pass, so a send is followed by one.
@@ -63,18 +60,17 @@ class Driver:
         self.exchanges = exchanges
         self.aloop = aloop
         self.fd = fd
-        #: Requests waiting, by their claim's tag; and those without a claim.
-        self.tagged: dict[Any, _Pending] = {}
-        self.untagged: dict[Any, _Pending] = {}
-        self.tags = itertools.count(1)
+        #: Requests waiting through their steps: with a claim, and without one.
+        self.claimed: dict[Any, _Pending] = {}
+        self.unclaimed: dict[Any, _Pending] = {}
+        self.keys = itertools.count(1)
         self._served = server.served_flag()
-        #: Plain requests (answer()) waiting, by tag; their deadlines, soonest first
+        #: Plain requests (answer()) waiting, by key; their deadlines, soonest first
         #: (entries of answered ones are dropped when they come up, or in a rebuild).
         self.quick: dict[int, _Quick] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_at = math.inf
-        self._settled = ffi.new("int[]", _SETTLED_MAX)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._soon = False
@@ -132,7 +128,7 @@ class Driver:
         for due, _, every in self.loop.hooks:
             if due and every < delay:
                 delay = every
-        if self.untagged:
+        if self.unclaimed:
             delay = min(delay, 0.1)  # (a CSM wait: the session's state, looked at)
         if delay == math.inf:
             return
@@ -151,27 +147,17 @@ class Driver:
     def _look(self) -> None:
         """Poll the requests a pass may have settled: those whose claims it named, the
         claim-less ones, and all of them when more were settled than named."""
-        n = _claims_settled(self._settled)
-        if n:
-            quick, tagged = self.quick, self.tagged
-            if n < 0:
-                for tag in [t for t, q in quick.items() if q.claim.ptr.state]:
-                    self._settle(quick.pop(tag))
-                for pending in list(tagged.values()):
-                    pending.poll()
-            else:
-                tags = self._settled
-                for i in range(n):
-                    tag = tags[i]
-                    entry = quick.pop(tag, None)
-                    if entry is not None:
-                        self._settle(entry)
-                    else:
-                        found = tagged.get(tag)
-                        if found is not None:
-                            found.poll()
-        if self.untagged:
-            for pending in list(self.untagged.values()):
+        # (A scan of the claims' states: with 64 requests in flight it costs no more than
+        # a list of the settled ones kept in C, which was tried and measured.)
+        quick = self.quick
+        if quick:
+            for key in [k for k, q in quick.items() if q.claim.ptr.state]:
+                self._settle(quick.pop(key))
+        if self.claimed:
+            for pending in [p for p in self.claimed.values() if p.settled()]:
+                pending.poll()
+        if self.unclaimed:
+            for pending in list(self.unclaimed.values()):
                 pending.poll()
 
     # -- requests -------------------------------------------------------------------------
@@ -184,8 +170,7 @@ class Driver:
         deadline (``started`` + ``wait``) or a cancellation go the engine's way
         (``_slow``), as a blocking request's do."""
         entry = _Quick(session, claim, mid, started, wait, self.aloop.create_future())
-        tag = next(self.tags) & 0x7FFFFFFF or 1
-        claim.ptr.tag = tag
+        tag = next(self.keys)
         self.quick[tag] = entry
         deadline = started + wait
         deadlines = self._deadlines
@@ -211,7 +196,6 @@ class Driver:
         if future.done():  # (cancelled meanwhile)
             return
         if claim.ptr.state == 1:
-            claim.ptr.tag = 0
             try:
                 response = self.exchanges.take(claim)
             except BaseException as error:  # (a rejected response)
@@ -227,13 +211,28 @@ class Driver:
         quick = self.quick
         for tag in [t for t, q in quick.items() if q.session is session]:
             entry = quick.pop(tag)
-            entry.claim.ptr.tag = 0
             self.exchanges.retire(entry.claim)
             if not entry.future.done():
                 entry.future.set_exception(error)
+        # Requests that wait on an exchange fail once the engine has failed it (after
+        # this hook): look at them at the event loop's next turn.
+        if any(p.waiting.session is session for p in self._pendings()):
+            self.aloop.call_soon(self._poll_session, session)
+
+    def _pendings(self) -> list[_Pending]:
+        return [*self.claimed.values(), *self.unclaimed.values()]
+
+    def _poll_session(self, session: object) -> None:
+        for pending in self._pendings():
+            if pending.waiting.session is session:
+                pending.poll()
+
+    def settle_all(self) -> None:
+        """After the Context closed: every request still waiting learns its fate."""
+        for pending in self._pendings():
+            pending.poll()
 
     def _slow(self, entry: _Quick) -> Waiting:
-        entry.claim.ptr.tag = 0
         return plain_waiting(entry.session, entry.claim, entry.mid, entry.wait, entry.started)
 
     def _finish_slow(self, entry: _Quick) -> None:
@@ -335,8 +334,6 @@ class Driver:
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
             self._deadline_timer = None
-        if self._session_ended in self.exchanges.on_session_end:
-            self.exchanges.on_session_end.remove(self._session_ended)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -361,14 +358,18 @@ class _Pending:
         exchange = waiting.exchange
         self.claim = None if exchange is None else exchange.claim
         if self.claim is not None:
-            key: Any = next(driver.tags) & 0x7FFFFFFF or 1
-            self.claim.ptr.tag = key
-            self.table: dict[Any, _Pending] = driver.tagged
+            key: Any = next(driver.keys)
+            self.table: dict[Any, _Pending] = driver.claimed
         else:
             key = self
-            self.table = driver.untagged
+            self.table = driver.unclaimed
         self.key = key
         self.table[key] = self
+
+    def settled(self) -> bool:
+        """Whether its claim holds an answer or a NACK."""
+        claim = self.claim
+        return claim is not None and bool(claim.ptr.state)
 
     def arm(self, until: float) -> None:
         aloop = self.driver.aloop
@@ -407,8 +408,7 @@ class _Pending:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.table.pop(self.key, None) is not None and self.claim is not None:
-            self.claim.ptr.tag = 0
+        self.table.pop(self.key, None)
 
 
 class _Quick:

@@ -133,8 +133,9 @@ class Context:
         context. From the event loop's thread; idempotent."""
         if self.blocking.closed:
             return
-        self._driver.close()
-        self.blocking.close()
+        self._driver.close()  # (no more passes)
+        self.blocking.close()  # the sessions end: their requests fail
+        self._driver.settle_all()
 
     async def __aenter__(self) -> Context:
         return self

@@ -133,8 +133,6 @@ int lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_
                         int type, int code, const uint8_t *blob, size_t blob_len,
                         const uint8_t *payload, size_t payload_len, int wait_ms);
 void lcp_claim_disarm(lcp_claim_t *c);
-/* The tags of claims settled since the last call (room for 256); -1: more. */
-int lcp_claims_settled(int *tags);
 /* Passes until the claim is answered, Python was called, a wake-up, or timeout_ms. */
 int lcp_io_wait(coap_context_t *ctx, const lcp_claim_t *claim, int timeout_ms);
 /* A new idle claim (NULL: out of memory), and its destructor (for ffi.gc): safe

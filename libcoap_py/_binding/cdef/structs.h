@@ -77,6 +77,5 @@ struct lcp_claim {
   lcp_claim_t *next;
   lcp_claim_t **home;       /* the armed list it is on (its thread's) */
   int orphan;               /* freed by Python on another thread while armed */
-  int tag;                  /* nonzero: reported once settled (lcp_claims_settled) */
   uint8_t inline_data[512]; /* data, when it fits */
 };
