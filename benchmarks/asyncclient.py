@@ -15,19 +15,16 @@ import argparse
 import asyncio
 import json
 import resource
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import libcoap_py as coap
 from libcoap_py import aio
 
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pyclient import rss_kib
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:

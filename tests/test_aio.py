@@ -9,7 +9,6 @@ import asyncio
 import concurrent.futures
 import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -120,10 +119,8 @@ def test_timeout_and_reset_are_the_blocking_exceptions(
     async def main() -> None:
         async with aio.Context() as ctx:
             silent = ctx.client_session(silent_peer.uri)
-            started = time.monotonic()
-            with pytest.raises(coap.RequestTimeout):
+            with pytest.raises(coap.RequestTimeout, match=r"within 0\.5 s"):
                 await silent.request("GET", "x", timeout=0.5)
-            assert time.monotonic() - started >= 0.45
             rst = ctx.client_session(rst_peer.uri)
             with pytest.raises(coap.ResetError):
                 await rst.request("GET", "x", timeout=5)
