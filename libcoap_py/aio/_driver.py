@@ -145,8 +145,8 @@ class Driver:
         self.run_pass()
 
     def _look(self) -> None:
-        """Poll the requests a pass may have settled: those whose claims it named, the
-        claim-less ones, and all of them when more were settled than named."""
+        """Complete the requests whose claims the pass settled, and look at the
+        claim-less ones (a CSM wait)."""
         # (A scan of the claims' states: with 64 requests in flight it costs no more than
         # a list of the settled ones kept in C, which was tried and measured.)
         quick = self.quick
