@@ -50,6 +50,7 @@ class Loop:
         "on_close_request",
         "owner",
         "ptr",
+        "watched",
     )
 
     def __init__(self, ptr: Any, on_close_request: Callable[[], None]) -> None:
@@ -66,6 +67,32 @@ class Loop:
         #: (a container the part keeps its pending work in) is not empty; while it is
         #: not, an event loop's driver runs a pass at least ``every`` seconds.
         self.hooks: list[tuple[Sized, Callable[[], None], float]] = []
+        #: What after_io() looks at besides what a call into Python leaves behind (a
+        #: handler's error, a close() asked for): the hand-off's queue and descriptors,
+        #: rate-limited log lines, sessions to release and the hooks' containers. While
+        #: all are empty, a pass that made no call into Python needs no after_io()
+        #: (request()'s quiet answers: lcp_request_claimed's LCP_QUIET).
+        self.watched: tuple[Sized, ...] = ()
+        self._watch()
+
+    def add_hook(self, due: Sized, hook: Callable[[], None], every: float) -> None:
+        """Run ``hook()`` after every pass while ``due`` is not empty (see ``hooks``)."""
+        self.hooks.append((due, hook, every))
+        self._watch()
+
+    def _watch(self) -> None:
+        handoff = self.handoff
+        self.watched = (
+            handoff.queue,
+            handoff.readers,
+            pending_summaries,
+            self.deferred_release,
+            *(due for due, _, _ in self.hooks),
+        )
+
+    def quiet(self) -> bool:
+        """Whether after a pass that called no Python, after_io() has nothing to do."""
+        return not any(self.watched)
 
     # -- guards -----------------------------------------------------------------------------
 
@@ -148,7 +175,8 @@ class Loop:
             if due:
                 hook()
         if self.deferred_release:
-            pending, self.deferred_release = self.deferred_release, []
+            pending = list(self.deferred_release)
+            self.deferred_release.clear()  # (the same list: it is watched)
             for ptr in pending:
                 lib.coap_session_release(ptr)
         if self.close_requested:
@@ -176,6 +204,6 @@ class Loop:
         ptr, self.ptr = self.ptr, None
         for pending_ptr in self.deferred_release:
             lib.coap_session_release(pending_ptr)
-        self.deferred_release = []
+        self.deferred_release.clear()
         lib.coap_set_app_data(ptr, ffi.NULL)
         return ptr

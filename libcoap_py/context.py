@@ -83,14 +83,10 @@ class Context:
         # sessions whose DTLS_CONNECTED the Context raises, server sessions to sweep
         # (libcoap 4.2 frees them without an event), observations' ticks.
         server = self._server
-        loop.hooks.extend(
-            [
-                (server.delayed.awaiting, server.delayed.check, 0.05),
-                (dispatch.connect_watch, dispatch.report_connected, 0.05),
-                (server.sweep_due, server.sweep, 1.0),
-                (self._exchanges.ticks, self._tick, 1.0),
-            ]
-        )
+        loop.add_hook(server.delayed.awaiting, server.delayed.check, 0.05)
+        loop.add_hook(dispatch.connect_watch, dispatch.report_connected, 0.05)
+        loop.add_hook(server.sweep_due, server.sweep, 1.0)
+        loop.add_hook(self._exchanges.ticks, self._tick, 1.0)
 
     def _tick(self) -> None:
         for tick in list(self._exchanges.ticks.values()):

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from helpers.build import LIBCOAP_42
 from helpers.codec import RawMessage, decode_message, encode_message
-from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, client_data
+from helpers.ctools import COAP_CLIENT, NO_CLIENT_REASON, CoapServer, client_data
 from helpers.payloads import binary_payload
 from helpers.peers import Seen
 from helpers.waiting import run_until, wait_until
@@ -780,6 +780,70 @@ def test_call_soon_threadsafe_runs_during_a_blocking_request(serve: Serve) -> No
     assert not helper_error, helper_error
     assert response.payload == b"after the callback"
     assert events == ["callback", "response"]
+
+
+def _requests_until(session: coap.Session, done: threading.Event, limit: float) -> int:
+    """GETs on ``session`` until ``done`` is set or ``limit`` seconds passed; how many."""
+    count = 0
+    deadline = time.monotonic() + limit
+    while not done.is_set() and time.monotonic() < deadline:
+        assert session.request("GET", timeout=TIMEOUT).code == coap.Code.CONTENT
+        count += 1
+    return count
+
+
+def test_call_soon_threadsafe_runs_between_requests_answered_at_once(
+    coap_server: CoapServer,
+) -> None:
+    """Callbacks handed over while request() after request() is answered in its own
+    first pass (no call into Python: the quick way) still run, each within a few
+    requests, with nothing but requests driving the loop."""
+    rounds = 20
+    ran = threading.Event()
+    all_done = threading.Event()
+    late: list[int] = []
+
+    with coap.Context() as ctx:
+        session = ctx.client_session(coap_server.coap_uri)
+        session.request("GET", timeout=TIMEOUT)  # the session is up
+
+        def helper() -> None:
+            for i in range(rounds):
+                ran.clear()
+                ctx.call_soon_threadsafe(ran.set)
+                if not ran.wait(TIMEOUT):
+                    late.append(i)
+                    break
+            all_done.set()
+
+        thread = threading.Thread(target=helper)
+        thread.start()
+        try:
+            requests = _requests_until(session, all_done, 3 * TIMEOUT)
+        finally:
+            all_done.set()
+            thread.join(TIMEOUT)
+    assert not late, f"callback {late[0]} did not run while {requests} requests were answered"
+
+
+def test_add_reader_runs_between_requests_answered_at_once(coap_server: CoapServer) -> None:
+    """Data on a watched descriptor is read while requests are answered in their own
+    first pass, with nothing but requests driving the loop."""
+    read_fd, write_fd = os.pipe()
+    got = threading.Event()
+    try:
+        with coap.Context() as ctx:
+            session = ctx.client_session(coap_server.coap_uri)
+            session.request("GET", timeout=TIMEOUT)
+            ctx.add_reader(read_fd, lambda: (os.read(read_fd, 100), got.set()))
+            writer = threading.Thread(target=os.write, args=(write_fd, b"x"))
+            writer.start()
+            requests = _requests_until(session, got, TIMEOUT)
+            writer.join(TIMEOUT)
+            assert got.is_set(), f"the reader did not run in {requests} requests"
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def test_call_soon_threadsafe_runs_callbacks_in_order() -> None:

@@ -1486,6 +1486,14 @@ lcp_claims_reap(void) {
   }
 }
 
+/* time.monotonic()'s clock, in seconds. */
+static double
+lcp_monotonic(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
 int
 lcp_send_claimed(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *pdu,
                  lcp_claim_t *claim, int wait_ms) {
@@ -1502,6 +1510,7 @@ lcp_send_claimed(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *pdu,
   memcpy(claim->token, info.token, info.token_len);
   claim->token_len = info.token_len;
   claim->request_mid = info.mid;
+  claim->sent_at = lcp_monotonic();
   claim->session = session;
   claim->home = &lcp_armed;
   claim->next = lcp_armed;
@@ -1520,10 +1529,13 @@ lcp_send_claimed(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *pdu,
  * options of blob (packed as lcp_pack_option packs them, sorted by number) and
  * the payload, sent as lcp_send_claimed() sends one. Returns what that returns,
  * or LCP_NO_PDU, LCP_NO_ROOM_OPTION, LCP_NO_ROOM_PAYLOAD (nothing sent, the
- * claim idle). */
+ * claim idle). LCP_QUIET is added to the message ID when the first pass answered
+ * the claim and no call into Python was made meanwhile: request() then returns
+ * the answer with no after_io() when nothing else waits for one (Loop.quiet). */
 #define LCP_NO_PDU (-2)
 #define LCP_NO_ROOM_OPTION (-3)
 #define LCP_NO_ROOM_PAYLOAD (-4)
+#define LCP_QUIET 0x10000
 
 int
 lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_t *claim,
@@ -1531,6 +1543,8 @@ lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_t *c
                     const uint8_t *payload, size_t payload_len, int wait_ms) {
   uint8_t token[8];
   size_t token_len = 0, at = 0;
+  unsigned int calls = lcp_py_calls;
+  int mid;
   coap_pdu_t *pdu = lcp_new_request(session, type, code, token, &token_len);
   if (!pdu)
     return LCP_NO_PDU;
@@ -1549,7 +1563,10 @@ lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_t *c
     coap_delete_pdu(pdu);
     return LCP_NO_ROOM_PAYLOAD;
   }
-  return lcp_send_claimed(ctx, session, pdu, claim, wait_ms);
+  mid = lcp_send_claimed(ctx, session, pdu, claim, wait_ms);
+  if (mid >= 0 && claim->state == 1 && lcp_py_calls == calls)
+    mid |= LCP_QUIET;
+  return mid;
 }
 
 /* Copy the response into the claim (its token, payload and options, one after

@@ -95,6 +95,9 @@ _NOT_SENT = {
     lib.LCP_NO_ROOM_OPTION: "the request's options do not fit in one PDU of this session",
     lib.LCP_NO_ROOM_PAYLOAD: REFUSED_PAYLOAD,
 }
+_IN_HANDLER = (
+    "request() waits for its response and cannot run inside a handler; use session.send(pdu) there"
+)
 _PREPARED_MAX = 64  # (method, path) pairs cached per session
 _monotonic = time.monotonic
 _log = logging.getLogger("libcoap_py")
@@ -109,6 +112,9 @@ _gc = ffi.gc
 _owned_new = PDU._owned_new
 _ceil = math.ceil
 _request_claimed = lib.lcp_request_claimed
+_MID_MAX = 0xFFFF  # above: lcp_request_claimed's LCP_QUIET was added
+assert lib.LCP_QUIET == _MID_MAX + 1
+_any = any
 
 
 def _option_number(item: tuple[int, bytes]) -> int:
@@ -475,25 +481,32 @@ class Session:
         block-wise transfer breaks off midway (never a truncated body), and
         re-raises what a handler raised meanwhile.
         """
-        if not self._proto_dtls or self._established():
-            started = _monotonic()
-            try:
-                return self._request_once(
-                    method, path, payload, query, options, content_format, accept,
-                    confirmable, timeout, block_size, token, progress,
-                )  # fmt: skip
-            except DTLSError:
-                # The session was replaced meanwhile, and libcoap abandoned the new
-                # one's handshake: the steps below try again in the time left.
-                limit = self.max_transmit_wait() + 1.0 if timeout is None else timeout
-                timeout = started + limit - _monotonic()
-                if not self._handshake_abandoned() or timeout < _MIN_HANDSHAKE_S:
-                    raise
+        if (
+            path.__class__ is str
+            and query is None
+            and not options
+            and content_format is None
+            and accept is None
+            and token is None
+            and block_size is None
+            and _LIBCOAP_BLOCKS
+            and (not payload or (payload.__class__ is bytes and not self._reliable))
+            and (not self._proto_dtls or self._established())
+        ):
+            # The common case: no extra options, a body (if any) that fits one PDU, no
+            # handshake to watch. Built, sent and given its first pass in one C call.
+            response = self._request_plain(method, path, payload, confirmable, timeout)
+            if response is not None:
+                if progress is not None:
+                    progress(len(response.payload), len(response.payload))
+                return response
         args = (
             method, path, payload, query, options, content_format, accept, confirmable,
             timeout, block_size, token, progress,
         )  # fmt: skip
-        return self._drive(self._request_steps(args, WAIT_SLICE_MS))
+        if self._proto_dtls:
+            return self._drive(self._request_steps(args, WAIT_SLICE_MS))
+        return self._drive(self._once_steps(args, WAIT_SLICE_MS))
 
     def _established(self) -> bool:
         """Whether the C session is established, with no renewal due (request()'s quick
@@ -512,7 +525,7 @@ class Session:
     # done (or raises: it is thrown into the generator), then resumes the generator,
     # which reads the answer. ``_drive`` is the blocking driver; ``libcoap_py.aio``
     # drives the same steps from an asyncio event loop. Only the blocking common
-    # case (``_request_once``, answered in the send's own first pass) takes no step.
+    # case (``_request_plain``, answered in the send's own first pass) takes no step.
 
     def _drive(self, steps: Steps[T]) -> T:
         """Run ``steps`` on this thread: the loop runs while each Waiting waits."""
@@ -598,60 +611,53 @@ class Session:
             and _monotonic() - self._born >= _MIN_HANDSHAKE_S
         )
 
-    def _request_once(
+    def _request_plain(
         self,
         method: str | Code | int,
         path: str,
         payload: bytes | bytearray | memoryview | str,
-        query: str | Iterable[str] | None,
-        options: Iterable[tuple[int, OptionValue]],
-        content_format: ContentFormat | int | None,
-        accept: ContentFormat | int | None,
         confirmable: bool,
         timeout: float | None,
-        block_size: int | None,
-        token: bytes | None,
-        progress: ProgressCallback | None,
-    ) -> Response:
-        """request() without DTLS, blocking: the common case answered in the send's own
-        first pass takes no step (see _drive)."""
+    ) -> Response | None:
+        """request()'s common case (the caller checked it), blocking: answered in the
+        send's own first pass it takes no step (see _drive). None when the body does
+        not fit one PDU (nothing was sent)."""
         ptr = self._live()
-        if (
-            path.__class__ is str
-            and query is None
-            and not options
-            and content_format is None
-            and accept is None
-            and token is None
-            and block_size is None
-            and _LIBCOAP_BLOCKS
-            and (not payload or (payload.__class__ is bytes and not self._reliable))
-            and not self._loop.dispatching
-        ):
-            if (timeout is None or timeout >= _WAIT_SLICE_S) and self._handshake_deadline is None:
-                first = WAIT_SLICE_MS
-            else:
-                first = self._first_pass_ms(timeout, None)
-            sent = self._send_plain(ptr, method, path, payload, confirmable, first)
-            if sent is not None:
-                claim, mid, started = sent
-                if claim.ptr.state == 1:  # answered in the first pass
-                    try:
-                        response = self._exchanges.take(claim)
-                    finally:
-                        self._loop.after_io()
-                else:
-                    response = self._drive(
-                        self._answer_steps(ptr, claim, mid, timeout, None, started, True)
-                    )
-                if progress is not None:
-                    progress(len(response.payload), len(response.payload))
-                return response
-        args = (
-            method, path, payload, query, options, content_format, accept, confirmable,
-            timeout, block_size, token, progress,
-        )  # fmt: skip
-        return self._drive(self._once_steps(args, WAIT_SLICE_MS))
+        loop = self._loop
+        if loop.dispatching:
+            raise CoapError(_IN_HANDLER)
+        if (timeout is None or timeout >= _WAIT_SLICE_S) and self._handshake_deadline is None:
+            first = WAIT_SLICE_MS
+        else:
+            first = self._first_pass_ms(timeout, None)
+        sent = self._send_plain(ptr, method, path, payload, confirmable, first)
+        if sent is None:
+            return None
+        claim, mid = sent
+        if mid > _MID_MAX and not _any(loop.watched):
+            # Answered in the first pass, which made no call into Python, and nothing
+            # else waits for after_io(): the whole request was one C call.
+            return self._exchanges.take(claim)
+        if claim.ptr.state == 1:  # answered in the first pass
+            try:
+                return self._exchanges.take(claim)
+            finally:
+                loop.after_io()
+        started = claim.ptr.sent_at
+        try:
+            return self._drive(self._answer_steps(ptr, claim, mid, timeout, None, started, True))
+        except DTLSError:
+            # The session was replaced meanwhile, and libcoap abandoned the new one's
+            # handshake: request()'s steps try again in the time left.
+            limit = self.max_transmit_wait() + 1.0 if timeout is None else timeout
+            left = started + limit - _monotonic()
+            if not self._proto_dtls or not self._handshake_abandoned() or left < _MIN_HANDSHAKE_S:
+                raise
+            args = (
+                method, path, payload, None, (), None, None, confirmable, left, None, None,
+                None,
+            )  # fmt: skip
+            return self._drive(self._request_steps(args, WAIT_SLICE_MS))
 
     def _send_plain(
         self,
@@ -661,11 +667,13 @@ class Session:
         payload: bytes | bytearray | memoryview | str,
         confirmable: bool,
         first_ms: int,
-    ) -> tuple[Claim, int, float] | None:
+    ) -> tuple[Claim, int] | None:
         """request()'s common case (no extra options, a body, if any, that fits one PDU;
         the caller checked the rest): built, sent and given a first pass of up to
-        ``first_ms`` (< 0: none) in one C call (lcp_request_claimed). Returns the claim,
-        the message ID and when it was sent; None when the body does not fit."""
+        ``first_ms`` (< 0: none) in one C call (lcp_request_claimed). Returns the claim
+        and the message ID, plus LCP_QUIET when the pass answered and called no Python
+        (the claim holds when it was sent: ``sent_at``); None when the body does not
+        fit."""
         # Code and options depend only on (method, path): prepared once per session.
         prepared = self._prepared.get((method, path))
         if prepared is None:
@@ -674,7 +682,6 @@ class Session:
         body = payload if payload.__class__ is bytes else b""  # else: an empty one
         if body and len(body) > _max_pdu_size(ptr) - room:
             return None
-        started = _monotonic()
         exchanges = self._exchanges
         idle = exchanges.idle
         claim = idle.pop() if idle else exchanges.claim()
@@ -689,7 +696,7 @@ class Session:
         if mid < 0:
             exchanges.retire(claim)
             check(mid, _NOT_SENT.get(mid) or self._send_failure, zero_ok=True)
-        return claim, mid, started
+        return claim, mid
 
     def _once_steps(self, args: RequestArgs, first_ms: int) -> Steps[Response]:
         """request() with one handshake at most, as steps. ``first_ms``: how long the
@@ -700,10 +707,7 @@ class Session:
         ) = args  # fmt: skip
         ptr = self._live()
         if first_ms >= 0 and self._loop.dispatching:
-            raise CoapError(
-                "request() waits for its response and cannot run inside a handler; "
-                "use session.send(pdu) there"
-            )
+            raise CoapError(_IN_HANDLER)
         if first_ms >= 0:
             if (timeout is None or timeout >= _WAIT_SLICE_S) and self._handshake_deadline is None:
                 first_ms = WAIT_SLICE_MS
@@ -722,7 +726,7 @@ class Session:
         ):
             sent = self._send_plain(ptr, method, path, payload, confirmable, first_ms)
             if sent is not None:
-                claim, mid, started = sent
+                claim, mid = sent
                 if claim.ptr.state == 1:  # answered in the first pass
                     try:
                         response = self._exchanges.take(claim)
@@ -730,7 +734,7 @@ class Session:
                         self._loop.after_io()
                 else:
                     response = yield from self._answer_steps(
-                        ptr, claim, mid, timeout, None, started, first_ms >= 0
+                        ptr, claim, mid, timeout, None, claim.ptr.sent_at, first_ms >= 0
                     )
                 if progress is not None:
                     progress(len(response.payload), len(response.payload))
@@ -1329,7 +1333,11 @@ def send_plain(
     ):
         return None
     ptr = session._live()
-    return session._send_plain(ptr, method, path, payload, confirmable, -1)
+    sent = session._send_plain(ptr, method, path, payload, confirmable, -1)
+    if sent is None:
+        return None
+    claim, mid = sent  # (no pass: never LCP_QUIET)
+    return claim, mid, claim.ptr.sent_at
 
 
 def plain_waiting(session: Session, claim: Claim, mid: int, wait: float, started: float) -> Waiting:

@@ -125,10 +125,12 @@ int lcp_send_claimed(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *p
                      lcp_claim_t *claim, int wait_ms);
 /* request()'s common case: the PDU built from a prepared blob of packed options
  * (lcp_pack_option) and a payload, then as lcp_send_claimed. Besides its results:
- * LCP_NO_PDU, LCP_NO_ROOM_OPTION, LCP_NO_ROOM_PAYLOAD (nothing sent). */
+ * LCP_NO_PDU, LCP_NO_ROOM_OPTION, LCP_NO_ROOM_PAYLOAD (nothing sent). A message ID
+ * has LCP_QUIET added when the first pass answered and called no Python. */
 #define LCP_NO_PDU ...
 #define LCP_NO_ROOM_OPTION ...
 #define LCP_NO_ROOM_PAYLOAD ...
+#define LCP_QUIET ...
 int lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_t *claim,
                         int type, int code, const uint8_t *blob, size_t blob_len,
                         const uint8_t *payload, size_t payload_len, int wait_ms);

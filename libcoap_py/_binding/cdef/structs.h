@@ -72,6 +72,7 @@ struct lcp_claim {
   size_t data_len;          /* lcp_pdu_pack_options() packs them */
   uint8_t token[8];
   int request_mid;
+  double sent_at;           /* when it was sent: CLOCK_MONOTONIC seconds */
   const void *session;      /* NULL: not armed */
   size_t cap;               /* of data */
   lcp_claim_t *next;
