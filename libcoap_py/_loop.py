@@ -34,6 +34,7 @@ __all__ = ["Loop"]
 _io_process = lib.lcp_io_process
 _io_wait = lib.lcp_io_wait
 _send_claimed = lib.lcp_send_claimed
+_any = any
 
 
 class Loop:
@@ -126,7 +127,9 @@ class Loop:
         result: int = _io_process(self.ptr, wait_ms)
         self.in_io = False
         self.after_io()
-        return check(result, IO_FAILED, zero_ok=True)
+        if result < 0:
+            check(result, IO_FAILED, zero_ok=True)
+        return result
 
     def wait(self, claim: Any, wait_ms: int) -> int:
         """``io()`` for a blocking request: passes in C (lcp_io_wait) until ``claim`` is
@@ -166,6 +169,18 @@ class Loop:
             self.error = error
 
     def after_io(self) -> None:
+        if _any(self.watched):
+            self._run_watched()
+        if self.close_requested:
+            self.close_requested = False
+            self.on_close_request()
+        error = self.error
+        if error is not None:
+            self.error = None
+            raise error
+
+    def _run_watched(self) -> None:
+        """after_io()'s part for what ``watched`` holds (some of it is not empty)."""
         handoff = self.handoff
         if handoff.queue or handoff.readers:
             handoff.run(self.store_error)
@@ -179,13 +194,6 @@ class Loop:
             self.deferred_release.clear()  # (the same list: it is watched)
             for ptr in pending:
                 lib.coap_session_release(ptr)
-        if self.close_requested:
-            self.close_requested = False
-            self.on_close_request()
-        error = self.error
-        if error is not None:
-            self.error = None
-            raise error
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -129,10 +129,17 @@ def _registry() -> Mapping[int, OptionSpec]:
 
 #: Registered options by number (every ``OptionNumber``).
 REGISTRY: Mapping[int, OptionSpec] = _registry()
-# encode_option()'s common case, a str for a string option (Uri-Path, Uri-Query, ...):
-# its length bounds, by number.
-_STRING_LENGTHS: dict[int, tuple[int, int]] = {
-    n: (s.min_length, s.max_length) for n, s in REGISTRY.items() if s.format is OptionFormat.STRING
+# encode_option()'s common cases, by the value's type: a str for a string option
+# (Uri-Path, Uri-Query, ...), bytes for any registered option. By number: the length
+# bounds, and the number as an int.
+_NUMBER_TYPES = frozenset({int, OptionNumber})
+_QUICK: dict[type, dict[int, tuple[int, int, int]]] = {
+    str: {
+        n: (s.min_length, s.max_length, n)
+        for n, s in REGISTRY.items()
+        if s.format is OptionFormat.STRING
+    },
+    bytes: {n: (s.min_length, s.max_length, n) for n, s in REGISTRY.items()},
 }
 
 
@@ -218,14 +225,16 @@ def encode_option(number: int, value: OptionValue | None) -> Option:
     both naming the option. Unregistered numbers take any of bytes, str (UTF-8)
     and int (minimal big-endian uint). ``RawValue`` bytes skip the checks.
     """
-    if value.__class__ is str and number.__class__ is int:
-        # The common case first (a path segment): about a third of the full checks' cost
-        # on the path of every request a handler builds (benchmarks: send in handler).
-        limits = _STRING_LENGTHS.get(number)
+    quick = _QUICK.get(value.__class__)
+    if quick is not None and number.__class__ in _NUMBER_TYPES:
+        # The common cases first (a path segment, as str or bytes): about a third of the
+        # full checks' cost on the path of every request a handler builds (benchmarks:
+        # send in handler).
+        limits = quick.get(number)
         if limits is not None:
-            data = value.encode("utf-8")
-            if limits[0] <= len(data) <= limits[1]:
-                return number, data
+            data = value.encode("utf-8") if value.__class__ is str else value
+            if limits[0] <= len(data) <= limits[1]:  # type: ignore[arg-type]
+                return limits[2], data  # type: ignore[return-value]
     if (
         not isinstance(number, int)
         or isinstance(number, bool)

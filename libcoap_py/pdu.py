@@ -16,6 +16,7 @@ from .options import Option, OptionAccessors, OptionValue, encode_option
 
 if TYPE_CHECKING:
     from .client.session import Session
+    from .context import Context
 
 __all__ = ["PDU", "Option", "OptionValue", "Response", "encode_option"]
 
@@ -29,6 +30,7 @@ _OPTION_HEAD = struct.Struct(">HI")  # a packed option's number and value length
 _gc = ffi.gc
 _object_new = object.__new__
 _delete_pdu = lib.coap_delete_pdu
+_add_option = lib.coap_add_option
 
 
 def _number_of(option: Option) -> int:
@@ -219,6 +221,7 @@ class PDU(OptionAccessors):
     """
 
     __slots__ = (
+        "_context",
         "_info",
         "_options",
         "_owned",
@@ -232,6 +235,7 @@ class PDU(OptionAccessors):
 
     # A borrowed PDU sets only _info, _owned, _ptr, _reader and _state; an owned one
     # all but _reader.
+    _context: Context
     _info: Any
     _options: list[Option]
     _owned: bool
@@ -248,12 +252,13 @@ class PDU(OptionAccessors):
     # -- construction (internal) ------------------------------------------------------------
 
     @classmethod
-    def _owned_new(cls, ptr: Any, session: Session, token_len: int) -> PDU:
+    def _owned_new(cls, ptr: Any, session: Session, context: Context, token_len: int) -> PDU:
         self = _object_new(cls)
         # Freed with the wrapper unless send() hands it to libcoap (which detaches this).
         self._ptr = _gc(ptr, _delete_pdu)
         self._owned = True
         self._session = session
+        self._context = context
         self._state = "new"
         self._token_len = token_len
         self._options = []
@@ -281,7 +286,7 @@ class PDU(OptionAccessors):
         ptr = self._ptr
         if ptr is None:
             raise CoapError(f"this PDU can no longer be used: {self._state}")
-        if self._owned and self._session.context.closed:
+        if self._owned and self._context.closed:
             raise CoapError("this PDU can no longer be used: its Context was closed")
         return ptr
 
@@ -364,8 +369,9 @@ class PDU(OptionAccessors):
 
     def add_option(self, number: int, value: OptionValue = b"") -> None:
         """Add an option; ints are sent as uint, str as UTF-8. Repeats keep their order."""
-        self._check_own()
-        self._live()
+        if not self._owned or self._ptr is None or self._context.closed:
+            self._check_own()
+            self._live()
         self._options.append(encode_option(number, value))
 
     def _check_own(self) -> None:
@@ -373,8 +379,11 @@ class PDU(OptionAccessors):
             raise CoapError("a received PDU is read-only")
 
     def _materialise(self, session_ptr: Any) -> Any:
-        """Write options and payload into the C PDU before it is sent; returns the pointer."""
-        ptr = self._live()
+        """Write options and payload into the C PDU before it is sent; returns the pointer
+        (None: sent already). The caller checked the Context is open."""
+        ptr = self._ptr
+        if ptr is None:
+            return None
         options = self._options
         if options:
             if len(options) > 1:
@@ -408,7 +417,7 @@ _NO_ROOM = "option {} does not fit in the PDU"
 
 def write_options(ptr: Any, options: Iterable[Option]) -> None:
     """Add options (sorted by number) to a C PDU."""
-    add = lib.coap_add_option
+    add = _add_option
     for number, value in options:
         if not add(ptr, number, len(value), value):
             raise CoapError(_NO_ROOM.format(number))

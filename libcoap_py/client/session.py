@@ -218,7 +218,7 @@ class Session:
         self._connect = connect
         self._renew_due = False
         self.uri = uri
-        self._send_failure = f"libcoap could not send the request to {uri}"
+        self._send_failure = f"libcoap could not send the message to {uri}"
         self._keep = keep  # C buffers libcoap may still point into (PSK, PKI)
         self._token = ffi.new("uint8_t[8]")
         self._token_len = ffi.new("size_t *")
@@ -1204,18 +1204,20 @@ class Session:
         if mid is not None and not 0 <= mid <= 0xFFFF:
             raise ValueError(f"a message ID is 0..65535, not {mid!r}")
         if token is None:
-            pdu_ptr = _new_request(ptr, kind, method, self._token, self._token_len)
-            length = self._token_len[0]
+            token_len = self._token_len
+            pdu_ptr = _new_request(ptr, kind, method, self._token, token_len)
+            length = token_len[0]
         else:
             token = bytes(token)
             if len(token) > 8:
                 raise ValueError(f"a token has at most 8 bytes, not {len(token)}")
             pdu_ptr = lib.lcp_new_request_with_token(ptr, kind, method, token, len(token))
             length = len(token)
-        check(pdu_ptr, NO_PDU)
+        if not pdu_ptr:
+            check(pdu_ptr, NO_PDU)
         if mid is not None:
             lib.lcp_pdu_set_mid(pdu_ptr, mid)
-        return _owned_new(pdu_ptr, self, length)
+        return _owned_new(pdu_ptr, self, self._context, length)
 
     def send(self, pdu: PDU) -> int:
         """Hand a PDU to libcoap (which sends it from ``run_once()``); returns its message ID.
@@ -1236,7 +1238,8 @@ class Session:
         pdu._ptr = None
         pdu._state = "sent (send() consumed it)"
         mid: int = _coap_send(ptr, c_pdu)
-        check(mid, lambda: f"libcoap could not send the PDU to {self.uri}", zero_ok=True)
+        if mid < 0:
+            check(mid, self._send_failure, zero_ok=True)
         return mid
 
     # -- callbacks from the Context ---------------------------------------------------------
