@@ -126,7 +126,8 @@ class Loop:
         self.in_io = True
         result: int = _io_process(self.ptr, wait_ms)
         self.in_io = False
-        self.after_io()
+        if _any(self.watched) or self.close_requested or self.error is not None:
+            self.after_io()  # (its quick test, inline: the handler loop's every pass)
         if result < 0:
             check(result, IO_FAILED, zero_ok=True)
         return result

@@ -278,7 +278,7 @@ class Context:
         (milliseconds spent).
         """
         loop = self._loop
-        if not loop.owned:
+        if loop.owner != _get_ident() or loop.ptr is None:  # (Loop.owned, inline)
             loop.enter()  # raises
         if loop.dispatching:
             raise CoapError("run_once() cannot be called from inside a handler")

@@ -388,7 +388,11 @@ class PDU(OptionAccessors):
         if options:
             if len(options) > 1:
                 options = sorted(options, key=_number_of)
-            write_options(ptr, options)
+                write_options(ptr, options)
+            else:  # (write_options, inline: one Uri-Path, say)
+                number, value = options[0]
+                if not _add_option(ptr, number, len(value), value):
+                    raise CoapError(_NO_ROOM.format(number))
         if self._payload:
             max_pdu = lib.coap_session_max_pdu_size(session_ptr)
             check_fits(max_pdu, self._token_len, options, len(self._payload))

@@ -1198,7 +1198,9 @@ class Session:
         was, over a new session (a server that recognises retransmissions, such as
         the data service, then answers it as the first copy).
         """
-        ptr = self._live()
+        ptr = self._ptr
+        if self._loop.owner != _get_ident() or ptr is None or self._check_alive:
+            ptr = self._checked()  # (_live(), inline: every PDU a handler loop sends)
         kind = type if type.__class__ is MessageType else MessageType(type)
         method = code if code.__class__ is Code else check_code(code)
         if mid is not None and not 0 <= mid <= 0xFFFF:
@@ -1225,7 +1227,9 @@ class Session:
         The PDU is consumed: using it afterwards raises ``CoapError``.
         Responses arrive at the Context's response handler.
         """
-        ptr = self._live()
+        ptr = self._ptr
+        if self._loop.owner != _get_ident() or ptr is None or self._check_alive:
+            ptr = self._checked()  # (_live(), inline)
         if not isinstance(pdu, PDU) or not pdu._owned:
             raise TypeError("send() takes a PDU made by Session.new_pdu()")
         if pdu._session is not self:
