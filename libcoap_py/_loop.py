@@ -91,10 +91,6 @@ class Loop:
             *(due for due, _, _ in self.hooks),
         )
 
-    def quiet(self) -> bool:
-        """Whether after a pass that called no Python, after_io() has nothing to do."""
-        return not any(self.watched)
-
     # -- guards -----------------------------------------------------------------------------
 
     def enter(self) -> Any:

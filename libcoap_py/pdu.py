@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._binding import ffi, lib
 from .codes import CODE_BY_BYTE as _CODES
 from .codes import Code, MessageType
-from .errors import REFUSED_PAYLOAD, CoapError, PayloadTooLargeError, check
+from .errors import NO_PDU, REFUSED_PAYLOAD, CoapError, PayloadTooLargeError, check
 from .linkformat import Link, parse_link_format
 from .options import MAX_OPTION_NUMBER as MAX_OPTION_NUMBER
 from .options import Option, OptionAccessors, OptionValue, encode_option
@@ -31,6 +31,15 @@ _gc = ffi.gc
 _object_new = object.__new__
 _delete_pdu = lib.coap_delete_pdu
 _add_option = lib.coap_add_option
+_send_new = lib.lcp_send_new
+_coap_send = lib.coap_send
+#: ``_ptr`` of an owned PDU libcoap has not made yet (see PDU._unbuilt).
+_UNBUILT: Any = type("Unbuilt", (), {"__repr__": lambda self: "<unbuilt PDU>"})()
+_SENT = "sent (send() consumed it)"
+_NO_PDU, _NO_ROOM_OPTION = lib.LCP_NO_PDU, lib.LCP_NO_ROOM_OPTION
+#: ``build(type, code)``: a new request PDU of the session (its C pointer, owned by
+#: the caller) and its token's length; raises what the session's guard raises.
+PduBuilder = Callable[[int, int], "tuple[Any, int]"]
 
 
 def _number_of(option: Option) -> int:
@@ -228,6 +237,7 @@ class PDU(OptionAccessors):
         "_payload",
         "_ptr",
         "_reader",
+        "_recipe",
         "_session",
         "_state",
         "_token_len",
@@ -242,6 +252,7 @@ class PDU(OptionAccessors):
     _payload: bytes
     _ptr: Any
     _reader: _OptionReader | None
+    _recipe: tuple[PduBuilder, int, int] | None
     _session: Session
     _state: str
     _token_len: int
@@ -264,7 +275,78 @@ class PDU(OptionAccessors):
         self._options = []
         self._payload = b""
         self._info = None
+        self._recipe = None
         return self
+
+    @classmethod
+    def _unbuilt(
+        cls, session: Session, context: Context, build: PduBuilder, kind: int, code: int
+    ) -> PDU:
+        """An owned PDU with a fresh message ID and token that libcoap makes only when
+        it is needed: when a field is read, or a payload sent (``_build``); ``_send``
+        without a payload makes and sends it in one call (lcp_send_new)."""
+        self = _object_new(cls)
+        self._ptr = _UNBUILT
+        self._owned = True
+        self._session = session
+        self._context = context
+        self._state = "new"
+        self._token_len = 0
+        self._options = []
+        self._payload = b""
+        self._info = None
+        self._recipe = (build, kind, code)
+        return self
+
+    def _build(self) -> Any:
+        """Have libcoap make an unbuilt PDU now (see _unbuilt)."""
+        recipe = self._recipe
+        assert recipe is not None
+        build, kind, code = recipe
+        ptr, self._token_len = build(kind, code)
+        self._ptr = ptr = _gc(ptr, _delete_pdu)
+        self._recipe = None
+        return ptr
+
+    def _send(self, session: Session, session_ptr: Any, failure: str) -> int:
+        """Hand this owned PDU to libcoap (``Session.send``; ``session_ptr`` is live):
+        consumed, sent or not. Returns the message ID; ``failure``: the error's text
+        when libcoap refuses it."""
+        if not self._owned:
+            raise TypeError("send() takes a PDU made by Session.new_pdu()")
+        if self._session is not session:
+            raise CoapError("this PDU was made for another session")
+        ptr = self._ptr
+        if ptr is _UNBUILT and not self._payload:
+            # The common case (a fresh request, options only): made and sent in one call.
+            recipe = self._recipe
+            assert recipe is not None
+            options = self._options
+            if not options:
+                blob = b""
+            elif len(options) == 1:
+                number, value = options[0]
+                blob = _OPTION_HEAD.pack(number, len(value)) + value
+            else:
+                blob = pack_options(sorted(options, key=_number_of))
+            self._ptr, self._state, self._recipe = None, _SENT, None
+            mid: int = _send_new(session_ptr, recipe[1], recipe[2], blob, len(blob))
+            if mid < 0:
+                if mid == _NO_ROOM_OPTION:
+                    raise CoapError("the PDU's options do not fit in one PDU of this session")
+                check(mid, NO_PDU if mid == _NO_PDU else failure, zero_ok=True)
+            return mid
+        c_pdu = self._materialise(session_ptr) if self._options or self._payload else ptr
+        if c_pdu is None:
+            self._live()  # raises: sent already
+        if c_pdu is _UNBUILT:
+            c_pdu = self._build()
+        _gc(c_pdu, None)  # libcoap's from here on
+        self._ptr, self._state = None, _SENT
+        mid = _coap_send(session_ptr, c_pdu)
+        if mid < 0:
+            check(mid, failure, zero_ok=True)
+        return mid
 
     @classmethod
     def _borrowed(cls, ptr: Any, reader: _OptionReader, info: Any) -> PDU:
@@ -286,9 +368,17 @@ class PDU(OptionAccessors):
         ptr = self._ptr
         if ptr is None:
             raise CoapError(f"this PDU can no longer be used: {self._state}")
-        if self._owned and self._context.closed:
-            raise CoapError("this PDU can no longer be used: its Context was closed")
+        if self._owned:
+            if self._context.closed:
+                raise CoapError("this PDU can no longer be used: its Context was closed")
+            if ptr is _UNBUILT:
+                ptr = self._build()
         return ptr
+
+    def _check_usable(self) -> None:
+        """_live()'s checks without making an unbuilt PDU."""
+        if self._ptr is None or (self._owned and self._context.closed):
+            self._live()  # raises
 
     def _read_info(self) -> Any:
         """The PDU's fields (lcp_pdu_info_t): read for a handler's PDU (which cannot
@@ -341,7 +431,7 @@ class PDU(OptionAccessors):
     def options(self) -> list[Option]:
         """Options as (number, bytes), in wire order (by number, repeats in order)."""
         if self._owned:
-            self._live()
+            self._check_usable()
             return sorted(self._options, key=lambda o: o[0])
         assert self._reader is not None
         return self._reader.read(self._live())
@@ -356,7 +446,7 @@ class PDU(OptionAccessors):
     @property
     def payload(self) -> bytes:
         if self._owned:
-            self._live()
+            self._check_usable()
             return self._payload
         info = self._read_info()
         return bytes(ffi.buffer(info.payload, info.payload_len)) if info.payload_len else b""
@@ -364,14 +454,14 @@ class PDU(OptionAccessors):
     @payload.setter
     def payload(self, value: bytes | bytearray | memoryview | str) -> None:
         self._check_own()
-        self._live()
+        self._check_usable()
         self._payload = value.encode("utf-8") if isinstance(value, str) else bytes(value)
 
     def add_option(self, number: int, value: OptionValue = b"") -> None:
         """Add an option; ints are sent as uint, str as UTF-8. Repeats keep their order."""
         if not self._owned or self._ptr is None or self._context.closed:
             self._check_own()
-            self._live()
+            self._check_usable()
         self._options.append(encode_option(number, value))
 
     def _check_own(self) -> None:
@@ -384,6 +474,8 @@ class PDU(OptionAccessors):
         ptr = self._ptr
         if ptr is None:
             return None
+        if ptr is _UNBUILT:
+            ptr = self._build()
         options = self._options
         if options:
             if len(options) > 1:

@@ -963,6 +963,84 @@ def test_new_pdu_mid_and_token_go_on_the_wire(
     assert answers == [(int(coap.Code.CHANGED), expected_token, sent_mid, b"given ids")]
 
 
+def test_fresh_pdus_go_on_the_wire_as_built(serve: Serve) -> None:
+    """PDUs from new_pdu() without given IDs (libcoap makes them only when needed: at
+    send() when nothing was read, or when a field is read first) reach the server with
+    their options, in order, and payload; each with its own message ID and token."""
+    seen: list[Seen] = []
+
+    def setup(ctx: coap.Context) -> int:
+        @ctx.resource("a/b", methods=("GET", "POST"))
+        def handler(request: coap.Request, response: coap.ServerResponse) -> None:
+            seen.append(Seen.of(request))
+            response.payload = request.payload
+
+        return ctx.add_endpoint("coap://127.0.0.1:0").port
+
+    port = serve(setup)
+    answers: list[tuple[int, bytes, int]] = []
+    with coap.Context() as ctx:
+
+        @ctx.register_response_handler
+        def on_response(session: Any, sent: Any, received: coap.PDU, msg_id: int) -> None:
+            answers.append((int(received.code), received.token, received.mid))
+
+        session = ctx.client_session(f"coap://127.0.0.1:{port}")
+        sent: list[tuple[int, bytes | None]] = []
+        # Options only, added out of order (Uri-Query before Uri-Path): one C call.
+        pdu = session.new_pdu(coap.MessageType.CON, coap.Code.GET)
+        pdu.add_option(coap.OptionNumber.URI_QUERY, "x=1")
+        pdu.add_option(coap.OptionNumber.URI_PATH, "a")
+        pdu.add_option(coap.OptionNumber.URI_PATH, b"b")
+        assert pdu.options[0] == (int(coap.OptionNumber.URI_PATH), b"a")  # (still unbuilt)
+        sent.append((session.send(pdu), None))
+        # Its type and token read first: made then, sent as it was read.
+        pdu = session.new_pdu(coap.MessageType.NON, coap.Code.GET)
+        assert pdu.type is coap.MessageType.NON
+        token = pdu.token
+        pdu.add_option(coap.OptionNumber.URI_PATH, "a")
+        pdu.add_option(coap.OptionNumber.URI_PATH, "b")
+        sent.append((session.send(pdu), token))
+        # With a payload.
+        pdu = session.new_pdu(coap.MessageType.CON, coap.Code.POST)
+        pdu.add_option(coap.OptionNumber.URI_PATH, "a")
+        pdu.add_option(coap.OptionNumber.URI_PATH, "b")
+        pdu.payload = b"body"
+        sent.append((session.send(pdu), None))
+        assert run_until(ctx, lambda: len(answers) == 3, TIMEOUT)
+        with pytest.raises(coap.CoapError, match="sent"):
+            session.send(pdu)  # consumed
+    assert [(s.path, s.query, s.payload) for s in seen] == [
+        ("a/b", ("x=1",), b""),
+        ("a/b", (), b""),
+        ("a/b", (), b"body"),
+    ]
+    assert [s.mid for s in seen] == [mid for mid, _ in sent]
+    assert seen[1].token == sent[1][1]
+    assert seen[1].type == int(coap.MessageType.NON)
+    assert len({s.token for s in seen}) == 3
+    assert sorted(token for _, token, _ in answers) == sorted(s.token for s in seen)
+
+
+def test_a_fresh_pdu_whose_options_do_not_fit_is_refused(free_udp_port: int) -> None:
+    with coap.Context() as ctx:
+        session = ctx.client_session(f"coap://127.0.0.1:{free_udp_port}")
+        pdu = session.new_pdu(coap.MessageType.CON, coap.Code.GET)
+        for _ in range(8):
+            pdu.add_option(coap.OptionNumber.URI_PATH, "x" * 250)
+        with pytest.raises(coap.CoapError, match="do not fit"):
+            session.send(pdu)
+        with pytest.raises(coap.CoapError, match="sent"):
+            session.send(pdu)  # consumed all the same
+        fresh = session.new_pdu(coap.MessageType.CON, coap.Code.GET)
+        session.close()
+        with pytest.raises(coap.CoapError, match="closed"):
+            session.send(fresh)
+        kept = ctx.client_session(f"coap://127.0.0.1:{free_udp_port}").new_pdu()
+    with pytest.raises(coap.CoapError, match="Context was closed"):
+        kept.add_option(coap.OptionNumber.URI_PATH, "late")
+
+
 def test_new_pdu_refuses_ids_out_of_range(free_udp_port: int) -> None:
     with coap.Context() as ctx:
         session = ctx.client_session(f"coap://127.0.0.1:{free_udp_port}")

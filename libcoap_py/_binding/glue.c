@@ -1525,29 +1525,25 @@ lcp_send_claimed(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *pdu,
   return mid;
 }
 
-/* request()'s common case in one call: a request PDU with a fresh token, the
- * options of blob (packed as lcp_pack_option packs them, sorted by number) and
- * the payload, sent as lcp_send_claimed() sends one. Returns what that returns,
- * or LCP_NO_PDU, LCP_NO_ROOM_OPTION, LCP_NO_ROOM_PAYLOAD (nothing sent, the
- * claim idle). LCP_QUIET is added to the message ID when the first pass answered
- * the claim and no call into Python was made meanwhile: request() then returns
- * the answer with no after_io() when nothing else waits for one (Loop.quiet). */
 #define LCP_NO_PDU (-2)
 #define LCP_NO_ROOM_OPTION (-3)
 #define LCP_NO_ROOM_PAYLOAD (-4)
 #define LCP_QUIET 0x10000
 
-int
-lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_t *claim,
-                    int type, int code, const uint8_t *blob, size_t blob_len,
-                    const uint8_t *payload, size_t payload_len, int wait_ms) {
+/* A request PDU with a fresh message ID and token, the options of blob (packed
+ * as lcp_pack_option packs them, in order) and the payload; or NULL, with *error
+ * set to LCP_NO_PDU, LCP_NO_ROOM_OPTION or LCP_NO_ROOM_PAYLOAD. */
+static coap_pdu_t *
+lcp_build_request(coap_session_t *session, int type, int code, const uint8_t *blob,
+                  size_t blob_len, const uint8_t *payload, size_t payload_len,
+                  int *error) {
   uint8_t token[8];
   size_t token_len = 0, at = 0;
-  unsigned int calls = lcp_py_calls;
-  int mid;
   coap_pdu_t *pdu = lcp_new_request(session, type, code, token, &token_len);
-  if (!pdu)
-    return LCP_NO_PDU;
+  if (!pdu) {
+    *error = LCP_NO_PDU;
+    return NULL;
+  }
   while (at + 6 <= blob_len) {
     uint16_t number = (uint16_t)(blob[at] << 8 | blob[at + 1]);
     size_t len = (size_t)blob[at + 2] << 24 | (size_t)blob[at + 3] << 16 |
@@ -1555,18 +1551,57 @@ lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_t *c
     at += 6;
     if (at + len > blob_len || !coap_add_option(pdu, number, len, blob + at)) {
       coap_delete_pdu(pdu);
-      return LCP_NO_ROOM_OPTION;
+      *error = LCP_NO_ROOM_OPTION;
+      return NULL;
     }
     at += len;
   }
   if (payload_len && !coap_add_data(pdu, payload_len, payload)) {
     coap_delete_pdu(pdu);
-    return LCP_NO_ROOM_PAYLOAD;
+    *error = LCP_NO_ROOM_PAYLOAD;
+    return NULL;
   }
+  return pdu;
+}
+
+/* request()'s common case in one call: a request PDU with a fresh token, the
+ * options of blob (packed as lcp_pack_option packs them, sorted by number) and
+ * the payload, sent as lcp_send_claimed() sends one. Returns what that returns,
+ * or LCP_NO_PDU, LCP_NO_ROOM_OPTION, LCP_NO_ROOM_PAYLOAD (nothing sent, the
+ * claim idle). LCP_QUIET is added to the message ID when the first pass answered
+ * the claim and no call into Python was made meanwhile: request() then returns
+ * the answer with no after_io() when nothing else waits for one (Loop.watched). */
+int
+lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_t *claim,
+                    int type, int code, const uint8_t *blob, size_t blob_len,
+                    const uint8_t *payload, size_t payload_len, int wait_ms) {
+  unsigned int calls = lcp_py_calls;
+  int mid, error = 0;
+  coap_pdu_t *pdu = lcp_build_request(session, type, code, blob, blob_len, payload,
+                                      payload_len, &error);
+  if (!pdu)
+    return error;
   mid = lcp_send_claimed(ctx, session, pdu, claim, wait_ms);
   if (mid >= 0 && claim->state == 1 && lcp_py_calls == calls)
     mid |= LCP_QUIET;
   return mid;
+}
+
+/* Session.send() of a PDU from Session.new_pdu() that Python has not asked libcoap
+ * to make yet (pdu.py: an unbuilt PDU), in one call: made with its options (blob)
+ * and sent. Returns coap_send's result, or lcp_build_request's error.
+ * Buys: the C sample's shape, a fresh PDU with a Uri-Path sent from inside the
+ * response handler, takes one call instead of four (lcp_new_request,
+ * coap_add_option, coap_send, and ffi.gc twice) - see docs/architecture.md. */
+int
+lcp_send_new(coap_session_t *session, int type, int code, const uint8_t *blob,
+             size_t blob_len) {
+  int error = 0;
+  coap_pdu_t *pdu = lcp_build_request(session, type, code, blob, blob_len, NULL, 0,
+                                      &error);
+  if (!pdu)
+    return error;
+  return (int)coap_send(session, pdu);
 }
 
 /* Copy the response into the claim (its token, payload and options, one after

@@ -110,6 +110,7 @@ _new_request = lib.lcp_new_request
 _coap_send = lib.coap_send
 _gc = ffi.gc
 _owned_new = PDU._owned_new
+_unbuilt = PDU._unbuilt
 _ceil = math.ceil
 _request_claimed = lib.lcp_request_claimed
 _MID_MAX = 0xFFFF  # above: lcp_request_claimed's LCP_QUIET was added
@@ -1206,9 +1207,10 @@ class Session:
         if mid is not None and not 0 <= mid <= 0xFFFF:
             raise ValueError(f"a message ID is 0..65535, not {mid!r}")
         if token is None:
-            token_len = self._token_len
-            pdu_ptr = _new_request(ptr, kind, method, self._token, token_len)
-            length = token_len[0]
+            if mid is None:
+                # libcoap makes it when it is needed (see PDU._unbuilt).
+                return _unbuilt(self, self._context, self._make_pdu, kind, method)
+            pdu_ptr, length = self._make_pdu(kind, method)
         else:
             token = bytes(token)
             if len(token) > 8:
@@ -1221,6 +1223,15 @@ class Session:
             lib.lcp_pdu_set_mid(pdu_ptr, mid)
         return _owned_new(pdu_ptr, self, self._context, length)
 
+    def _make_pdu(self, kind: int, code: int) -> tuple[Any, int]:
+        """A request PDU with a fresh message ID and token (an unbuilt PDU's builder)."""
+        ptr = self._live()
+        token_len = self._token_len
+        pdu_ptr = _new_request(ptr, kind, code, self._token, token_len)
+        if not pdu_ptr:
+            check(pdu_ptr, NO_PDU)
+        return pdu_ptr, token_len[0]
+
     def send(self, pdu: PDU) -> int:
         """Hand a PDU to libcoap (which sends it from ``run_once()``); returns its message ID.
 
@@ -1230,21 +1241,9 @@ class Session:
         ptr = self._ptr
         if self._loop.owner != _get_ident() or ptr is None or self._check_alive:
             ptr = self._checked()  # (_live(), inline)
-        if not isinstance(pdu, PDU) or not pdu._owned:
+        if not isinstance(pdu, PDU):
             raise TypeError("send() takes a PDU made by Session.new_pdu()")
-        if pdu._session is not self:
-            raise CoapError("this PDU was made for another session")
-        # (The session is open, so its Context is, and the PDU only needs its pointer.)
-        c_pdu = pdu._materialise(ptr) if pdu._options or pdu._payload else pdu._ptr
-        if c_pdu is None:
-            pdu._live()  # raises: sent already
-        _gc(c_pdu, None)  # libcoap's from here on
-        pdu._ptr = None
-        pdu._state = "sent (send() consumed it)"
-        mid: int = _coap_send(ptr, c_pdu)
-        if mid < 0:
-            check(mid, self._send_failure, zero_ok=True)
-        return mid
+        return pdu._send(self, ptr, self._send_failure)
 
     # -- callbacks from the Context ---------------------------------------------------------
 

@@ -134,6 +134,11 @@ int lcp_send_claimed(coap_context_t *ctx, coap_session_t *session, coap_pdu_t *p
 int lcp_request_claimed(coap_context_t *ctx, coap_session_t *session, lcp_claim_t *claim,
                         int type, int code, const uint8_t *blob, size_t blob_len,
                         const uint8_t *payload, size_t payload_len, int wait_ms);
+/* Session.send() of a PDU pdu.py has not built yet: made with a fresh message ID
+ * and token and the options of blob, then sent (coap_send's result, or LCP_NO_PDU,
+ * LCP_NO_ROOM_OPTION). */
+int lcp_send_new(coap_session_t *session, int type, int code, const uint8_t *blob,
+                 size_t blob_len);
 void lcp_claim_disarm(lcp_claim_t *c);
 /* Passes until the claim is answered, Python was called, a wake-up, or timeout_ms. */
 int lcp_io_wait(coap_context_t *ctx, const lcp_claim_t *claim, int timeout_ms);
