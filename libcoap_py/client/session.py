@@ -113,6 +113,7 @@ _owned_new = PDU._owned_new
 _unbuilt = PDU._unbuilt
 _ceil = math.ceil
 _request_claimed = lib.lcp_request_claimed
+_session_state = lib.lcp_session_state
 _MID_MAX = 0xFFFF  # above: lcp_request_claimed's LCP_QUIET was added
 assert lib.LCP_QUIET == _MID_MAX + 1
 _any = any
@@ -225,7 +226,7 @@ class Session:
         self._token_len = ffi.new("size_t *")
         self._handle = ffi.new_handle(self)
         # (method, path) -> (code, options, their encoded size) of plain requests.
-        self._prepared: dict[tuple[object, str], tuple[int, bytes, int]] = {}
+        self._prepared: dict[tuple[object, str], tuple[int, bytes, int, int]] = {}
         proto = int(lib.lcp_session_proto(ptr))
         self._reliable = proto in _RELIABLE
         self._proto_dtls = proto == int(Proto.DTLS)
@@ -492,7 +493,14 @@ class Session:
             and block_size is None
             and _LIBCOAP_BLOCKS
             and (not payload or (payload.__class__ is bytes and not self._reliable))
-            and (not self._proto_dtls or self._established())
+            and (
+                not self._proto_dtls
+                or (  # (_established(), inline)
+                    not self._renew_due
+                    and self._ptr is not None
+                    and _session_state(self._ptr) == _STATE_ESTABLISHED
+                )
+            )
         ):
             # The common case: no extra options, a body (if any) that fits one PDU, no
             # handshake to watch. Built, sent and given its first pass in one C call.
@@ -679,7 +687,7 @@ class Session:
         prepared = self._prepared.get((method, path))
         if prepared is None:
             prepared = self._prepare(method, path)
-        code, blob, room = prepared
+        code, blob, blob_len, room = prepared
         body = payload if payload.__class__ is bytes else b""  # else: an empty one
         if body and len(body) > _max_pdu_size(ptr) - room:
             return None
@@ -691,7 +699,7 @@ class Session:
         loop.in_io = True  # (as Loop.send does, inline: request()'s common case)
         mid = _request_claimed(
             loop.ptr, ptr, claim.ptr, _CON if confirmable else _NON, code, blob,
-            len(blob), body, len(body), first_ms,
+            blob_len, body, len(body), first_ms,
         )  # fmt: skip
         loop.in_io = outer
         if mid < 0:
@@ -790,14 +798,15 @@ class Session:
             progress(len(response.payload), len(response.payload))
         return response
 
-    def _prepare(self, method: str | Code | int, path: str) -> tuple[int, bytes, int]:
-        """(code, options packed for lcp_request_claimed, PDU bytes besides the payload)
-        of a request without extra options: request()'s common case."""
+    def _prepare(self, method: str | Code | int, path: str) -> tuple[int, bytes, int, int]:
+        """(code, options packed for lcp_request_claimed, their length, PDU bytes besides
+        the payload) of a request without extra options: request()'s common case."""
         code, opts = self._request_options(method, path, None, (), None, None, ())
         room = 4 + 8 + encoded_options_size(opts) + 1  # header, longest token, marker
         if len(self._prepared) >= _PREPARED_MAX:
             self._prepared.clear()
-        prepared = self._prepared[(method, path)] = (int(code), pack_options(opts), room)
+        blob = pack_options(opts)
+        prepared = self._prepared[(method, path)] = (int(code), blob, len(blob), room)
         return prepared
 
     def _ask_steps(
