@@ -646,7 +646,11 @@ class Session:
         if mid > _MID_MAX and not _any(loop.watched):
             # Answered in the first pass, which made no call into Python, and nothing
             # else waits for after_io(): the whole request was one C call.
-            return self._exchanges.take(claim)
+            exchanges = self._exchanges
+            if exchanges.reject is None:  # (take(), inline: the claim came from idle)
+                exchanges.idle.append(claim)
+                return claim.answer()
+            return exchanges.take(claim)
         if claim.ptr.state == 1:  # answered in the first pass
             try:
                 return self._exchanges.take(claim)
