@@ -128,6 +128,27 @@ def test_timeout_and_reset_are_the_blocking_exceptions(
     run(main)
 
 
+def test_a_request_without_timeout_waits_as_the_session_is_set_now(silent_peer: UdpPeer) -> None:
+    """Without ``timeout``, a request waits libcoap's MAX_TRANSMIT_WAIT and a second,
+    from the session's ack_timeout and max_retransmit as they are when it is made."""
+
+    async def main() -> None:
+        async with aio.Context() as ctx:
+            session = ctx.client_session(silent_peer.uri)
+            session.blocking.max_retransmit = 1  # (libcoap takes 1 at least)
+            session.blocking.ack_timeout = 2.0  # 2 x 3 x 1.5 + 1: 10 s
+            first = asyncio.ensure_future(session.request("GET", "x"))
+            await asyncio.sleep(0)  # (it is sent, with its wait)
+            session.blocking.ack_timeout = 1.0  # 1 x 3 x 1.5 + 1: 5.5 s
+            assert session.blocking.max_transmit_wait() == 4.5
+            with pytest.raises(coap.RequestTimeout, match=r"within 5\.5 s"):
+                await session.request("GET", "y")
+            assert not first.done()
+            first.cancel()
+
+    run(main)
+
+
 def test_bad_arguments_raise_before_sending() -> None:
     async def main() -> None:
         async with aio.Context() as ctx:

@@ -42,6 +42,7 @@ _PASSES = 16  # passes at most in one turn of the event loop while requests are 
 #: it only in a pass, so a send is followed by one.
 _SEND_ARMS_TIMER = lib.LCP_GENERATION >= 3
 _monotonic = time.monotonic
+_any = any
 
 
 class Driver:
@@ -81,6 +82,7 @@ class Driver:
         #: Called with what a handler raised (no caller to re-raise it to).
         self.on_error: Callable[[BaseException], None] = self._report
         exchanges.on_session_end.append(self._session_ended)
+        self._dues = tuple(due for due, _, _ in loop.hooks)  # (the hooks' containers)
         aloop.add_reader(fd, self.run_pass)
 
     # -- passes ---------------------------------------------------------------------------
@@ -96,14 +98,15 @@ class Driver:
             next_ms = _io_poll(loop.ptr, self._served, _PASSES)
         finally:
             loop.in_io = False
-        try:
-            loop.after_io()
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as error:
-            self.on_error(error)
-        if loop.ptr is None:  # closed from a handler
-            return
+        if _any(loop.watched) or loop.close_requested or loop.error is not None:
+            try:
+                loop.after_io()  # (only when it has something to do: Loop.io's test)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as error:
+                self.on_error(error)
+            if loop.ptr is None:  # closed from a handler
+                return
         self._look()
         for ref in list(self.watchers):
             watcher = ref()
@@ -125,9 +128,10 @@ class Driver:
 
     def _schedule(self, delay: float) -> None:
         """A pass within ``delay`` seconds at the latest (inf: none needed by libcoap)."""
-        for due, _, every in self.loop.hooks:
-            if due and every < delay:
-                delay = every
+        if _any(self._dues):
+            for due, _, every in self.loop.hooks:
+                if due and every < delay:
+                    delay = every
         if self.unclaimed:
             delay = min(delay, 0.1)  # (a CSM wait: the session's state, looked at)
         if delay == math.inf:

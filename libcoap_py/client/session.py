@@ -240,6 +240,9 @@ class Session:
         self._born = _monotonic()  # when this C session (and its handshake) began
         # While request() waits on a handshake: when to end it and start anew (_await).
         self._handshake_deadline: float | None = None
+        # transmit_wait()'s, for libcoap_py.aio (None: ask libcoap; reset with the
+        # parameters it depends on, and with a new C session).
+        self._transmit_wait: float | None = None
         self.closed = False
         #: How often a failed C session (a DTLS failure, a restarted peer) was replaced
         #: by a new one behind this Session.
@@ -326,6 +329,7 @@ class Session:
             )
         lib.coap_session_set_app_data(old, ffi.NULL)
         self._ptr = new
+        self._transmit_wait = None
         lib.coap_session_set_app_data(new, self._handle)
         self._dtls_failed = False
         self._handshake_done = False
@@ -366,6 +370,7 @@ class Session:
         if not 1 <= wanted < 65536000:
             raise ValueError("ack_timeout must be between 0.001 and 65535 seconds")
         lib.lcp_session_set_ack_timeout_ms(ptr, wanted)
+        self._transmit_wait = None
         if lib.lcp_session_get_ack_timeout_ms(ptr) != wanted:
             # libcoap 4.3 ignores values below 1 s without saying so.
             raise ValueError(
@@ -393,6 +398,7 @@ class Session:
         if not 0 <= count <= 0xFFFF:
             raise ValueError("max_retransmit must be between 0 and 65535")
         lib.coap_session_set_max_retransmit(self._live(), count)
+        self._transmit_wait = None
 
     @property
     def max_pdu_size(self) -> int:
@@ -1370,6 +1376,9 @@ def plain_waiting(session: Session, claim: Claim, mid: int, wait: float, started
 
 def transmit_wait(session: Session) -> float:
     """How long a request without a timeout waits: libcoap's MAX_TRANSMIT_WAIT plus
-    one second, as request() does."""
-    ptr = session._live()
-    return float(lib.lcp_session_max_transmit_wait(ptr)) + 1.0
+    one second, as request() does (kept until the session's parameters change)."""
+    wait = session._transmit_wait
+    if wait is None:
+        ptr = session._live()
+        wait = session._transmit_wait = float(lib.lcp_session_max_transmit_wait(ptr)) + 1.0
+    return wait
