@@ -494,6 +494,9 @@ class PDU(OptionAccessors):
     def __repr__(self) -> str:
         if self._ptr is None:
             return f"<PDU ({self._state})>"
+        if self._ptr is _UNBUILT and self._recipe is not None:  # (a repr makes nothing)
+            _, kind, code = self._recipe
+            return f"<PDU {_TYPES[kind].name} {_CODES[code]!s} (ID given when sent)>"
         return f"<PDU {self.type.name} {self.code!s} mid={self.mid}>"
 
 

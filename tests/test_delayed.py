@@ -993,6 +993,7 @@ def test_fresh_pdus_go_on_the_wire_as_built(serve: Serve) -> None:
         pdu.add_option(coap.OptionNumber.URI_PATH, "a")
         pdu.add_option(coap.OptionNumber.URI_PATH, b"b")
         assert pdu.options[0] == (int(coap.OptionNumber.URI_PATH), b"a")  # (still unbuilt)
+        assert repr(pdu) == f"<PDU CON {coap.Code.GET!s} (ID given when sent)>"
         sent.append((session.send(pdu), None))
         # Its type and token read first: made then, sent as it was read.
         pdu = session.new_pdu(coap.MessageType.NON, coap.Code.GET)
