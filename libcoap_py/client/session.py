@@ -1214,6 +1214,11 @@ class Session:
     ) -> PDU:
         """A new PDU with a fresh message ID and token, owned by you until ``send()``.
 
+        libcoap makes the PDU, and gives it its ID and token, when it is first
+        needed: when a field (``mid``, ``token``, ``type``, ``code``) is read, when
+        it is sent with a payload, or in ``send()`` itself (one call into libcoap
+        for a request with options only: the handler loop's common case).
+
         ``mid`` and ``token`` give them instead: to send a message again, as it
         was, over a new session (a server that recognises retransmissions, such as
         the data service, then answers it as the first copy).
