@@ -31,6 +31,8 @@ _MAX_AGE = int(OptionNumber.MAX_AGE)
 _LOCATION_PATH = int(OptionNumber.LOCATION_PATH)
 _TYPE_OF: tuple[MessageType, ...] = tuple(sorted(MessageType, key=int))
 _unpack = ffi.unpack
+_object_new = object.__new__
+_serve_reply = lib.lcp_serve_reply
 
 DEFAULT_CODES = {
     Code.GET: Code.CONTENT,
@@ -75,7 +77,7 @@ class Request(PackedOptions):
     def _served(cls, info: Any, raw_options: bytes, session: ServerSession) -> Request:
         """The request lcp_serve_read described (``info``): everything copied now, the
         options kept encoded until first asked for."""
-        self = cls.__new__(cls)
+        self = _object_new(cls)
         self.code = _CODE_OF[info.code]  # no Enum call per request
         self.type = _TYPE_OF[info.type]
         self.mid = info.mid
@@ -328,8 +330,9 @@ class ServerResponse(OptionAccessors):
         if parts is None:
             return False
         _, number, payload = parts
-        done: int = lib.lcp_serve_reply(session_ptr, ptr, self._code, number, payload, len(payload))
-        check(done, "libcoap refused the response", zero_ok=True)
+        done: int = _serve_reply(session_ptr, ptr, self._code, number, payload, len(payload))
+        if done < 0:
+            check(done, "libcoap refused the response", zero_ok=True)
         return done > 0
 
     def __repr__(self) -> str:

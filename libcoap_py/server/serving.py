@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import math
 import os
@@ -57,6 +58,9 @@ _DEFAULT_CODE: dict[int, Code] = {int(method): code for method, code in DEFAULT_
 _PASSES = 16  # I/O passes run() makes back to back while they answer requests
 _SCRATCH_ROOM = 256  # bytes for a request's options (lcp_serve_read); grows when needed
 _unpack = ffi.unpack
+_serve_read = lib.lcp_serve_read
+_partial = functools.partial
+_NOTIFY_ERROR_UNSAFE = bool(lib.LCP_NOTIFY_ERROR_UNSAFE)
 _SERVER_SESSION_EVENTS = bool(lib.LCP_HAS_SERVER_SESSION_EVENTS)
 
 
@@ -511,13 +515,13 @@ class Server:
     ) -> None:
         if request:
             info, scratch, room, served = self._serve or self._serve_buffers()
-            lib.lcp_serve_read(session_ptr, request, info, scratch, room)
+            _serve_read(session_ptr, request, info, scratch, room)
             need = info.options_len
             if need > room:
                 room = max(need, 2 * room)
                 scratch = ffi.new("char[]", room)
                 self._serve = (info, scratch, room, served)
-                lib.lcp_serve_read(session_ptr, request, info, scratch, room)
+                _serve_read(session_ptr, request, info, scratch, room)
             data = info.session_data
             session = ffi.from_handle(data) if data else None
             if not isinstance(session, ServerSession):
@@ -566,11 +570,8 @@ class Server:
             code = int(req.code)
         reply = ServerResponse(_DEFAULT_CODE.get(code, Code.CONTENT))
         if served is not None:
-
-            def delay(answer: ServerResponse, acknowledge: bool) -> DelayedResponse:
-                return self._delay(resource, session_ptr, req, answer, acknowledge, block1)
-
-            reply._origin = delay
+            # (A partial, not a closure: no cells for this function's variables.)
+            reply._origin = _partial(self._delay, resource, session_ptr, req, block1)
         self.loop.dispatching += 1
         try:
             result = handler(req, reply)
@@ -585,7 +586,7 @@ class Server:
                 lib.lcp_pdu_set_code(response, 0)
             elif resource._observable:
                 resource._observe_option(session_ptr, req, reply)
-                if lib.LCP_NOTIFY_ERROR_UNSAFE and int(reply._code) >> 5 > 2:
+                if _NOTIFY_ERROR_UNSAFE and int(reply._code) >> 5 > 2:
                     reply = self._error_notification(session_ptr, req, response, reply)
             if reply._delayed is None:
                 self._write_reply(session_ptr, req, reply, response, block_options, block1)
@@ -626,9 +627,9 @@ class Server:
         resource: Resource,
         session_ptr: Any,
         req: Request,
+        block1: Any,
         reply: ServerResponse,
         acknowledge: bool,
-        block1: Any,
     ) -> DelayedResponse:
         """``ServerResponse.delay()``, in a handler."""
         if resource._observable and req.observe is not None:
